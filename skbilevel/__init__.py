@@ -1,0 +1,12 @@
+"""skbilevel: gradient-based hyperparameter search for regularized linear models.
+
+Estimators tune continuous regularization hyperparameters by gradient descent on
+the cross-validation loss (HOAG, with SHINE and other hypergradient solvers),
+instead of refitting on a grid.
+"""
+
+from .linear_model import HOAGLogisticRegression
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["HOAGLogisticRegression", "__version__"]

@@ -1,0 +1,192 @@
+"""SHINE: reuse the inner L-BFGS inverse-Hessian estimate for ``H v = b``.
+
+The inner solver's secant pairs define ``B^{-1} ~ H^{-1}`` (two-loop recursion).
+SHINE (Ramzi et al. 2022) takes ``v = B^{-1} b`` at the cost of O(m p) flops and
+no Hessian-vector product. Two safeguards make it robust where the published
+method diverges (see DESIGN.md):
+
+- the initial scaling ``gamma = s'y / y'y`` is capped at ``1 / mu``, ``mu`` the
+  penalty's curvature: ``H >= mu I``, so no direction needs more than ``1 / mu``;
+- one Hessian-vector product measures the residual of the estimate, and a
+  poor estimate is refined by conjugate gradient preconditioned with ``B^{-1}``.
+"""
+
+import math
+
+from ..solvers._memory import inv_hessian_product
+from ..utils._array_api import norm, to_float
+from .base import (
+    LinearSolver,
+    LinearSolveResult,
+    check_positive_float,
+    check_positive_int,
+)
+from .cg import preconditioned_cg
+
+__all__ = ["ShineSolver", "ShineOPASolver", "ShineRefineSolver"]
+
+
+def _check_curvature_floor(solver, system):
+    mu = system.curvature_floor
+    try:
+        valid = math.isfinite(float(mu)) and float(mu) > 0
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"Linear solver {solver.name!r} caps its inverse-Hessian scaling at "
+            f"1 / curvature_floor and needs a finite curvature_floor > 0 "
+            f"(min exp(lam)), got {mu!r}."
+        )
+
+
+def _inverse_estimate(system):
+    """``r -> B^{-1} r`` with the scaling capped at ``1 / mu``."""
+    xp, memory = system.xp, system.memory
+    gamma_max = 1.0 / float(system.curvature_floor)
+    return lambda r: inv_hessian_product(xp, memory, r, gamma_max=gamma_max)
+
+
+class ShineSolver(LinearSolver):
+    """SHINE: ``v = B^{-1} b`` from the inner L-BFGS memory, checked.
+
+    ``B^{-1}`` is the two-loop recursion over the inner solver's secant pairs
+    with ``H0 = min(s'y / y'y, 1 / mu) I`` (``mu`` = ``system.curvature_floor``).
+    With an empty memory the estimate is ``b / mu``. One Hessian-vector product
+    then gives the relative residual of the estimate; when it exceeds
+    ``fallback_residual``, conjugate gradient preconditioned by ``B^{-1}`` and
+    started at the estimate refines it to ``tol``.
+
+    Cost: O(m n_params) for the estimate (m pairs); one HVP for the check; one
+    HVP per refinement iteration when the check fails.
+
+    Parameters
+    ----------
+    fallback_residual : float or None, default=0.5
+        Relative residual above which the estimate is refined. None skips the
+        check: SHINE as published, no HVP at all, ``residual`` is None.
+    max_iter : int, default=100
+        Maximum number of refinement iterations.
+
+    References
+    ----------
+    Z. Ramzi, F. Mannel, S. Bai, J.-L. Starck, P. Ciuciu, T. Moreau, "SHINE:
+    SHaring the INverse Estimate from the forward pass for bi-level
+    optimization and implicit models", ICLR 2022.
+    """
+
+    name = "shine"
+
+    def __init__(self, fallback_residual=0.5, max_iter=100):
+        self.fallback_residual = check_positive_float(
+            "fallback_residual", fallback_residual, allow_none=True
+        )
+        self.max_iter = check_positive_int("max_iter", max_iter)
+
+    @property
+    def requires(self):
+        if self.fallback_residual is None:
+            return frozenset({"memory"})
+        return frozenset({"memory", "hvp"})
+
+    def check_system(self, system):
+        super().check_system(system)
+        _check_curvature_floor(self, system)
+
+    def _solve(self, system, b, *, b_norm, tol, state):
+        xp = system.xp
+        inverse = _inverse_estimate(system)
+        v = inverse(b)
+        if self.fallback_residual is None:
+            return LinearSolveResult(v, 0, 0, None, None)
+        r = b - system.hessp(v)
+        residual = to_float(norm(xp, r)) / b_norm
+        if residual <= self.fallback_residual:
+            return LinearSolveResult(v, 1, 0, residual, None)
+        result = preconditioned_cg(
+            xp,
+            system.hessp,
+            b,
+            x0=v,
+            r0=r,
+            preconditioner=inverse,
+            tol=tol,
+            max_iter=self.max_iter,
+            b_norm=b_norm,
+        )
+        return LinearSolveResult(
+            result.solution, 1 + result.n_matvec, 0, result.residual, None
+        )
+
+
+class ShineOPASolver(ShineSolver):
+    """SHINE with outer-problem awareness (OPA).
+
+    The same solve as :class:`ShineSolver`; ``opa = True`` asks the caller to
+    have the inner L-BFGS add secant pairs along ``b`` (Ramzi et al. 2022,
+    Section 3.2), so that ``B^{-1}`` is accurate in the direction that matters
+    for the hypergradient.
+
+    Parameters
+    ----------
+    fallback_residual : float or None, default=0.5
+        See :class:`ShineSolver`.
+    max_iter : int, default=100
+        See :class:`ShineSolver`.
+
+    References
+    ----------
+    Z. Ramzi et al., "SHINE", ICLR 2022.
+    """
+
+    name = "shine-opa"
+    opa = True
+
+
+class ShineRefineSolver(LinearSolver):
+    """SHINE refine: a short conjugate gradient preconditioned by SHINE.
+
+    Conjugate gradient on ``H v = b`` with the preconditioner ``B^{-1}`` (the
+    capped L-BFGS inverse estimate, as in :class:`ShineSolver`), started at
+    ``B^{-1} b`` and stopped at ``tol`` or ``max_iter``. Ramzi et al. (2022)
+    start a CG at the SHINE estimate; preconditioning with the same operator
+    also shrinks the spectrum along the directions the inner solver explored.
+
+    Cost: one HVP for the initial residual, one per iteration, and one
+    two-loop recursion (O(m n_params)) per iteration.
+
+    Parameters
+    ----------
+    max_iter : int, default=10
+        Maximum number of preconditioned CG iterations.
+
+    References
+    ----------
+    Z. Ramzi et al., "SHINE", ICLR 2022.
+    """
+
+    name = "shine-refine"
+    requires = frozenset({"memory", "hvp"})
+
+    def __init__(self, max_iter=10):
+        self.max_iter = check_positive_int("max_iter", max_iter)
+
+    def check_system(self, system):
+        super().check_system(system)
+        _check_curvature_floor(self, system)
+
+    def _solve(self, system, b, *, b_norm, tol, state):
+        inverse = _inverse_estimate(system)
+        result = preconditioned_cg(
+            system.xp,
+            system.hessp,
+            b,
+            x0=inverse(b),
+            preconditioner=inverse,
+            tol=tol,
+            max_iter=self.max_iter,
+            b_norm=b_norm,
+        )
+        return LinearSolveResult(
+            result.solution, result.n_matvec, 0, result.residual, None
+        )

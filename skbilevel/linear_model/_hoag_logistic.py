@@ -1,0 +1,463 @@
+"""HOAGLogisticRegression: logistic regression that tunes its own L2 penalty."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.model_selection import StratifiedKFold, check_cv
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..hypergrad import LINEAR_SOLVERS, get_linear_solver
+from ..objectives import (
+    BinaryLogisticLoss,
+    InnerObjective,
+    L2Penalty,
+    MultinomialLogisticLoss,
+)
+from ..outer import TOLERANCE_SCHEDULES, CrossValidatedProblem, hoag, make_folds
+from ..solvers import minimize_lbfgs
+from ..utils._array_api import to_numpy
+from ..utils._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _check_sample_weight,
+    _fit_context,
+)
+
+__all__ = ["HOAGLogisticRegression"]
+
+
+def _check_C_bounds(C_bounds):
+    """``(C_low, C_high)`` -> log-space bounds ``(lambda_low, lambda_high)``."""
+    try:
+        low, high = (float(c) for c in C_bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"C_bounds must be a pair of positive numbers (low, high), got {C_bounds!r}."
+        ) from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
+        raise ValueError(
+            f"C_bounds must satisfy 0 < low < high with finite values, got {C_bounds!r}."
+        )
+    return -np.log(high), -np.log(low)
+
+
+def _make_penalty(penalty_groups, n_features, n_outputs):
+    if penalty_groups is None:
+        return L2Penalty.scalar()
+    if isinstance(penalty_groups, str):  # "features", checked by the constraints
+        return L2Penalty.per_feature(n_features, n_outputs)
+    groups = np.asarray(penalty_groups)
+    if groups.shape != (n_features,):
+        raise ValueError(
+            f"penalty_groups must give one group label per feature: expected shape "
+            f"({n_features},), got {groups.shape}."
+        )
+    if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
+        raise ValueError("penalty_groups must not contain NaN or infinite labels.")
+    return L2Penalty.from_groups(groups, n_outputs)
+
+
+class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+    """Logistic regression that chooses its own L2 penalty by gradient descent.
+
+    The penalty strength ``C`` (one for all features, one per feature, or one per
+    group of features) minimizes the cross-validated log-loss. Instead of
+    refitting on a grid of values, HOAG (Pedregosa, 2016) follows the
+    hypergradient ``d CV-loss / d log C``: each fold's model is refit
+    warm-started at every outer step, the hypergradient comes from the implicit
+    function theorem, and the linear system it needs is solved by reusing the
+    inner L-BFGS memory (SHINE, Ramzi et al., 2022) or by one of the other
+    solvers. The model is then refit on all the data with the chosen penalty.
+
+    The training objective is scikit-learn's:
+    ``sum_i s_i loss_i + 1/2 sum_j (1 / C_j) coef_j^2`` (binary or multinomial
+    log-loss, intercept not penalized), so ``C_`` means what ``C`` means in
+    :class:`~sklearn.linear_model.LogisticRegression`.
+
+    Parameters
+    ----------
+    penalty_groups : None, "features" or array-like of shape (n_features,), \
+            default=None
+        Structure of the penalty. ``None``: one ``C`` for all features.
+        ``"features"``: one ``C`` per feature. An array: ``C`` shared within
+        each group, ``penalty_groups[j]`` being the group label of feature ``j``.
+    C_init : float or None, default=None
+        Starting value of ``C``. ``None`` starts with a coarse bracket of a few
+        warm-started fits from the strongest penalty down, and continues from
+        the best of them.
+    C_bounds : tuple (low, high), default=(1e-4, 1e4)
+        Box for ``C``, searched in log space.
+    cv : int, cross-validation generator or iterable, default=5
+        Splitting strategy, as in :func:`sklearn.model_selection.check_cv`: an
+        int gives :class:`~sklearn.model_selection.StratifiedKFold` (shuffled
+        with ``random_state`` when it is set, else the same folds as
+        ``GridSearchCV(cv=5)``).
+    hypergradient : str or LinearSolver, default="shine"
+        Solver of the hypergradient linear system: one of ``"shine"``,
+        ``"shine-opa"``, ``"shine-refine"``, ``"cg"``, ``"neumann"``,
+        ``"truncated"``, ``"identity"``, ``"exact"``, or an instance from
+        :mod:`skbilevel.hypergrad`.
+    max_iter : int, default=30
+        Outer (hyperparameter) steps at most, bracket excluded.
+    tol : float, default=1e-4
+        Stop when the projected hypergradient (of the mean CV log-loss with
+        respect to ``log(1/C)``) has a smaller Euclidean norm.
+    inner_tol : float, default=1e-4
+        Starting relative tolerance of the inner solves and linear systems; it
+        decreases along ``tol_schedule``.
+    inner_max_iter : int, default=1000
+        Iterations at most of each inner L-BFGS solve.
+    memory_size : int, default=10
+        Secant pairs kept by the inner L-BFGS (SHINE reuses them).
+    tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
+        Decrease of the inner tolerance across outer steps (summable, as HOAG
+        requires for convergence).
+    fit_intercept : bool, default=True
+        Fit an unpenalized intercept (one per class for multinomial).
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as in ``LogisticRegression``.
+    n_jobs : int or None, default=None
+        Folds solved in parallel (threads).
+    random_state : int, RandomState or None, default=None
+        Shuffles the folds when ``cv`` is an int.
+    verbose : int, default=0
+        One line per outer step (C, CV log-loss, hypergradient norm, elapsed).
+    callback : callable or None, default=None
+        Called with the history record of each evaluation; return True to stop.
+    warm_start : bool, default=False
+        Start the next ``fit`` from the ``C_`` of the previous one.
+    max_time : float or None, default=None
+        Time budget of the search in seconds.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Coefficients of the model refit on all data at ``C_``.
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Intercepts (zeros when ``fit_intercept=False``).
+    C_ : float or ndarray of shape (n_features,) or (n_groups,)
+        Chosen penalty: a float for one ``C``; per feature or per group (groups
+        in sorted label order) otherwise.
+    cv_loss_ : float
+        Mean cross-validated log-loss at ``C_``.
+    n_iter_ : int
+        Outer steps taken.
+    history_ : list of dict
+        One record per evaluation of the CV loss: ``C``, ``lam`` (``-log C``),
+        ``value`` (CV log-loss), ``grad_norm``, ``accepted``, ``inner_iter``,
+        ``n_hvp``, ``elapsed`` and more.
+    converged_ : bool
+        Whether the search met ``tol`` (or could not move by more than 1e-3 in
+        log C) before ``max_iter``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegressionCV : Chooses ``C`` on a grid.
+    skbilevel.model_selection.BilevelSearchCV : Gradient search for any
+        supported estimator or pipeline.
+
+    References
+    ----------
+    F. Pedregosa, "Hyperparameter optimization with approximate gradient",
+    ICML 2016. Z. Ramzi et al., "SHINE: SHaring the INverse Estimate from the
+    forward pass for bi-level optimization and implicit models", ICLR 2022.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skbilevel import HOAGLogisticRegression
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), HOAGLogisticRegression()).fit(X, y)
+    >>> clf = model[-1]
+    >>> bool(1e-4 <= clf.C_ <= 1e4), round(clf.cv_loss_, 2)
+    (True, 0.07)
+    """
+
+    _parameter_constraints = {
+        "penalty_groups": [None, StrOptions({"features"}), "array-like"],
+        "C_init": [None, Interval(Real, 0, None, closed="neither")],
+        "C_bounds": [tuple, list],
+        "cv": ["cv_object"],
+        "hypergradient": [StrOptions(set(LINEAR_SOLVERS)), HasMethods(["solve"])],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "inner_tol": [Interval(Real, 0, 1, closed="neither")],
+        "inner_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "memory_size": [Interval(Integral, 1, None, closed="left")],
+        "tol_schedule": [StrOptions(set(TOLERANCE_SCHEDULES))],
+        "fit_intercept": ["boolean"],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "n_jobs": [None, Integral],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callback": [None, callable],
+        "warm_start": ["boolean"],
+        "max_time": [None, Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        penalty_groups=None,
+        C_init=None,
+        C_bounds=(1e-4, 1e4),
+        cv=5,
+        hypergradient="shine",
+        max_iter=30,
+        tol=1e-4,
+        inner_tol=1e-4,
+        inner_max_iter=1000,
+        memory_size=10,
+        tol_schedule="exponential",
+        fit_intercept=True,
+        class_weight=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        callback=None,
+        warm_start=False,
+        max_time=None,
+    ):
+        self.penalty_groups = penalty_groups
+        self.C_init = C_init
+        self.C_bounds = C_bounds
+        self.cv = cv
+        self.hypergradient = hypergradient
+        self.max_iter = max_iter
+        self.tol = tol
+        self.inner_tol = inner_tol
+        self.inner_max_iter = inner_max_iter
+        self.memory_size = memory_size
+        self.tol_schedule = tol_schedule
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+        self.warm_start = warm_start
+        self.max_time = max_time
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # -- fit ------------------------------------------------------------------
+    def _validate_fit_data(self, X, y, sample_weight):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+        )
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.classes_.size < 2:
+            raise ValueError(
+                "HOAGLogisticRegression needs samples of at least 2 classes in the "
+                f"data, but the data contains only 1 class: {self.classes_[0]!r}."
+            )
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+        )
+        if self.class_weight is not None:
+            weights = compute_class_weight(
+                self.class_weight, classes=self.classes_, y=y
+            )
+            sample_weight = sample_weight * weights[np.searchsorted(self.classes_, y)]
+        return X, y, sample_weight
+
+    def _splits(self, X, y):
+        cv = self.cv
+        if isinstance(cv, Integral) and self.random_state is not None:
+            cv = StratifiedKFold(cv, shuffle=True, random_state=self.random_state)
+        cv = check_cv(cv, y, classifier=True)
+        n_splits = cv.get_n_splits(X, y)
+        if n_splits > X.shape[0]:
+            raise ValueError(
+                f"Cannot use cv with n_splits={n_splits} on n_samples={X.shape[0]}: "
+                "there must be at least as many samples as folds."
+            )
+        return list(cv.split(X, y))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Choose ``C`` by cross-validated gradient descent, then refit.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (CSR or CSC for sparse).
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the training loss and in the CV log-loss.
+
+        Returns
+        -------
+        self : HOAGLogisticRegression
+            Fitted estimator.
+        """
+        lam_low, lam_high = _check_C_bounds(self.C_bounds)
+        solver = get_linear_solver(self.hypergradient)
+        X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
+        n_classes = self.classes_.size
+        loss = BinaryLogisticLoss() if n_classes == 2 else MultinomialLogisticLoss()
+        n_outputs = loss.n_outputs(n_classes)
+        penalty = _make_penalty(self.penalty_groups, X.shape[1], n_outputs)
+        y_encoded = loss.encode(np, y, self.classes_, X.dtype)
+        splits = self._splits(X, y)
+
+        folds = make_folds(
+            X,
+            y_encoded,
+            splits,
+            loss=loss,
+            penalty=penalty,
+            n_outputs=n_outputs,
+            fit_intercept=self.fit_intercept,
+            sample_weight=sample_weight,
+        )
+        problem = CrossValidatedProblem(
+            folds,
+            solver,
+            inner_max_iter=self.inner_max_iter,
+            memory_size=self.memory_size,
+            n_jobs=self.n_jobs,
+        )
+        lam0, bracket = self._starting_point(penalty.n_hyper, lam_low, lam_high)
+        result = hoag(
+            problem,
+            lam0,
+            bounds=(lam_low, lam_high),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            tol_schedule=self.tol_schedule,
+            tol_start=self.inner_tol,
+            bracket=bracket,
+            max_time=self.max_time,
+            callback=self.callback,
+            verbose=self.verbose,
+            describe=_describe_C,
+        )
+        if not result.converged:
+            warnings.warn(
+                f"The search for C stopped before convergence ({result.message}). "
+                "The best C seen is used. Increase max_iter, or increase tol to "
+                "accept a less precise C.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_search_results(result)
+        self._refit(X, y_encoded, sample_weight, loss, penalty, n_outputs, result)
+        return self
+
+    def _starting_point(self, n_hyper, lam_low, lam_high):
+        """``(lam0, bracket)``: where the outer search starts, and bracket size."""
+        if self.warm_start and hasattr(self, "C_"):
+            previous = np.broadcast_to(
+                -np.log(np.asarray(self.C_, dtype=float)), (n_hyper,)
+            )
+            if previous.shape == (n_hyper,):
+                return previous.copy(), 0
+        if self.C_init is not None:
+            return np.full(n_hyper, -np.log(self.C_init)), 0
+        return np.full(n_hyper, (lam_low + lam_high) / 2), 5
+
+    def _set_search_results(self, result):
+        scalar = result.lam.size == 1 and self.penalty_groups is None
+        self.lambda_ = result.lam
+        self.C_ = float(np.exp(-result.lam[0])) if scalar else np.exp(-result.lam)
+        self.cv_loss_ = result.value
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.history_ = [
+            dict(record, C=np.exp(-record["lam"])) for record in result.history
+        ]
+
+    def _refit(self, X, y_encoded, sample_weight, loss, penalty, n_outputs, result):
+        inner = InnerObjective(
+            X, y_encoded, loss, penalty, n_outputs, self.fit_intercept, sample_weight
+        )
+        lam = inner.xp.asarray(result.lam, dtype=X.dtype)
+        solution = minimize_lbfgs(
+            lambda w: inner.value_and_grad(w, lam),
+            inner.model.zeros(),
+            tol=min(self.inner_tol, 1e-6),
+            max_iter=max(self.inner_max_iter, 1000),
+            memory_size=self.memory_size,
+        )
+        if not solution.converged:
+            warnings.warn(
+                f"The final fit at the chosen C did not converge ({solution.message}); "
+                "increase inner_max_iter or scale the data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        coef, intercept = inner.model.split(solution.x)
+        coef = to_numpy(coef)
+        self.coef_ = coef.reshape(1, -1) if n_outputs == 1 else coef.T.copy()
+        self.intercept_ = (
+            to_numpy(intercept).copy()
+            if intercept is not None
+            else np.zeros(n_outputs, dtype=X.dtype)
+        )
+
+    # -- prediction -----------------------------------------------------------
+    def predict_proba(self, X):
+        """Probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            proba = expit(scores)
+            return np.stack([1 - proba, proba], axis=1)
+        return softmax(scores, axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        return np.log(self.predict_proba(X))
+
+
+def _describe_C(lam):
+    C = np.exp(-np.asarray(lam))
+    if C.size == 1:
+        return f"C={C[0]:.4g}"
+    return f"C in [{C.min():.3g}, {C.max():.3g}] (geo. mean {np.exp(-lam.mean()):.3g})"

@@ -1,0 +1,16 @@
+"""Objectives: pointwise losses, the log-space L2 penalty, their composition with X."""
+
+from .linear import InnerObjective, LinearPredictor, ValidationLoss
+from .losses import LOSSES, BinaryLogisticLoss, MultinomialLogisticLoss, SquaredLoss
+from .penalties import L2Penalty
+
+__all__ = [
+    "BinaryLogisticLoss",
+    "InnerObjective",
+    "L2Penalty",
+    "LOSSES",
+    "LinearPredictor",
+    "MultinomialLogisticLoss",
+    "SquaredLoss",
+    "ValidationLoss",
+]

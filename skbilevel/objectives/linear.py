@@ -1,0 +1,262 @@
+"""Losses composed with a linear model: the inner and outer objectives of one fold.
+
+Parameters are one flat vector ``w`` (what L-BFGS and the linear solvers see):
+the coefficients of shape ``(n_features,)`` or ``(n_features, n_outputs)``
+flattened row-major, followed by the intercepts (one per output) when
+``fit_intercept``. ``raw = X @ coef + intercept``.
+
+- :class:`InnerObjective` is the regularized training loss of scikit-learn,
+  ``G(w, lambda) = sum_i s_i loss(y_i, raw_i) + 1/2 sum_j exp(lambda_{g(j)}) coef_j^2``
+  (a sum, not a mean, so that ``C = exp(-lambda)`` means what it means in
+  ``LogisticRegression`` and ``alpha = exp(lambda)`` what it means in ``Ridge``).
+  The intercept is never penalized.
+- :class:`ValidationLoss` is the outer criterion ``F(w)``, the weighted mean loss
+  on held-out samples (log-loss; mean squared error for regression).
+"""
+
+from ..utils._array_api import get_namespace, is_sparse
+
+__all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss"]
+
+
+class LinearPredictor:
+    """``w -> raw = X @ coef + intercept`` and its adjoint, on dense or sparse ``X``.
+
+    Parameters
+    ----------
+    X : array or sparse matrix of shape (n_samples, n_features)
+    n_outputs : int
+        Raw predictions per sample (1 for binary and single-target models).
+    fit_intercept : bool
+    """
+
+    def __init__(self, X, n_outputs=1, fit_intercept=True):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}.")
+        self.X = X
+        self.n_samples, self.n_features = X.shape
+        self.n_outputs = int(n_outputs)
+        self.fit_intercept = bool(fit_intercept)
+        self.n_coef = self.n_features * self.n_outputs
+        self.n_params = self.n_coef + (self.n_outputs if fit_intercept else 0)
+        self.xp = get_namespace(X)
+        self.dtype = X.dtype
+
+    def split(self, w):
+        """Flat ``w`` -> (coef as (n_features,) or (n_features, K), intercept or None)."""
+        xp = self.xp
+        coef = w[: self.n_coef]
+        if self.n_outputs > 1:
+            coef = xp.reshape(coef, (self.n_features, self.n_outputs))
+        intercept = w[self.n_coef :] if self.fit_intercept else None
+        return coef, intercept
+
+    def raw(self, w):
+        """Raw predictions, shape (n_samples,) or (n_samples, K)."""
+        coef, intercept = self.split(w)
+        raw = self.X @ coef
+        if intercept is not None:
+            raw = raw + (intercept if self.n_outputs > 1 else intercept[0])
+        return raw
+
+    def adjoint(self, raw_cotangent):
+        """``d raw / d w`` transposed applied to a cotangent of the raw predictions."""
+        xp = self.xp
+        coef_part = self.X.T @ raw_cotangent
+        parts = [xp.reshape(coef_part, (-1,))]
+        if self.fit_intercept:
+            parts.append(xp.reshape(xp.sum(raw_cotangent, axis=0), (-1,)))
+        return xp.concat(parts) if len(parts) > 1 else parts[0]
+
+    def zeros(self):
+        """A zero parameter vector of the right size, dtype and device."""
+        return self.xp.zeros(self.n_params, dtype=self.dtype, device=self._device())
+
+    def _device(self):
+        from ..utils._array_api import device_of
+
+        return device_of(self.X)
+
+
+def _weighted(xp, sample_weight, values):
+    """``s_i * values_i`` for values of shape (n,) or (n, K); ``s = None`` is all ones."""
+    if sample_weight is None:
+        return values
+    return (
+        sample_weight * values if values.ndim == 1 else sample_weight[:, None] * values
+    )
+
+
+class InnerObjective:
+    """Regularized training loss ``G(w, lambda)`` of one fold.
+
+    Parameters
+    ----------
+    X : array or sparse matrix of shape (n_samples, n_features)
+    y : array of shape (n_samples,) or (n_samples, n_outputs)
+        Targets already encoded by ``loss.encode``.
+    loss : BinaryLogisticLoss, MultinomialLogisticLoss or SquaredLoss
+    penalty : L2Penalty
+    n_outputs : int
+    fit_intercept : bool, default=True
+    sample_weight : array of shape (n_samples,) or None
+
+    Notes
+    -----
+    ``lam`` arguments are arrays of shape (n_hyper,) in the namespace and dtype of
+    ``X``; ``w`` is flat (see the module docstring).
+    """
+
+    def __init__(
+        self, X, y, loss, penalty, n_outputs=1, fit_intercept=True, sample_weight=None
+    ):
+        self.model = LinearPredictor(X, n_outputs, fit_intercept)
+        self.y = y
+        self.loss = loss
+        self.penalty = penalty
+        self.sample_weight = sample_weight
+        self.xp = self.model.xp
+
+    @property
+    def n_params(self):
+        return self.model.n_params
+
+    @property
+    def n_hyper(self):
+        return self.penalty.n_hyper
+
+    def _coef(self, w):
+        return w[: self.model.n_coef]
+
+    def _with_penalty(self, data_part, coef_part):
+        """Add a vector over the coefficients to the coefficient block of ``data_part``."""
+        xp = self.xp
+        n_coef = self.model.n_coef
+        if n_coef == data_part.shape[0]:
+            return data_part + coef_part
+        return xp.concat([data_part[:n_coef] + coef_part, data_part[n_coef:]])
+
+    def value(self, w, lam):
+        """``G(w, lam)`` as a 0-d array."""
+        xp = self.xp
+        losses = self.loss.value(xp, self.y, self.model.raw(w))
+        data = xp.sum(_weighted(xp, self.sample_weight, losses))
+        return data + self.penalty.value(xp, self._coef(w), lam)
+
+    def value_and_grad(self, w, lam):
+        """``G(w, lam)`` (0-d array) and ``dG/dw`` (shape (n_params,))."""
+        xp = self.xp
+        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self.model.raw(w))
+        data = xp.sum(_weighted(xp, self.sample_weight, losses))
+        grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
+        coef = self._coef(w)
+        value = data + self.penalty.value(xp, coef, lam)
+        return value, self._with_penalty(grad, self.penalty.gradient(xp, coef, lam))
+
+    def hessp(self, w, lam):
+        """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once."""
+        xp = self.xp
+        model, loss = self.model, self.loss
+        curvature = loss.curvature(xp, self.y, model.raw(w))
+        strength = self.penalty.strength(xp, self._coef(w), lam)
+
+        def matvec(v):
+            raw_direction = model.raw(v)
+            data = model.adjoint(
+                _weighted(
+                    xp,
+                    self.sample_weight,
+                    loss.hessian_product(xp, curvature, raw_direction),
+                )
+            )
+            return self._with_penalty(data, strength * v[: model.n_coef])
+
+        return matvec
+
+    def hessian(self, w, lam):
+        """Dense Hessian ``d2G/dw2``, shape (n_params, n_params). Small problems only."""
+        xp = self.xp
+        model = self.model
+        if model.n_outputs == 1 and not is_sparse(model.X):
+            curvature = self.loss.curvature(xp, self.y, model.raw(w))
+            c = (
+                xp.ones(model.n_samples, dtype=model.dtype)
+                if curvature is None
+                else curvature
+            )
+            if self.sample_weight is not None:
+                c = c * self.sample_weight
+            design = model.X
+            if model.fit_intercept:
+                ones = xp.ones((model.n_samples, 1), dtype=model.dtype)
+                design = xp.concat([design, ones], axis=1)
+            H = design.T @ (c[:, None] * design)
+            eye = xp.eye(model.n_params, dtype=model.dtype)
+            return H + eye * self.penalty_curvature(lam)[None, :]
+        matvec = self.hessp(w, lam)
+        eye = xp.eye(model.n_params, dtype=model.dtype)
+        return xp.stack([matvec(eye[i, :]) for i in range(model.n_params)], axis=1)
+
+    def cross(self, w, lam, v):
+        """``(d2G / dlambda dw) @ v``, shape (n_hyper,)."""
+        n_coef = self.model.n_coef
+        return self.penalty.cross(self.xp, w[:n_coef], lam, v[:n_coef])
+
+    def gradient_lambda(self, w, lam):
+        """Partial derivative ``dG / dlambda`` at fixed ``w``, shape (n_hyper,)."""
+        return self.penalty.gradient_lambda(self.xp, self._coef(w), lam)
+
+    def penalty_curvature(self, lam):
+        """Diagonal of ``d2P/dw2`` over all parameters (zero on intercepts)."""
+        xp = self.xp
+        zeros = self.model.zeros()
+        n_coef = self.model.n_coef
+        strength = self.penalty.strength(xp, zeros[:n_coef], lam)
+        return self._with_penalty(zeros, strength + zeros[:n_coef])
+
+    def curvature_floor(self, lam):
+        """``min_g exp(lam_g)``: the Hessian's coefficient block is at least this."""
+        return self.penalty.curvature_floor(lam)
+
+
+class ValidationLoss:
+    """Outer criterion ``F(w)``: weighted mean loss on held-out samples.
+
+    Parameters
+    ----------
+    X, y, loss, n_outputs, fit_intercept, sample_weight
+        As for :class:`InnerObjective`, on the validation samples.
+    scale : float, default=1.0
+        Factor applied to the mean loss (2 / n_outputs turns the half squared
+        error into scikit-learn's mean squared error).
+    """
+
+    def __init__(
+        self, X, y, loss, n_outputs=1, fit_intercept=True, sample_weight=None, scale=1.0
+    ):
+        self.model = LinearPredictor(X, n_outputs, fit_intercept)
+        self.y = y
+        self.loss = loss
+        self.xp = self.model.xp
+        xp = self.xp
+        if sample_weight is None:
+            total = float(self.model.n_samples)
+        else:
+            total = float(xp.sum(sample_weight))
+        self.sample_weight = sample_weight
+        self.scale = scale
+        self._factor = scale / total
+
+    def value(self, w):
+        """``F(w)`` as a 0-d array."""
+        xp = self.xp
+        losses = self.loss.value(xp, self.y, self.model.raw(w))
+        return self._factor * xp.sum(_weighted(xp, self.sample_weight, losses))
+
+    def value_and_grad(self, w):
+        """``F(w)`` and ``dF/dw`` (shape (n_params,))."""
+        xp = self.xp
+        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self.model.raw(w))
+        value = self._factor * xp.sum(_weighted(xp, self.sample_weight, losses))
+        grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
+        return value, self._factor * grad

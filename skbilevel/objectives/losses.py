@@ -1,0 +1,139 @@
+"""Pointwise losses on raw predictions (the first of the three GLM layers).
+
+Each loss works on the raw prediction ``raw = X @ coef + intercept`` of one
+sample (a scalar, or a row of ``n_outputs`` values) and provides what the inner
+solver and the hypergradient need: the per-sample loss, its derivative with
+respect to ``raw``, and the product of its second derivative with a direction,
+from a curvature precomputed once per point (the ``hessp`` pattern: never build
+the Hessian).
+
+Targets are encoded once, by :meth:`encode`, into a float array of the dtype of
+the data: ``{0, 1}`` for the binary logistic loss, one-hot rows for the
+multinomial loss, the raw targets for the squared loss.
+"""
+
+__all__ = ["BinaryLogisticLoss", "MultinomialLogisticLoss", "SquaredLoss", "LOSSES"]
+
+
+def _log1pexp(xp, raw):
+    """``log(1 + exp(raw))`` without overflow."""
+    return xp.logaddexp(xp.zeros_like(raw), raw)
+
+
+def _log_softmax_parts(xp, raw):
+    """Row-wise ``logsumexp`` (shape (n,)) and softmax (shape (n, K)), stably."""
+    row_max = xp.max(raw, axis=1, keepdims=True)
+    shifted = xp.exp(raw - row_max)
+    total = xp.sum(shifted, axis=1, keepdims=True)
+    return (row_max + xp.log(total))[:, 0], shifted / total
+
+
+class BinaryLogisticLoss:
+    """Binary cross-entropy ``log(1 + exp(raw)) - y raw`` with ``y`` in {0, 1}.
+
+    One raw prediction per sample. Its second derivative is ``p (1 - p)`` with
+    ``p = expit(raw)``, at most 1/4.
+    """
+
+    name = "binary_logistic"
+    curvature_bound = 0.25
+
+    def n_outputs(self, n_classes):
+        return 1
+
+    def encode(self, xp, y, classes, dtype):
+        """``y`` (labels) -> float array of shape (n,), 1 for ``classes[1]``."""
+        return xp.astype(y == classes[1], dtype)
+
+    def value(self, xp, y, raw):
+        return _log1pexp(xp, raw) - y * raw
+
+    def value_and_gradient(self, xp, y, raw):
+        log1pexp = _log1pexp(xp, raw)
+        # expit(raw) = exp(raw - log(1 + exp(raw))): finite for every raw.
+        proba = xp.exp(raw - log1pexp)
+        return log1pexp - y * raw, proba - y
+
+    def curvature(self, xp, y, raw):
+        proba = xp.exp(raw - _log1pexp(xp, raw))
+        return proba * (1 - proba)
+
+    def hessian_product(self, xp, curvature, direction):
+        return curvature * direction
+
+
+class MultinomialLogisticLoss:
+    """Softmax cross-entropy ``logsumexp(raw) - raw[y]`` over ``K`` classes.
+
+    ``K`` raw predictions per sample (scikit-learn's symmetric parametrization).
+    The Hessian of one sample is ``diag(p) - p p'`` with ``p = softmax(raw)``:
+    its product with a direction ``r`` is ``p * (r - p'r)``.
+    """
+
+    name = "multinomial_logistic"
+    curvature_bound = 0.5
+
+    def n_outputs(self, n_classes):
+        return n_classes
+
+    def encode(self, xp, y, classes, dtype):
+        """``y`` (labels) -> one-hot float array of shape (n, K)."""
+        return xp.astype(y[:, None] == classes[None, :], dtype)
+
+    def value(self, xp, y, raw):
+        log_norm, _ = _log_softmax_parts(xp, raw)
+        return log_norm - xp.sum(y * raw, axis=1)
+
+    def value_and_gradient(self, xp, y, raw):
+        log_norm, proba = _log_softmax_parts(xp, raw)
+        return log_norm - xp.sum(y * raw, axis=1), proba - y
+
+    def curvature(self, xp, y, raw):
+        return _log_softmax_parts(xp, raw)[1]
+
+    def hessian_product(self, xp, curvature, direction):
+        proba = curvature
+        return proba * (direction - xp.sum(proba * direction, axis=1, keepdims=True))
+
+
+class SquaredLoss:
+    """Half squared error ``(raw - y)^2 / 2``, summed over outputs.
+
+    With the penalty ``exp(lambda) / 2 ||w||^2`` this is scikit-learn's ``Ridge``
+    objective divided by two, so ``alpha = exp(lambda)`` has the same minimizer.
+    """
+
+    name = "squared"
+    curvature_bound = 1.0
+
+    def __init__(self, n_targets=1):
+        self.n_targets = n_targets
+
+    def n_outputs(self, n_classes=None):
+        return self.n_targets
+
+    def encode(self, xp, y, classes, dtype):
+        return xp.astype(y, dtype)
+
+    def value(self, xp, y, raw):
+        residual = raw - y
+        sq = residual * residual
+        return 0.5 * (sq if sq.ndim == 1 else xp.sum(sq, axis=1))
+
+    def value_and_gradient(self, xp, y, raw):
+        residual = raw - y
+        sq = residual * residual
+        return 0.5 * (sq if sq.ndim == 1 else xp.sum(sq, axis=1)), residual
+
+    def curvature(self, xp, y, raw):
+        return None
+
+    def hessian_product(self, xp, curvature, direction):
+        return direction
+
+
+LOSSES = {
+    "binary_logistic": BinaryLogisticLoss,
+    "multinomial_logistic": MultinomialLogisticLoss,
+    "squared": SquaredLoss,
+}

@@ -1,0 +1,300 @@
+"""HOAG: gradient descent on ``h(lambda)`` with inexact, warm-started evaluations.
+
+Pedregosa (2016), with the step control hardened where the reference
+implementation was seen to fail (see DESIGN.md):
+
+- the step is ``g / L``; ``L`` starts so that the first step has a chosen length
+  in log space, then follows the secant curvature of ``h`` along the last step
+  (for one hyperparameter this is the secant method on ``h'``), doubles on a
+  rejected step and halves when the observed curvature is negative;
+- every step is capped in log space (``max_step``) and projected on the box;
+- a step is accepted only if ``h`` decreases, up to a slack proportional to the
+  current tolerance (the evaluations are inexact);
+- an optional coarse bracket of warm-started evaluations picks the starting
+  point, which keeps the search out of the flat regions at the ends of the box;
+- the best point seen is returned, whatever the last step did.
+"""
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from .schedules import tolerance_schedule
+
+__all__ = ["OuterResult", "hoag"]
+
+
+class OuterResult(NamedTuple):
+    """Outcome of the outer optimization.
+
+    Attributes
+    ----------
+    lam : ndarray of shape (n_hyper,)
+        Best point seen (lowest ``h``).
+    value : float
+        ``h`` there.
+    grad : ndarray of shape (n_hyper,)
+        Hypergradient there.
+    n_iter : int
+        Gradient steps tried (accepted or rejected), bracket excluded.
+    converged : bool
+        Whether a stopping test (hypergradient norm or step size) was met.
+    message : str
+        Why the search stopped.
+    history : list of dict
+        One record per evaluation of ``h``, in order.
+    """
+
+    lam: np.ndarray
+    value: float
+    grad: np.ndarray
+    n_iter: int
+    converged: bool
+    message: str
+    history: list
+
+
+def _check_bounds(bounds, n_hyper):
+    low, high = (
+        np.broadcast_to(np.asarray(b, dtype=np.float64), (n_hyper,)).copy()
+        for b in bounds
+    )
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("The log-space bounds must be finite.")
+    if np.any(low >= high):
+        raise ValueError(
+            f"Each lower bound must be below its upper bound, got low={low} "
+            f"and high={high}."
+        )
+    return low, high
+
+
+def _record(history, evaluation, *, phase, accepted, step, inner_tol, start):
+    grad = evaluation.grad
+    history.append(
+        {
+            "iteration": len(history),
+            "phase": phase,
+            "lam": evaluation.lam.copy(),
+            "value": evaluation.value,
+            "fold_values": evaluation.fold_values.copy(),
+            "grad": None if grad is None else grad.copy(),
+            "grad_norm": float("nan") if grad is None else float(np.linalg.norm(grad)),
+            "accepted": accepted,
+            "step_size": step,
+            "inner_tol": inner_tol,
+            "inner_iter": evaluation.inner_iter,
+            "n_fun": evaluation.n_fun,
+            "n_hvp": evaluation.n_hvp,
+            "inner_converged": evaluation.inner_converged,
+            "residual": evaluation.residual,
+            "time": evaluation.time,
+            "elapsed": time.perf_counter() - start,
+        }
+    )
+    return history[-1]
+
+
+def hoag(
+    problem,
+    lam0,
+    *,
+    bounds,
+    max_iter=50,
+    tol=1e-4,
+    step_tol=1e-3,
+    tol_schedule="exponential",
+    tol_start=1e-4,
+    tol_decay=0.78,
+    max_step=2.0,
+    init_step=1.0,
+    bracket=0,
+    max_time=None,
+    callback=None,
+    verbose=0,
+    describe=None,
+):
+    """Minimize ``h(lambda) = problem.evaluate(lambda).value`` over a box.
+
+    Parameters
+    ----------
+    problem : CrossValidatedProblem
+        Provides ``evaluate(lam, inner_tol=, linear_tol=, gradient=)`` and
+        ``n_hyper``.
+    lam0 : array-like of shape (n_hyper,)
+        Starting point (log penalty strengths); projected on the box.
+    bounds : (array-like, array-like)
+        Lower and upper bounds of ``lambda`` (scalars broadcast).
+    max_iter : int, default=50
+        Gradient steps (accepted or rejected) at most.
+    tol : float, default=1e-4
+        Stop when the projected hypergradient ``||lam - P(lam - g)||_2`` is
+        below ``tol``.
+    step_tol : float, default=1e-3
+        Stop when a step, accepted or proposed after a rejection, changes no
+        coordinate of ``lambda`` by more than ``step_tol``.
+    tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
+    tol_start, tol_decay : float
+        Schedule of the inner and linear tolerances (see
+        :func:`~skbilevel.outer.schedules.tolerance_schedule`).
+    max_step : float, default=2.0
+        Largest change of one coordinate of ``lambda`` in one step.
+    init_step : float, default=1.0
+        Length (infinity norm) of the first gradient step.
+    bracket : int, default=0
+        If at least 2, first evaluate ``h`` at ``bracket`` points spread evenly
+        over the box (all coordinates equal, strongest penalty first, each
+        solve warm-started from the previous one) and start from the best. The
+        bracket ends at the first point worse than the best so far: past the
+        minimum of a unimodal ``h``, the weakly penalized end (the most
+        expensive inner problems, and flat for the hypergradient) is skipped.
+    max_time : float or None
+        Time budget in seconds, checked after each evaluation.
+    callback : callable or None
+        Called with each history record; a truthy return stops the search.
+    verbose : int, default=0
+        Print one line per evaluation when > 0.
+    describe : callable or None
+        ``lam -> str`` used in verbose lines (e.g. to show ``C``).
+
+    Returns
+    -------
+    OuterResult
+    """
+    n_hyper = problem.n_hyper
+    low, high = _check_bounds(bounds, n_hyper)
+    if max_iter < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}.")
+    for name, value in [
+        ("tol", tol),
+        ("step_tol", step_tol),
+        ("max_step", max_step),
+        ("init_step", init_step),
+    ]:
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}.")
+    schedule = tolerance_schedule(tol_schedule, start=tol_start, decay=tol_decay)
+    lam = np.clip(np.asarray(lam0, dtype=np.float64).reshape(-1), low, high)
+    if lam.shape != (n_hyper,):
+        raise ValueError(f"lam0 must have shape ({n_hyper},), got {lam.shape}.")
+    start = time.perf_counter()
+    history = []
+    describe = describe or (lambda lm: f"lambda={np.mean(lm):+.4f}")
+
+    def run(point, k, phase, accepted=None, step=None):
+        eps = schedule(k)
+        evaluation = problem.evaluate(point, inner_tol=eps, linear_tol=eps)
+        record = _record(
+            history,
+            evaluation,
+            phase=phase,
+            accepted=accepted,
+            step=step,
+            inner_tol=eps,
+            start=start,
+        )
+        if verbose > 0:
+            print(
+                f"[{phase} {record['iteration']:3d}] {describe(point)} "
+                f"loss={evaluation.value:.6f} |grad|={record['grad_norm']:.2e} "
+                f"inner_iter={evaluation.inner_iter} "
+                f"elapsed={record['elapsed']:.2f}s",
+                flush=True,
+            )
+        stop = callback is not None and bool(callback(record))
+        return evaluation, record, stop
+
+    def out_of_time():
+        return max_time is not None and time.perf_counter() - start > max_time
+
+    # -- optional coarse bracket ----------------------------------------------
+    current = None
+    spacing = None
+    if bracket >= 2:
+        common_low, common_high = low.max(), high.min()
+        if common_low >= common_high:
+            common_low, common_high = low.min(), high.max()
+        grid = np.linspace(common_high, common_low, bracket)
+        spacing = (common_high - common_low) / (bracket - 1)
+        for value in grid:
+            point = np.clip(np.full(n_hyper, value), low, high)
+            evaluation, record, stop = run(point, 0, "bracket", accepted=True)
+            if current is not None and evaluation.value > current.value:
+                break
+            if current is None or evaluation.value < current.value:
+                current = evaluation
+            if stop or out_of_time():
+                return _finish(
+                    history,
+                    current,
+                    0,
+                    False,
+                    "stopped by callback" if stop else "time budget reached",
+                )
+        init_step = min(init_step, spacing / 2)
+    if current is None:
+        current, _, stop = run(lam, 0, "start", accepted=True)
+        if stop:
+            return _finish(history, current, 0, False, "stopped by callback")
+
+    best = current
+    lam = current.lam
+    L = None
+    message, converged = f"max_iter={max_iter} reached", False
+    rejections = 0
+    for k in range(1, max_iter + 1):
+        g = current.grad
+        projected = lam - np.clip(lam - g, low, high)
+        if np.linalg.norm(projected) <= tol:
+            message, converged = "projected hypergradient norm below tol", True
+            break
+        if L is None:
+            L = max(np.max(np.abs(g)), 1e-300) / init_step
+        step = g / L
+        largest = np.max(np.abs(step))
+        if largest > max_step:
+            step *= max_step / largest
+        candidate = np.clip(lam - step, low, high)
+        moved = candidate - lam
+        if np.max(np.abs(moved)) <= step_tol:
+            message, converged = "step below step_tol", True
+            break
+        trial, record, stop = run(candidate, k, "gradient", step=1.0 / L)
+        curvature = float((trial.grad - g) @ moved / (moved @ moved))
+        slack = schedule(k) * abs(current.value)
+        if trial.value <= current.value + slack:
+            record["accepted"] = True
+            rejections = 0
+            current, lam = trial, candidate
+            if trial.value < best.value:
+                best = trial
+            # Secant estimate of the curvature of h along the step; halving L on
+            # negative curvature lets the search leave concave stretches quickly.
+            L = curvature if curvature > 0 else L / 2
+        else:
+            record["accepted"] = False
+            rejections += 1
+            L = max(2 * L, curvature)
+        if stop:
+            message = "stopped by callback"
+            break
+        if out_of_time():
+            message = f"time budget max_time={max_time} reached"
+            break
+    else:
+        k = max_iter
+    return _finish(history, best, k, converged, message)
+
+
+def _finish(history, best, n_iter, converged, message):
+    n_iter = sum(record["phase"] == "gradient" for record in history)
+    return OuterResult(
+        lam=best.lam.copy(),
+        value=best.value,
+        grad=best.grad.copy(),
+        n_iter=n_iter,
+        converged=converged,
+        message=message,
+        history=history,
+    )

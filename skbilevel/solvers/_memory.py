@@ -1,0 +1,95 @@
+"""Limited-memory quasi-Newton pairs and the two-loop recursion.
+
+The L-BFGS memory is the set of secant pairs ``(s_i, y_i)`` with
+``s_i = w_{i+1} - w_i`` and ``y_i = grad G(w_{i+1}) - grad G(w_i)``. It defines an
+approximation ``B^{-1}`` of the inverse Hessian of the inner objective, which the
+inner solver uses for its search directions and SHINE reuses for the
+hypergradient linear system ``H v = grad F``.
+"""
+
+from typing import NamedTuple
+
+__all__ = ["LBFGSMemory", "empty_memory", "append_pair", "inv_hessian_product"]
+
+
+class LBFGSMemory(NamedTuple):
+    """Secant pairs of an L-BFGS run, oldest first.
+
+    Attributes
+    ----------
+    s : tuple of arrays of shape (n_params,)
+        Steps ``w_{i+1} - w_i``.
+    y : tuple of arrays of shape (n_params,)
+        Gradient differences ``grad G(w_{i+1}) - grad G(w_i)``.
+    sy : tuple of 0-d arrays
+        Curvatures ``s_i' y_i`` (all positive: pairs failing the curvature
+        condition are never stored).
+    """
+
+    s: tuple
+    y: tuple
+    sy: tuple
+
+    def __len__(self):
+        return len(self.s)
+
+
+def empty_memory():
+    """An L-BFGS memory holding no pairs."""
+    return LBFGSMemory((), (), ())
+
+
+def append_pair(memory, s, y, sy, max_size):
+    """Return ``memory`` with ``(s, y)`` appended, keeping the newest ``max_size``."""
+    keep = max(0, max_size - 1)
+    start = max(0, len(memory) - keep)
+    return LBFGSMemory(
+        memory.s[start:] + (s,), memory.y[start:] + (y,), memory.sy[start:] + (sy,)
+    )
+
+
+def inv_hessian_product(xp, memory, v, *, gamma_max=None):
+    """Apply the L-BFGS inverse-Hessian estimate ``B^{-1}`` to ``v``.
+
+    Two-loop recursion (Nocedal & Wright, Algorithm 7.4) with the initial matrix
+    ``H0 = gamma I``, ``gamma = s'y / y'y`` of the newest pair. For an inner
+    objective with an L2 penalty of strength ``mu = min exp(lambda)``, the Hessian
+    is at least ``mu I``, so no direction can need more than ``1 / mu``:
+    ``gamma_max = 1 / mu`` caps ``gamma`` there. Without the cap, an unscaled or
+    badly scaled ``H0`` makes the estimate too large in directions the inner
+    solver never explored, by up to a factor ``exp(lambda)``.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of ``v``.
+    memory : LBFGSMemory
+        Secant pairs, oldest first.
+    v : array of shape (n_params,)
+        Vector to multiply.
+    gamma_max : float or None
+        Upper bound on the initial scaling ``gamma``.
+
+    Returns
+    -------
+    array of shape (n_params,)
+        ``B^{-1} v``. With an empty memory, ``gamma_max * v`` (or ``v`` when no
+        bound is given).
+    """
+    if len(memory) == 0:
+        return v if gamma_max is None else gamma_max * v
+    q = v
+    alphas = []
+    for s, y, sy in zip(reversed(memory.s), reversed(memory.y), reversed(memory.sy)):
+        alpha = xp.sum(s * q) / sy
+        q = q - alpha * y
+        alphas.append(alpha)
+    y_new = memory.y[-1]
+    gamma = memory.sy[-1] / xp.sum(y_new * y_new)
+    if gamma_max is not None:
+        gamma = xp.minimum(gamma, xp.asarray(gamma_max, dtype=gamma.dtype))
+    r = gamma * q
+    for s, y, sy, alpha in zip(memory.s, memory.y, memory.sy, reversed(alphas)):
+        beta = xp.sum(y * r) / sy
+        r = r + (alpha - beta) * s
+    return r

@@ -1,0 +1,1 @@
+"""Internal utilities: array-API helpers and scikit-learn compatibility imports."""

@@ -1,0 +1,87 @@
+"""Array-API helpers: one code path for NumPy, CuPy and any array-API namespace.
+
+The engine never calls ``numpy`` directly on data. Entry points call
+:func:`get_namespace` once and pass ``xp`` down. Sparse matrices (scipy.sparse on
+the CPU, cupyx.scipy.sparse on the GPU) are not array-API objects: they only
+appear as the design matrix ``X`` and are used through ``X @ dense`` and
+``X.T @ dense``, which both libraries implement.
+"""
+
+import array_api_compat
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "get_namespace",
+    "is_sparse",
+    "to_float",
+    "to_numpy",
+    "device_of",
+    "vdot",
+    "norm",
+]
+
+
+def is_sparse(X):
+    """Return True for a scipy.sparse or cupyx.scipy.sparse matrix or array."""
+    if sp.issparse(X):
+        return True
+    module = type(X).__module__
+    return module.startswith("cupyx.scipy.sparse")
+
+
+def _dense_like(X):
+    """A dense array with the namespace of the sparse matrix ``X``."""
+    if sp.issparse(X):
+        return np.empty(0, dtype=X.dtype)
+    import cupy  # only reached for cupyx sparse input
+
+    return cupy.empty(0, dtype=X.dtype)
+
+
+def get_namespace(*arrays):
+    """Return the array-API namespace shared by ``arrays``.
+
+    ``None`` entries are ignored and sparse matrices stand for the dense namespace
+    of their library (NumPy for scipy.sparse, CuPy for cupyx.scipy.sparse).
+    """
+    dense = [_dense_like(a) if is_sparse(a) else a for a in arrays if a is not None]
+    if not dense:
+        return array_api_compat.array_namespace(np.empty(0))
+    return array_api_compat.array_namespace(*dense)
+
+
+def device_of(x):
+    """Device of a dense or sparse array (``"cpu"`` for NumPy / scipy.sparse)."""
+    if is_sparse(x):
+        x = _dense_like(x)
+    return array_api_compat.device(x)
+
+
+def to_float(x):
+    """Convert a 0-d array (any namespace) to a Python float (one device sync)."""
+    return float(x)
+
+
+def to_numpy(x):
+    """Copy an array of any supported namespace to a NumPy array on the host."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if sp.issparse(x):
+        return x.toarray()
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, RuntimeError, BufferError, AttributeError):
+        return np.asarray(x)
+
+
+def vdot(xp, a, b):
+    """Inner product of two 1-d arrays, as a 0-d array of ``xp``."""
+    return xp.sum(a * b)
+
+
+def norm(xp, a):
+    """Euclidean norm of a 1-d array, as a 0-d array of ``xp``."""
+    return xp.sqrt(xp.sum(a * a))

@@ -1,0 +1,210 @@
+"""Derivatives of the inner and outer objectives against central finite differences."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from skbilevel.objectives import L2Penalty
+
+from ._problems import LOSS_NAMES, STRUCTURES, make_fold
+
+
+def central_difference(f, x, direction, eps=1e-6):
+    return (f(x + eps * direction) - f(x - eps * direction)) / (2 * eps)
+
+
+def _applicable(loss_name, structure):
+    return not (structure == "per_output" and loss_name in ("binary", "squared"))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("structure", STRUCTURES)
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_inner_derivatives_match_finite_differences(
+    loss_name, structure, sparse, fit_intercept, weighted
+):
+    if not _applicable(loss_name, structure):
+        pytest.skip("per-output penalty needs several outputs")
+    inner, outer, n_hyper = make_fold(
+        loss_name,
+        structure,
+        sparse=sparse,
+        fit_intercept=fit_intercept,
+        weighted=weighted,
+    )
+    rng = np.random.default_rng(3)
+    w = 0.3 * rng.standard_normal(inner.n_params)
+    lam = rng.uniform(-1, 1, n_hyper)
+    direction = rng.standard_normal(inner.n_params)
+
+    value, grad = inner.value_and_grad(w, lam)
+    assert_allclose(value, inner.value(w, lam), rtol=1e-12)
+    fd = central_difference(lambda x: float(inner.value(x, lam)), w, direction)
+    assert_allclose(grad @ direction, fd, rtol=1e-6, atol=1e-8)
+
+    hvp = inner.hessp(w, lam)(direction)
+    fd_hvp = central_difference(lambda x: inner.value_and_grad(x, lam)[1], w, direction)
+    assert_allclose(hvp, fd_hvp, rtol=1e-5, atol=1e-6)
+
+    # dG/dlambda and the cross product (d2G / dlambda dw) @ v, one lambda at a time
+    g_lam = inner.gradient_lambda(w, lam)
+    cross = inner.cross(w, lam, direction)
+    for k in range(n_hyper):
+        e_k = np.zeros(n_hyper)
+        e_k[k] = 1.0
+        fd_lam = central_difference(
+            lambda lm: float(inner.value(w, lm)), lam, e_k, eps=1e-4
+        )
+        assert_allclose(g_lam[k], fd_lam, rtol=1e-6, atol=1e-9)
+        fd_cross = central_difference(
+            lambda lm: inner.value_and_grad(w, lm)[1] @ direction, lam, e_k, eps=1e-4
+        )
+        assert_allclose(cross[k], fd_cross, rtol=1e-6, atol=1e-8)
+
+    # the dense Hessian is the Hessian-vector product applied to the identity
+    H = inner.hessian(w, lam)
+    assert_allclose(H, H.T, rtol=1e-12, atol=1e-12)
+    assert_allclose(H @ direction, hvp, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_outer_gradient_matches_finite_differences(loss_name, sparse):
+    inner, outer, _ = make_fold(loss_name, sparse=sparse, weighted=True)
+    rng = np.random.default_rng(4)
+    w = 0.3 * rng.standard_normal(inner.n_params)
+    direction = rng.standard_normal(inner.n_params)
+    value, grad = outer.value_and_grad(w)
+    assert_allclose(value, outer.value(w), rtol=1e-12)
+    fd = central_difference(lambda x: float(outer.value(x)), w, direction)
+    assert_allclose(grad @ direction, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_outer_loss_is_sklearn_metric():
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    from skbilevel.objectives import ValidationLoss
+
+    for loss_name, metric in [
+        ("multinomial", log_loss),
+        ("squared_multi", None),
+        ("binary", log_loss),
+    ]:
+        inner, outer, _ = make_fold(loss_name, weighted=True)
+        rng = np.random.default_rng(5)
+        w = 0.3 * rng.standard_normal(inner.n_params)
+        raw = outer.model.raw(w)
+        sw = outer.sample_weight
+        if loss_name == "squared_multi":
+            expected = mean_squared_error(outer.y, raw, sample_weight=sw)
+        elif loss_name == "binary":
+            proba = 1 / (1 + np.exp(-raw))
+            expected = metric(outer.y, proba, sample_weight=sw, labels=[0, 1])
+        else:
+            proba = np.exp(raw - raw.max(1, keepdims=True))
+            proba /= proba.sum(1, keepdims=True)
+            expected = metric(outer.y.argmax(1), proba, sample_weight=sw)
+        assert isinstance(outer, ValidationLoss)
+        assert_allclose(outer.value(w), expected, rtol=1e-10)
+
+
+def test_logistic_loss_is_stable_for_large_raw():
+    from skbilevel.objectives import BinaryLogisticLoss, MultinomialLogisticLoss
+
+    raw = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
+    y = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    value, grad = BinaryLogisticLoss().value_and_gradient(np, y, raw)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+    assert_allclose(value[[0, 4]], [800.0, 800.0])
+    raw2 = np.stack([raw, -raw], axis=1)
+    Y = np.stack([y, 1 - y], axis=1)
+    value2, _ = MultinomialLogisticLoss().value_and_gradient(np, Y, raw2)
+    assert_allclose(value2[[0, 4]], [1600.0, 1600.0])
+
+
+def test_penalty_maps_and_validation():
+    assert L2Penalty.per_feature(4, 3).group_map.tolist() == list(
+        np.repeat(range(4), 3)
+    )
+    assert L2Penalty.per_output(2, 3).group_map.tolist() == [0, 1, 2, 0, 1, 2]
+    groups = L2Penalty.from_groups(["b", "a", "b"])
+    assert groups.n_hyper == 2 and groups.group_map.tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="every hyperparameter index"):
+        L2Penalty(np.array([0, 2]))
+    with pytest.raises(ValueError, match="non-negative"):
+        L2Penalty(np.array([0, -1]))
+
+
+def test_objectives_do_not_modify_inputs():
+    inner, outer, n_hyper = make_fold("multinomial", "per_feature", weighted=True)
+    w = np.linspace(-1, 1, inner.n_params)
+    lam = np.zeros(n_hyper)
+    w0, lam0, y0 = w.copy(), lam.copy(), inner.y.copy()
+    inner.value_and_grad(w, lam)
+    inner.hessp(w, lam)(w)
+    inner.cross(w, lam, w)
+    outer.value_and_grad(w)
+    assert_allclose(w, w0) and assert_allclose(lam, lam0)
+    assert_allclose(inner.y, y0)
+
+
+@pytest.mark.parametrize("structure", ["scalar", "per_feature", "groups"])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_array_api_strict_matches_numpy(loss_name, structure):
+    xps = pytest.importorskip("array_api_strict")
+    from skbilevel.objectives import InnerObjective, ValidationLoss
+
+    inner, outer, n_hyper = make_fold(loss_name, structure, weighted=True)
+    rng = np.random.default_rng(6)
+    w = 0.3 * rng.standard_normal(inner.n_params)
+    lam = rng.uniform(-1, 1, n_hyper)
+    v = rng.standard_normal(inner.n_params)
+
+    def strict(a):
+        return None if a is None else xps.asarray(a)
+
+    inner_s = InnerObjective(
+        strict(inner.model.X),
+        strict(inner.y),
+        inner.loss,
+        inner.penalty,
+        inner.model.n_outputs,
+        inner.model.fit_intercept,
+        strict(inner.sample_weight),
+    )
+    outer_s = ValidationLoss(
+        strict(outer.model.X),
+        strict(outer.y),
+        outer.loss,
+        outer.model.n_outputs,
+        outer.model.fit_intercept,
+        strict(outer.sample_weight),
+        scale=outer.scale,
+    )
+    ws, lams, vs = strict(w), strict(lam), strict(v)
+    for got, expected in [
+        (inner_s.value_and_grad(ws, lams)[1], inner.value_and_grad(w, lam)[1]),
+        (inner_s.hessp(ws, lams)(vs), inner.hessp(w, lam)(v)),
+        (inner_s.cross(ws, lams, vs), inner.cross(w, lam, v)),
+        (inner_s.gradient_lambda(ws, lams), inner.gradient_lambda(w, lam)),
+        (outer_s.value_and_grad(ws)[1], outer.value_and_grad(w)[1]),
+    ]:
+        assert_allclose(np.asarray(got), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_float32_follows_float64(loss_name):
+    inner64, _, n_hyper = make_fold(loss_name, "per_feature")
+    inner32, _, _ = make_fold(loss_name, "per_feature", dtype=np.float32)
+    rng = np.random.default_rng(7)
+    w = 0.3 * rng.standard_normal(inner64.n_params)
+    lam = rng.uniform(-1, 1, n_hyper)
+    value32, grad32 = inner32.value_and_grad(
+        w.astype(np.float32), lam.astype(np.float32)
+    )
+    value64, grad64 = inner64.value_and_grad(w, lam)
+    assert grad32.dtype == np.float32
+    assert_allclose(value32, value64, rtol=1e-5)
+    assert_allclose(grad32, grad64, rtol=1e-4, atol=1e-4 * np.abs(grad64).max())
