@@ -220,9 +220,10 @@ def hoag(
         for value in grid:
             point = np.clip(np.full(n_hyper, value), low, high)
             evaluation, record, stop = run(point, 0, "bracket", accepted=True)
-            if current is not None and evaluation.value > current.value:
-                break
-            if current is None or evaluation.value < current.value:
+            worse = current is not None and evaluation.value > current.value
+            if worse:
+                record["accepted"] = False
+            else:
                 current = evaluation
             if stop or out_of_time():
                 return _finish(
@@ -232,6 +233,8 @@ def hoag(
                     False,
                     "stopped by callback" if stop else "time budget reached",
                 )
+            if worse:
+                break
         init_step = min(init_step, spacing / 2)
     if current is None:
         current, _, stop = run(lam, 0, "start", accepted=True)

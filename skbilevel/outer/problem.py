@@ -224,7 +224,7 @@ class CrossValidatedProblem:
         if self.n_jobs in (None, 1) or self.n_folds == 1:
             results = [self._solve_fold(*a) for a in args]
         else:
-            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            results = Parallel(n_jobs=self.n_jobs, require="sharedmem")(
                 delayed(self._solve_fold)(*a) for a in args
             )
         self.n_evaluations += 1

@@ -180,13 +180,12 @@ def _zoom(evaluate, origin, lo, hi, best, n_eval, conditions, max_eval):
 def _sufficient_decrease(trial, origin, conditions):
     if not (math.isfinite(trial.value) and math.isfinite(trial.slope)):
         return False
-    if trial.value <= origin.value + conditions.c1 * trial.step * origin.slope:
-        return True
-    return (
-        conditions.value_tol > 0.0
-        and trial.value <= origin.value + conditions.value_tol
-        and trial.slope <= (2.0 * conditions.c1 - 1.0) * origin.slope
-    )
+    change = trial.value - origin.value
+    if conditions.value_tol > 0.0 and abs(change) <= conditions.value_tol:
+        # The change is round-off: ``change <= c1 step phi'(0)`` would compare
+        # noise (and pass for an overshoot whose value rounds to phi(0)).
+        return trial.slope <= (2.0 * conditions.c1 - 1.0) * origin.slope
+    return change <= conditions.c1 * trial.step * origin.slope
 
 
 def _not_lower(trial, reference, conditions):

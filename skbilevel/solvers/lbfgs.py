@@ -125,7 +125,8 @@ def minimize_lbfgs(
     ftol : float or None
         Also stop when an iteration decreases ``f`` by less than ``ftol`` times
         ``max(|f_old|, |f_new|)``. None uses ``10 * eps`` of the dtype of ``x0``:
-        below that the decrease is round-off (it matters in float32).
+        below that the decrease is round-off (it matters in float32). ``0``
+        disables the test (to solve to a tight ``tol`` in float64).
     max_linesearch : int
         Maximum number of evaluations of ``fun`` per line search.
     secant_direction : callable or None
@@ -198,7 +199,7 @@ def minimize_lbfgs(
         if current.grad_norm <= gtol:
             return result(n_iter, True, "gradient norm below tol")
         scale = max(abs(previous.value), abs(current.value))
-        if previous.value - current.value <= ftol * scale:
+        if ftol > 0 and previous.value - current.value <= ftol * scale:
             return result(n_iter, True, "relative decrease of f below ftol")
     return result(max_iter, False, "max_iter reached")
 

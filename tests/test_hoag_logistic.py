@@ -1,0 +1,232 @@
+"""HOAGLogisticRegression against scikit-learn's own estimators and a fine grid."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skbilevel import HOAGLogisticRegression
+
+
+@pytest.fixture(scope="module")
+def breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _fit_at(C, X, y, **params):
+    """Refit at a fixed C without searching (max_iter=0)."""
+    model = HOAGLogisticRegression(C_init=C, max_iter=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y, sample_weight=params.pop("sample_weight", None))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_refit_matches_sklearn_at_fixed_C(dataset, C, fit_intercept, sparse, request):
+    X, y = request.getfixturevalue(dataset)
+    if sparse:
+        X = sp.csr_matrix(np.where(np.abs(X) < 0.5, 0.0, X))
+    ours = _fit_at(C, X, y, fit_intercept=fit_intercept)
+    reference = LogisticRegression(
+        C=C, fit_intercept=fit_intercept, tol=1e-10, max_iter=10000
+    ).fit(X, y)
+    scale = np.abs(reference.coef_).max()
+    assert_allclose(ours.coef_, reference.coef_, rtol=1e-4, atol=1e-5 * scale)
+    assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-4, atol=1e-5 * scale)
+    assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-5)
+
+
+def test_sample_and_class_weights_match_sklearn(iris):
+    X, y = iris
+    sw = np.random.default_rng(0).uniform(0.2, 3.0, y.size)
+    ours = _fit_at(0.5, X, y, class_weight="balanced")
+    ours_sw = HOAGLogisticRegression(C_init=0.5, max_iter=0, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours_sw.fit(X, y, sample_weight=sw)
+    for model, weights in [(ours, None), (ours_sw, sw)]:
+        reference = LogisticRegression(
+            C=0.5, class_weight="balanced", tol=1e-10, max_iter=10000
+        ).fit(X, y, sample_weight=weights)
+        assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-6)
+
+
+def _grid_cv_losses(X, y, Cs, cv):
+    """Mean validation log-loss of scikit-learn's LogisticRegression at each C."""
+    losses = []
+    for C in Cs:
+        fold_losses = []
+        for train, test in cv.split(X, y):
+            model = LogisticRegression(C=C, tol=1e-8, max_iter=10000)
+            model.fit(X[train], y[train])
+            fold_losses.append(log_loss(y[test], model.predict_proba(X[test])))
+        losses.append(np.mean(fold_losses))
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("hypergradient", ["shine", "cg"])
+def test_reaches_fine_grid_optimum(breast_cancer, hypergradient):
+    X, y = breast_cancer
+    cv = StratifiedKFold(5)
+    Cs = np.logspace(-2, 2, 60)  # brackets the optimum (C ~ 1) with steps of 0.068 in log C
+    grid = _grid_cv_losses(X, y, Cs, cv)
+    model = HOAGLogisticRegression(cv=cv, hypergradient=hypergradient).fit(X, y)
+    best = np.argmin(grid)
+    assert 0 < best < Cs.size - 1, "the grid must bracket the optimum"
+    assert model.converged_
+    # within 0.2% of the best CV log-loss of the fine grid, and next to its argmin
+    assert model.cv_loss_ <= grid[best] * 1.002
+    step = np.log(Cs[1] / Cs[0])
+    assert abs(np.log(model.C_ / Cs[best])) <= 2 * step
+    # cv_loss_ is the CV log-loss that scikit-learn measures at C_
+    assert_allclose(model.cv_loss_, _grid_cv_losses(X, y, [model.C_], cv)[0], rtol=1e-3)
+
+
+def test_per_feature_and_group_penalties(breast_cancer):
+    X, y = breast_cancer
+    per_feature = HOAGLogisticRegression(penalty_groups="features", max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        per_feature.fit(X, y)
+    assert per_feature.C_.shape == (X.shape[1],)
+    assert np.all((per_feature.C_ >= 1e-4) & (per_feature.C_ <= 1e4))
+    # the search may only improve on its starting point (the best shared C)
+    start = min(r["value"] for r in per_feature.history_ if r["phase"] == "bracket")
+    assert per_feature.cv_loss_ <= start
+    groups = np.arange(X.shape[1]) % 3
+    grouped = HOAGLogisticRegression(penalty_groups=groups, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grouped.fit(X, y)
+    assert grouped.C_.shape == (3,)
+
+
+def test_group_penalty_equals_scalar_when_one_group(breast_cancer):
+    X, y = breast_cancer
+    scalar = HOAGLogisticRegression(C_init=1.0, max_iter=3, hypergradient="cg")
+    grouped = clone(scalar).set_params(penalty_groups=np.zeros(X.shape[1], dtype=int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scalar.fit(X, y)
+        grouped.fit(X, y)
+    assert_allclose(grouped.C_, [scalar.C_], rtol=1e-8)
+    assert_allclose(grouped.coef_, scalar.coef_, rtol=1e-6)
+
+
+def test_string_labels_and_probabilities(iris):
+    X, y = iris
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = HOAGLogisticRegression(C_init=1.0, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, labels)
+    assert list(model.classes_) == list(labels[np.sort(np.unique(y, return_index=True)[1])])
+    proba = model.predict_proba(X)
+    assert_allclose(proba.sum(axis=1), 1.0)
+    scores = model.decision_function(X)
+    expected = np.exp(scores - scores.max(1, keepdims=True))
+    assert_allclose(proba, expected / expected.sum(1, keepdims=True), rtol=1e-12)
+    assert_allclose(model.predict_log_proba(X), np.log(proba))
+    assert set(model.predict(X)) <= set(labels)
+    assert model.score(X, labels) > 0.9
+
+
+def test_pipeline_clone_pickle_cross_validate(breast_cancer):
+    X, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), HOAGLogisticRegression(max_iter=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.fit(X, y)
+        results = cross_validate(clone(pipe), X, y, cv=3)
+    assert np.all(results["test_score"] > 0.9)
+    restored = pickle.loads(pickle.dumps(pipe))
+    assert_allclose(restored.predict_proba(X), pipe.predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    "params, fit_args, message",
+    [
+        ({"C_bounds": (1.0, 0.1)}, {}, "C_bounds must satisfy"),
+        ({"C_bounds": (0.0, 1.0)}, {}, "C_bounds must satisfy"),
+        ({"C_bounds": (1.0,)}, {}, "C_bounds must be a pair"),
+        ({"penalty_groups": [0, 1]}, {}, "one group label per feature"),
+        ({"hypergradient": "newton"}, {}, "hypergradient"),
+        ({"cv": 50}, {"n": 20}, "n_samples=20"),
+        ({}, {"single_class": True}, "only 1 class"),
+        ({}, {"nan": True}, "NaN"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(params, fit_args, message):
+    X, y = make_classification(n_samples=fit_args.get("n", 60), n_features=4,
+                               random_state=0)
+    if fit_args.get("single_class"):
+        y = np.zeros_like(y)
+    if fit_args.get("nan"):
+        X[3, 1] = np.nan
+    with pytest.raises(ValueError, match=message):
+        HOAGLogisticRegression(**params).fit(X, y)
+
+
+def test_max_iter_warns_and_returns_best_point(breast_cancer):
+    X, y = breast_cancer
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        model = HOAGLogisticRegression(C_init=1e-3, max_iter=2).fit(X, y)
+    assert model.cv_loss_ == min(r["value"] for r in model.history_)
+    assert not model.converged_
+
+
+def test_verbose_callback_and_warm_start(breast_cancer, capsys):
+    X, y = breast_cancer
+    seen = []
+
+    def callback(record):
+        seen.append(record["value"])
+        return len(seen) >= 4
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = HOAGLogisticRegression(verbose=1, callback=callback).fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "C=" in line]
+    assert len(seen) == 4 == len(model.history_) == len(lines)
+    assert "loss=" in lines[0] and "elapsed=" in lines[0]
+    first_C = model.C_
+    model.set_params(warm_start=True, callback=None, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert_allclose(model.history_[0]["C"], first_C)
+
+
+def test_inputs_not_modified(breast_cancer):
+    X, y = breast_cancer
+    X_sparse = sp.csr_matrix(X)
+    sw = np.ones(y.size)
+    copies = X.copy(), X_sparse.copy(), y.copy(), sw.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        HOAGLogisticRegression(max_iter=2).fit(X, y, sample_weight=sw)
+        HOAGLogisticRegression(max_iter=2).fit(X_sparse, y)
+    assert_allclose(X, copies[0])
+    assert_allclose(X_sparse.toarray(), copies[1].toarray())
+    assert_allclose(y, copies[2]) and assert_allclose(sw, copies[3])
