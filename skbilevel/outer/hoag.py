@@ -130,7 +130,9 @@ def hoag(
         Gradient steps (accepted or rejected) at most.
     tol : float, default=1e-4
         Stop when the projected hypergradient ``||lam - P(lam - g)||_2`` is
-        below ``tol``.
+        below ``tol``, or when the decrease of ``h`` that remains by the local
+        quadratic model, ``||P g||^2 / (2 L)`` with ``L`` the secant curvature of
+        the last accepted step, is below ``tol * |h|``.
     step_tol : float, default=1e-3
         Stop when a step, accepted or proposed after a rejection, changes no
         coordinate of ``lambda`` by more than ``step_tol``.
@@ -146,9 +148,10 @@ def hoag(
         If at least 2, first evaluate ``h`` at ``bracket`` points spread evenly
         over the box (all coordinates equal, strongest penalty first, each
         solve warm-started from the previous one) and start from the best. The
-        bracket ends at the first point worse than the best so far: past the
-        minimum of a unimodal ``h``, the weakly penalized end (the most
-        expensive inner problems, and flat for the hypergradient) is skipped.
+        bracket ends at the first point worse than the best so far, or whose
+        hypergradient says ``h`` increases further down: past the minimum of a
+        unimodal ``h``, the weakly penalized end (the most expensive inner
+        problems, and flat for the hypergradient) is skipped.
     max_time : float or None
         Time budget in seconds, checked after each evaluation.
     callback : callable or None
@@ -221,6 +224,10 @@ def hoag(
             point = np.clip(np.full(n_hyper, value), low, high)
             evaluation, record, stop = run(point, 0, "bracket", accepted=True)
             worse = current is not None and evaluation.value > current.value
+            # Walking down in lambda is a descent direction iff sum(grad) > 0;
+            # otherwise the minimum lies behind: stop before the weakly penalized
+            # (expensive) end of the box.
+            turned = float(np.sum(evaluation.grad)) <= 0
             if worse:
                 record["accepted"] = False
             else:
@@ -233,7 +240,7 @@ def hoag(
                     False,
                     "stopped by callback" if stop else "time budget reached",
                 )
-            if worse:
+            if worse or turned:
                 break
         init_step = min(init_step, spacing / 2)
     if current is None:
@@ -245,12 +252,15 @@ def hoag(
     lam = current.lam
     L = None
     message, converged = f"max_iter={max_iter} reached", False
-    rejections = 0
+    secant = False  # whether L is the observed curvature of h
     for k in range(1, max_iter + 1):
         g = current.grad
         projected = lam - np.clip(lam - g, low, high)
         if np.linalg.norm(projected) <= tol:
             message, converged = "projected hypergradient norm below tol", True
+            break
+        if secant and projected @ projected / (2 * L) <= tol * abs(current.value):
+            message, converged = "predicted decrease of h below tol", True
             break
         if L is None:
             L = max(np.max(np.abs(g)), 1e-300) / init_step
@@ -268,16 +278,16 @@ def hoag(
         slack = schedule(k) * abs(current.value)
         if trial.value <= current.value + slack:
             record["accepted"] = True
-            rejections = 0
             current, lam = trial, candidate
             if trial.value < best.value:
                 best = trial
             # Secant estimate of the curvature of h along the step; halving L on
             # negative curvature lets the search leave concave stretches quickly.
-            L = curvature if curvature > 0 else L / 2
+            secant = curvature > 0
+            L = curvature if secant else L / 2
         else:
             record["accepted"] = False
-            rejections += 1
+            secant = False
             L = max(2 * L, curvature)
         if stop:
             message = "stopped by callback"
