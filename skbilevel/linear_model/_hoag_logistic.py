@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.model_selection import StratifiedKFold, check_cv
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..hypergrad import LINEAR_SOLVERS, get_linear_solver
 from ..objectives import (
@@ -21,7 +21,14 @@ from ..objectives import (
 )
 from ..outer import TOLERANCE_SCHEDULES, CrossValidatedProblem, hoag, make_folds
 from ..solvers import minimize_lbfgs
-from ..utils._array_api import to_numpy
+from ..utils._array_api import device_of, get_namespace, to_numpy
+from ..utils._device import (
+    DEVICES,
+    is_host_input,
+    to_cuda,
+    to_host,
+    validate_array_api_X,
+)
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -140,6 +147,13 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         Start the next ``fit`` from the ``C_`` of the previous one.
     max_time : float or None, default=None
         Time budget of the search in seconds.
+    device : {"cpu", "cuda"} or None, default=None
+        Where to compute. ``None`` follows the input: NumPy / SciPy data on the
+        CPU; a CuPy (or other array-API) array stays on its device, and the
+        fitted ``coef_`` and ``intercept_`` are arrays of the same namespace.
+        ``"cuda"`` moves NumPy / SciPy data to the GPU once (needs CuPy:
+        ``pip install "skbilevel[gpu]"``) and returns NumPy fitted attributes.
+        ``"cpu"`` brings any input to NumPy.
 
     Attributes
     ----------
@@ -213,6 +227,7 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         "callback": [None, callable],
         "warm_start": ["boolean"],
         "max_time": [None, Interval(Real, 0, None, closed="neither")],
+        "device": [None, StrOptions(set(DEVICES))],
     }
 
     def __init__(
@@ -237,6 +252,7 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         callback=None,
         warm_start=False,
         max_time=None,
+        device=None,
     ):
         self.penalty_groups = penalty_groups
         self.C_init = C_init
@@ -257,6 +273,7 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         self.callback = callback
         self.warm_start = warm_start
         self.max_time = max_time
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -265,14 +282,29 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
 
     # -- fit ------------------------------------------------------------------
     def _validate_fit_data(self, X, y, sample_weight):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2,
-        )
+        """Validate on the host (NumPy / SciPy), or in X's namespace for array-API input.
+
+        Labels and sample weights are small: they are checked on the host in
+        both cases. Returns ``(X, y_host, sample_weight_host)``.
+        """
+        if is_host_input(X) or self.device == "cpu":
+            X, y = validate_data(
+                self,
+                to_host(X),
+                to_host(y),
+                accept_sparse=["csr", "csc"],
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=2,
+            )
+        else:
+            X = validate_array_api_X(X)
+            self.n_features_in_ = X.shape[1]
+            y = column_or_1d(to_host(y), warn=True)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"X and y have inconsistent numbers of samples: {X.shape[0]} "
+                    f"and {y.shape[0]}."
+                )
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if self.classes_.size < 2:
@@ -281,7 +313,10 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
                 f"data, but the data contains only 1 class: {self.classes_[0]!r}."
             )
         sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+            to_host(sample_weight),
+            np.empty((y.shape[0], 0)),
+            dtype=np.float32 if X.dtype == np.float32 else np.float64,
+            ensure_non_negative=True,
         )
         if self.class_weight is not None:
             sample_weight = sample_weight * class_weight_per_sample(
@@ -327,8 +362,14 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         loss = BinaryLogisticLoss() if n_classes == 2 else MultinomialLogisticLoss()
         n_outputs = loss.n_outputs(n_classes)
         penalty = _make_penalty(self.penalty_groups, X.shape[1], n_outputs)
-        y_encoded = loss.encode(np, y, self.classes_, X.dtype)
-        splits = self._splits(X, y)
+        splits = self._splits(np.empty((y.shape[0], 0)), y)
+        if self.device == "cuda":
+            X = to_cuda(X)  # the one transfer of the data
+        xp, device = get_namespace(X), device_of(X)
+        # Host-side labels and weights become arrays of X's namespace once.
+        y_encoded = loss.encode(np, y, self.classes_, np.float64)
+        y_encoded = xp.astype(xp.asarray(y_encoded, device=device), X.dtype)
+        sample_weight = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
 
         folds = make_folds(
             X,
@@ -416,16 +457,70 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        xp = inner.xp
         coef, intercept = inner.model.split(solution.x)
-        coef = to_numpy(coef)
-        self.coef_ = coef.reshape(1, -1) if n_outputs == 1 else coef.T.copy()
-        self.intercept_ = (
-            to_numpy(intercept).copy()
-            if intercept is not None
-            else np.zeros(n_outputs, dtype=X.dtype)
+        coef = (
+            xp.reshape(coef, (1, -1))
+            if n_outputs == 1
+            else xp.asarray(coef.T, copy=True)
         )
+        if intercept is None:
+            intercept = xp.zeros(n_outputs, dtype=X.dtype, device=device_of(X))
+        if self.device == "cuda":
+            coef, intercept = to_host(coef), to_host(intercept)
+        self.coef_, self.intercept_ = coef, xp.asarray(intercept, copy=True)
 
     # -- prediction -----------------------------------------------------------
+    def _host_model(self):
+        return isinstance(self.coef_, np.ndarray)
+
+    def decision_function(self, X):
+        """Confidence scores: ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        array of shape (n_samples,) or (n_samples, n_classes)
+            For binary problems, the score of ``classes_[1]``.
+        """
+        check_is_fitted(self)
+        if self._host_model():
+            return super().decision_function(to_host(X) if self.device else X)
+        X = validate_array_api_X(X, ensure_min_samples=1)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        scores = X @ self.coef_.T + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Class labels of ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_`` (NumPy, whatever the input namespace).
+        """
+        scores = self.decision_function(X)
+        if self._host_model():
+            return super().predict(to_host(X) if self.device else X)
+        xp = get_namespace(scores)
+        index = (
+            xp.astype(scores > 0, xp.int64)
+            if scores.ndim == 1
+            else xp.argmax(scores, axis=1)
+        )
+        return self.classes_[to_numpy(index)]
+
     def predict_proba(self, X):
         """Probability of each class.
 
@@ -438,12 +533,18 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        check_is_fitted(self)
         scores = self.decision_function(X)
+        if isinstance(scores, np.ndarray):
+            if scores.ndim == 1:
+                proba = expit(scores)
+                return np.stack([1 - proba, proba], axis=1)
+            return softmax(scores, axis=1)
+        xp = get_namespace(scores)
         if scores.ndim == 1:
-            proba = expit(scores)
-            return np.stack([1 - proba, proba], axis=1)
-        return softmax(scores, axis=1)
+            scores = xp.stack([xp.zeros_like(scores), scores], axis=1)
+        scores = scores - xp.max(scores, axis=1, keepdims=True)
+        proba = xp.exp(scores)
+        return proba / xp.sum(proba, axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -456,7 +557,8 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        return np.log(self.predict_proba(X))
+        proba = self.predict_proba(X)
+        return get_namespace(proba).log(proba)
 
 
 def _describe_C(lam):
