@@ -84,23 +84,18 @@ def _plot(Cs, grid_losses, hoag, path):
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         print("\n(matplotlib is not installed: no plot saved)")
         return
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.semilogx(Cs, grid_losses, "o-", color="0.6", label="GridSearchCV (20 values)")
-    path_C = [float(np.ravel(r["C"])[0]) for r in hoag.history_]
-    path_loss = [r["value"] for r in hoag.history_]
-    ax.semilogx(path_C, path_loss, "x--", color="C1", label="HOAG evaluations (in order)")
-    for i, (c, v) in enumerate(zip(path_C, path_loss)):
-        ax.annotate(str(i), (c, v), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.axvline(hoag.C_, color="C1", lw=0.8)
-    ax.set(xlabel="C", ylabel="mean CV log-loss", ylim=(0, min(3, max(grid_losses) * 1.05)),
-           title="Digits: gradient search vs grid")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from skbilevel.inspection import SearchPathDisplay
+
+    display = SearchPathDisplay.from_estimator(
+        hoag, grid_values=Cs, grid_losses=grid_losses
+    ).plot()
+    display.ax_.set(ylim=(0, min(3, max(grid_losses) * 1.05)),
+                    title="Digits: gradient search on the CV-loss curve")
+    display.figure_.tight_layout()
+    display.figure_.savefig(path, dpi=120)
     print(f"\nSaved the search path on the CV-loss curve to {path}")
 
 
