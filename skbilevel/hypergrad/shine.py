@@ -62,9 +62,11 @@ class ShineSolver(LinearSolver):
 
     Parameters
     ----------
-    fallback_residual : float or None, default=0.5
-        Relative residual above which the estimate is refined. None skips the
-        check: SHINE as published, no HVP at all, ``residual`` is None.
+    fallback_residual : "auto", float or None, default="auto"
+        Relative residual above which the estimate is refined. ``"auto"``:
+        ``min(0.5, sqrt(tol))``, so the accepted error shrinks as HOAG tightens
+        ``tol``. None skips the check: SHINE as published, no HVP at all,
+        ``residual`` is None.
     max_iter : int, default=100
         Maximum number of refinement iterations.
 
@@ -77,11 +79,22 @@ class ShineSolver(LinearSolver):
 
     name = "shine"
 
-    def __init__(self, fallback_residual=0.5, max_iter=100):
-        self.fallback_residual = check_positive_float(
-            "fallback_residual", fallback_residual, allow_none=True
-        )
+    def __init__(self, fallback_residual="auto", max_iter=100):
+        if fallback_residual != "auto":
+            fallback_residual = check_positive_float(
+                "fallback_residual", fallback_residual, allow_none=True
+            )
+        self.fallback_residual = fallback_residual
         self.max_iter = check_positive_int("max_iter", max_iter)
+
+    def _threshold(self, tol):
+        """Largest relative residual accepted without refinement."""
+        if self.fallback_residual == "auto":
+            # The hypergradient error is of the order of the residual; sqrt(tol)
+            # keeps it a few percent early in HOAG (tol ~ 1e-4) and makes it
+            # shrink with the summable tolerance schedule.
+            return min(0.5, max(tol, 0.0) ** 0.5)
+        return self.fallback_residual
 
     @property
     def requires(self):
@@ -101,7 +114,7 @@ class ShineSolver(LinearSolver):
             return LinearSolveResult(v, 0, 0, None, None)
         r = b - system.hessp(v)
         residual = to_float(norm(xp, r)) / b_norm
-        if residual <= self.fallback_residual:
+        if residual <= self._threshold(tol):
             return LinearSolveResult(v, 1, 0, residual, None)
         result = preconditioned_cg(
             xp,
@@ -129,7 +142,7 @@ class ShineOPASolver(ShineSolver):
 
     Parameters
     ----------
-    fallback_residual : float or None, default=0.5
+    fallback_residual : "auto", float or None, default="auto"
         See :class:`ShineSolver`.
     max_iter : int, default=100
         See :class:`ShineSolver`.

@@ -87,6 +87,42 @@ def _weighted(xp, sample_weight, values):
     )
 
 
+def _check_inputs(X, y, sample_weight, n_outputs, *, positive_total=False):
+    """Raise a ValueError for non-finite data or mismatched shapes.
+
+    ``y`` must have shape (n_samples,) when ``n_outputs == 1`` and
+    (n_samples, n_outputs) otherwise: a column (n_samples, 1) would broadcast
+    against the raw predictions (n_samples,) into an (n, n) array. Sparse ``X``
+    is checked through its stored values.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional, got shape {tuple(X.shape)}.")
+    n_samples = X.shape[0]
+    values = X.data if is_sparse(X) else X
+    xp = get_namespace(values)
+    if not bool(xp.all(xp.isfinite(values))):
+        raise ValueError("X contains NaN or infinity.")
+    expected = (n_samples,) if n_outputs == 1 else (n_samples, n_outputs)
+    if tuple(y.shape) != expected:
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, expected {expected} for X with "
+            f"{n_samples} samples and n_outputs={n_outputs}."
+        )
+    if not bool(xp.all(xp.isfinite(y))):
+        raise ValueError("y contains NaN or infinity.")
+    if sample_weight is None:
+        return
+    if tuple(sample_weight.shape) != (n_samples,):
+        raise ValueError(
+            f"sample_weight has shape {tuple(sample_weight.shape)}, expected "
+            f"({n_samples},)."
+        )
+    if not bool(xp.all(xp.isfinite(sample_weight))):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if positive_total and not float(xp.sum(sample_weight)) > 0:
+        raise ValueError("The validation sample weights must have a positive sum.")
+
+
 class InnerObjective:
     """Regularized training loss ``G(w, lambda)`` of one fold.
 
@@ -110,7 +146,14 @@ class InnerObjective:
     def __init__(
         self, X, y, loss, penalty, n_outputs=1, fit_intercept=True, sample_weight=None
     ):
+        _check_inputs(X, y, sample_weight, n_outputs)
         self.model = LinearPredictor(X, n_outputs, fit_intercept)
+        group_map = getattr(penalty, "group_map", None)
+        if group_map is not None and group_map.shape[0] != self.model.n_coef:
+            raise ValueError(
+                f"The penalty maps {group_map.shape[0]} coefficients, but the model "
+                f"has {self.model.n_coef} (n_features * n_outputs)."
+            )
         self.y = y
         self.loss = loss
         self.penalty = penalty
@@ -234,6 +277,7 @@ class ValidationLoss:
     def __init__(
         self, X, y, loss, n_outputs=1, fit_intercept=True, sample_weight=None, scale=1.0
     ):
+        _check_inputs(X, y, sample_weight, n_outputs, positive_total=True)
         self.model = LinearPredictor(X, n_outputs, fit_intercept)
         self.y = y
         self.loss = loss

@@ -51,6 +51,12 @@ def make_folds(
     -------
     list of Fold
     """
+    n_samples = X.shape[0]
+    for name, array in [("y", y), ("sample_weight", sample_weight)]:
+        if array is not None and array.shape[0] != n_samples:
+            raise ValueError(
+                f"{name} has {array.shape[0]} samples, but X has {n_samples}."
+            )
     folds = []
     for train, validation in splits:
         train, validation = np.asarray(train), np.asarray(validation)
@@ -58,6 +64,14 @@ def make_folds(
             raise ValueError(
                 "Every cross-validation split needs training and validation samples."
             )
+        for indices in (train, validation):
+            if not np.issubdtype(indices.dtype, np.integer) or not (
+                -n_samples <= indices.min() and indices.max() < n_samples
+            ):
+                raise ValueError(
+                    f"Split indices must be integers in [0, {n_samples}), got "
+                    f"{indices.dtype} values in [{indices.min()}, {indices.max()}]."
+                )
         inner = InnerObjective(
             take_rows(X, train),
             take_rows(y, train),

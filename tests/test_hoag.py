@@ -1,0 +1,382 @@
+"""The outer loop (``hoag``) on problems whose optimum is known, and bad input.
+
+The reference problem is a logistic regression on 200 x 20 synthetic data with
+5 folds. Its cross-validated log-loss ``h(lambda)`` has an interior minimum near
+``lambda = 2.46`` (``C = 0.085``) and is flat at the weakly penalized end
+(``|h'(-6)| = 6.5e-5``). The truth is the minimizer of ``h`` over a 200-point grid
+of ``lambda`` in [-6, 6] (``log C`` is ``-lambda``: a log grid of ``C``), each
+point solved to a relative gradient norm of 1e-10.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold
+
+from skbilevel.hypergrad import LINEAR_SOLVERS, get_linear_solver
+from skbilevel.objectives import (
+    BinaryLogisticLoss,
+    InnerObjective,
+    L2Penalty,
+    MultinomialLogisticLoss,
+    ValidationLoss,
+)
+from skbilevel.outer import CrossValidatedProblem, hoag, make_folds, tolerance_schedule
+
+LOW, HIGH = -6.0, 6.0
+GRID = np.linspace(LOW, HIGH, 200)
+GRID_STEP = GRID[1] - GRID[0]
+METHODS = [method for method in LINEAR_SOLVERS if method != "identity"]
+HISTORY_KEYS = {"lam", "value", "grad_norm", "inner_iter", "n_hvp", "elapsed"}
+
+
+def logistic_data(n_samples=200, n_features=20, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_features))
+    coef = rng.standard_normal(n_features) * 2.0 / np.sqrt(n_features)
+    y = (rng.random(n_samples) < 1 / (1 + np.exp(-X @ coef))).astype(int)
+    return X, y
+
+
+def make_problem(method="cg", X=None, y=None, penalty=None, **params):
+    if X is None:
+        X, y = logistic_data()
+    loss = BinaryLogisticLoss()
+    y_encoded = loss.encode(np, y, np.array([0, 1]), X.dtype)
+    splits = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    folds = make_folds(
+        X, y_encoded, splits, loss=loss,
+        penalty=L2Penalty.scalar() if penalty is None else penalty, n_outputs=1,
+    )  # fmt: skip
+    return CrossValidatedProblem(folds, get_linear_solver(method), **params)
+
+
+@pytest.fixture(scope="module")
+def grid_minimizer():
+    """``lambda`` of the lowest ``h`` on the grid (warm-started, strong end first)."""
+    problem = make_problem("cg")
+    values = [
+        problem.evaluate([lam], inner_tol=1e-10, gradient=False).value
+        for lam in GRID[::-1]
+    ][::-1]
+    best = int(np.argmin(values))
+    assert 0 < best < GRID.size - 1, "the reference optimum must be interior"
+    return GRID[best]
+
+
+def assert_best_point_returned(result):
+    values = [record["value"] for record in result.history]
+    best = int(np.argmin(values))
+    assert result.value == values[best]
+    np.testing.assert_array_equal(result.lam, result.history[best]["lam"])
+
+
+def assert_history_complete(result):
+    assert len(result.history) >= 1
+    elapsed = [record["elapsed"] for record in result.history]
+    assert np.all(np.diff(elapsed) >= 0)
+    for record in result.history:
+        assert HISTORY_KEYS <= set(record)
+        assert record["lam"].shape == (1,) and np.all(np.isfinite(record["lam"]))
+        assert np.isfinite(record["value"]) and record["grad_norm"] >= 0
+        assert isinstance(record["inner_iter"], int) and record["inner_iter"] >= 0
+        assert isinstance(record["n_hvp"], int) and record["n_hvp"] >= 0
+
+
+# -- reaching the optimum ----------------------------------------------------------
+#
+# tol=1e-5: the stop on the predicted decrease of h, ||g||^2 / (2 L) <= tol |h|,
+# leaves |lambda - lambda*| up to sqrt(2 tol |h| / h'') ~ 0.02 here, a third of a
+# grid step. With the default tol=1e-4 that is ~0.075, more than one grid step
+# (0.06): SHINE-OPA stopped 0.075 and 0.098 away from the bracket and from the
+# strong end.
+STARTS = {
+    "bracket": {"lam0": [0.0], "bracket": 5},
+    "middle": {"lam0": [0.0], "bracket": 0},
+    "strong-end": {"lam0": [HIGH], "bracket": 0},
+    "flat-end": {"lam0": [LOW], "bracket": 0},
+}
+
+
+@pytest.mark.parametrize("start", sorted(STARTS))
+@pytest.mark.parametrize("method", METHODS)
+def test_hoag_reaches_grid_minimizer(method, start, grid_minimizer):
+    result = hoag(make_problem(method), bounds=(LOW, HIGH), tol=1e-5, **STARTS[start])
+    assert abs(result.lam[0] - grid_minimizer) <= GRID_STEP, result.message
+    assert result.converged, result.message
+    assert_best_point_returned(result)
+    assert_history_complete(result)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Absolute stopping test: at the flat end |h'(-6)| = 6.5e-5 is already "
+    "below the default tol=1e-4 (h' carries a factor exp(lambda)), so hoag "
+    "stops at its starting point; bracket > 0 or a smaller tol avoid it.",
+)
+@pytest.mark.parametrize("method", METHODS)
+def test_hoag_leaves_flat_end_with_default_tol(method, grid_minimizer):
+    result = hoag(make_problem(method), [LOW], bounds=(LOW, HIGH), bracket=0)
+    assert abs(result.lam[0] - grid_minimizer) <= GRID_STEP, result.message
+
+
+# -- stopping rules, history, best point -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bounds, expected", [((LOW, 1.5), 1.5), ((3.5, HIGH), 3.5)], ids=["high", "low"]
+)
+def test_optimum_beyond_the_box_returns_the_bound(bounds, expected):
+    result = hoag(make_problem(), [0.5 * sum(bounds)], bounds=bounds)
+    assert result.lam[0] == expected
+    assert result.converged, result.message
+    assert_best_point_returned(result)
+
+
+@pytest.mark.parametrize("phase", ["start", "bracket", "gradient"])
+def test_callback_stops_the_search(phase):
+    seen = []
+
+    def callback(record):
+        seen.append(record)
+        return record["phase"] == phase
+
+    result = hoag(
+        make_problem(),
+        [0.0],
+        bounds=(LOW, HIGH),
+        bracket=5 if phase == "bracket" else 0,
+        callback=callback,
+    )
+    assert "callback" in result.message and not result.converged
+    assert seen[-1]["phase"] == phase
+    assert len(result.history) == len(seen)
+    assert [r["iteration"] for r in seen] == list(range(len(seen)))
+    assert len(seen) == (2 if phase == "gradient" else 1)
+    assert_history_complete(result)
+
+
+@pytest.mark.parametrize("bracket", [0, 5])
+def test_max_time_is_respected(bracket):
+    # The budget is checked after each evaluation: with none left, the search
+    # stops after the first evaluation that may be checked.
+    result = hoag(
+        make_problem(), [0.0], bounds=(LOW, HIGH), bracket=bracket, max_time=0.0
+    )
+    assert "time budget" in result.message and not result.converged
+    assert len(result.history) == (1 if bracket else 2)
+    assert_best_point_returned(result)
+    generous = hoag(make_problem(), [0.0], bounds=(LOW, HIGH), max_time=1e6)
+    plain = hoag(make_problem(), [0.0], bounds=(LOW, HIGH))
+    assert len(generous.history) == len(plain.history)
+
+
+def test_max_iter_counts_gradient_steps():
+    result = hoag(make_problem(), [LOW], bounds=(LOW, HIGH), max_iter=3, tol=1e-9)
+    assert result.n_iter == 3 and not result.converged
+    assert "max_iter" in result.message
+    assert len(result.history) == 4
+
+
+# -- bad input to the outer loop ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        (1.0, 1.0),
+        (2.0, 1.0),
+        (np.zeros(20), np.r_[np.ones(19), 0.0]),
+        (-np.inf, 1.0),
+        (0.0, np.nan),
+    ],
+)
+def test_bad_bounds_raise(bounds):
+    problem = make_problem(penalty=L2Penalty.per_feature(20))
+    with pytest.raises(ValueError, match="bound"):
+        hoag(problem, np.zeros(20), bounds=bounds)
+
+
+def test_bounds_of_wrong_shape_raise():
+    # A ValueError, but NumPy's broadcasting message ("operands could not be
+    # broadcast together ..."), which does not name the bounds.
+    problem = make_problem(penalty=L2Penalty.per_feature(20))
+    with pytest.raises(ValueError):
+        hoag(problem, np.zeros(20), bounds=(np.zeros(2), np.ones(2)))
+
+
+def test_unknown_tolerance_schedule_raises():
+    with pytest.raises(ValueError, match="Unknown tolerance schedule 'linear'"):
+        hoag(make_problem(), [0.0], bounds=(LOW, HIGH), tol_schedule="linear")
+    with pytest.raises(ValueError, match="exponential"):
+        tolerance_schedule("constant")
+
+
+def test_unknown_linear_solver_raises():
+    with pytest.raises(ValueError, match="Unknown linear solver 'newton'.*'shine'"):
+        get_linear_solver("newton")
+
+
+@pytest.mark.parametrize("lam0", [[np.nan], [np.inf], [-np.inf]])
+def test_non_finite_lambda_raises(lam0):
+    problem = make_problem()
+    with pytest.raises(ValueError, match="finite"):
+        problem.evaluate(lam0)
+    if np.isnan(lam0[0]):  # infinities are projected on the box
+        with pytest.raises(ValueError, match="finite"):
+            hoag(problem, lam0, bounds=(LOW, HIGH))
+
+
+def test_lambda_of_wrong_shape_raises():
+    with pytest.raises(ValueError, match="shape"):
+        hoag(make_problem(), [0.0, 1.0], bounds=(LOW, HIGH))
+    with pytest.raises(ValueError, match="shape"):
+        make_problem().evaluate([0.0, 1.0])
+
+
+# -- bad input to the objectives and folds -----------------------------------------
+
+
+def small_data(n_samples=12, n_features=3):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_samples, n_features))
+    return X, (X[:, 0] > 0).astype(float), np.ones(n_samples)
+
+
+def _with(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_non_finite_X_raises(sparse, value):
+    X, y, _ = small_data()
+    X = _with(X, (2, 1), value)
+    X = sp.csr_matrix(X) if sparse else X
+    loss = BinaryLogisticLoss()
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        InnerObjective(X, y, loss, L2Penalty.scalar())
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        ValidationLoss(X, y, loss)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        make_folds(
+            X, y, [(np.arange(6), np.arange(6, 12))], loss=loss,
+            penalty=L2Penalty.scalar(), n_outputs=1,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("what", ["y", "sample_weight"])
+def test_non_finite_targets_and_weights_raise(what):
+    X, y, sw = small_data()
+    arrays = {"y": y, "sample_weight": sw}
+    arrays[what] = _with(arrays[what], 3, np.nan)
+    loss = BinaryLogisticLoss()
+    match = f"{what} contains NaN or infinity"
+    with pytest.raises(ValueError, match=match):
+        InnerObjective(X, arrays["y"], loss, L2Penalty.scalar(),
+                       sample_weight=arrays["sample_weight"])  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        ValidationLoss(X, arrays["y"], loss, sample_weight=arrays["sample_weight"])
+
+
+@pytest.mark.parametrize(
+    "y_shape, n_outputs",
+    [((11,), 1), ((13,), 1), ((12, 1), 1), ((12, 2), 3), ((12,), 3)],
+)
+def test_targets_of_wrong_shape_raise(y_shape, n_outputs):
+    X, _, _ = small_data()
+    y = np.zeros(y_shape)
+    loss = BinaryLogisticLoss() if n_outputs == 1 else MultinomialLogisticLoss()
+    with pytest.raises(ValueError, match="y has shape"):
+        InnerObjective(X, y, loss, L2Penalty.scalar(), n_outputs)
+    with pytest.raises(ValueError, match="y has shape"):
+        ValidationLoss(X, y, loss, n_outputs)
+
+
+def test_sample_weight_of_wrong_length_raises():
+    X, y, sw = small_data()
+    loss = BinaryLogisticLoss()
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        InnerObjective(X, y, loss, L2Penalty.scalar(), sample_weight=sw[:-1])
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        ValidationLoss(X, y, loss, sample_weight=sw[:-1])
+    with pytest.raises(ValueError, match="positive sum"):
+        ValidationLoss(X, y, loss, sample_weight=0 * sw)
+
+
+@pytest.mark.parametrize("what", ["y", "sample_weight"])
+def test_make_folds_checks_lengths_before_splitting(what):
+    X, y, sw = small_data()
+    arrays = {"y": y, "sample_weight": sw}
+    arrays[what] = arrays[what][:-2]
+    splits = [(np.arange(4), np.arange(4, 12))]
+    with pytest.raises(ValueError, match=f"{what} has 10 samples, but X has 12"):
+        make_folds(
+            X, arrays["y"], splits, loss=BinaryLogisticLoss(),
+            penalty=L2Penalty.scalar(), n_outputs=1,
+            sample_weight=arrays["sample_weight"],
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "validation", [np.arange(6, 13), np.array([0.5, 1.5])], ids=["range", "float"]
+)
+def test_make_folds_checks_split_indices(validation):
+    X, y, _ = small_data()
+    with pytest.raises(ValueError, match="Split indices"):
+        make_folds(
+            X, y, [(np.arange(6), validation)], loss=BinaryLogisticLoss(),
+            penalty=L2Penalty.scalar(), n_outputs=1,
+        )  # fmt: skip
+
+
+def test_penalty_of_wrong_size_raises():
+    X, y, _ = small_data()
+    with pytest.raises(ValueError, match="penalty maps 5 coefficients.*has 3"):
+        InnerObjective(X, y, BinaryLogisticLoss(), L2Penalty.per_feature(5))
+
+
+# -- a real data set (slow) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_problem():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    grid = np.linspace(-4.0, 6.0, 200)
+    problem = make_problem("cg", X, y)
+    values = [
+        problem.evaluate([lam], inner_tol=1e-10, gradient=False).value
+        for lam in grid[::-1]
+    ][::-1]
+    return X, y, grid, grid[int(np.argmin(values))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", ["bracket", "weak-end"])
+@pytest.mark.parametrize("method", METHODS)
+def test_hoag_on_breast_cancer(method, start, breast_cancer_problem, request):
+    X, y, grid, minimizer = breast_cancer_problem
+    if method == "truncated":
+        request.applymarker(pytest.mark.xfail(
+            reason="20 unrolled gradient steps give a hypergradient whose bias does "
+            "not shrink with the tolerance; its zero is 1.2 to 1.8 grid steps off.",
+        ))  # fmt: skip
+    if method == "shine-opa" and start == "weak-end":
+        request.applymarker(pytest.mark.xfail(
+            reason="SHINE accepts estimates with residual up to 0.5: near the "
+            "optimum one had the wrong sign (+9.4e-4 vs -7.9e-4) and hoag shrank "
+            "its step to step_tol 1.5 grid steps away.",
+        ))  # fmt: skip
+    lam0, bracket = ([0.0], 5) if start == "bracket" else ([grid[0]], 0)
+    result = hoag(
+        make_problem(method, X, y), lam0, bounds=(grid[0], grid[-1]),
+        bracket=bracket, tol=1e-5,
+    )  # fmt: skip
+    assert abs(result.lam[0] - minimizer) <= grid[1] - grid[0], result.message
+    assert_best_point_returned(result)
