@@ -380,3 +380,11 @@ def test_hoag_on_breast_cancer(method, start, breast_cancer_problem, request):
     )  # fmt: skip
     assert abs(result.lam[0] - minimizer) <= grid[1] - grid[0], result.message
     assert_best_point_returned(result)
+
+
+@pytest.mark.parametrize("bounds", [([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), (0.0,), ("a", 1.0)])
+def test_bounds_of_the_wrong_shape_are_a_clear_error(bounds):
+    from skbilevel.outer.hoag import _check_bounds
+
+    with pytest.raises(ValueError, match="bounds must be a pair"):
+        _check_bounds(bounds, 2)

@@ -56,10 +56,14 @@ class OuterResult(NamedTuple):
 
 
 def _check_bounds(bounds, n_hyper):
-    low, high = (
-        np.broadcast_to(np.asarray(b, dtype=np.float64), (n_hyper,)).copy()
-        for b in bounds
-    )
+    try:
+        low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
+        low, high = (np.broadcast_to(b, (n_hyper,)).copy() for b in (low, high))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"bounds must be a pair (low, high) of scalars or arrays of shape "
+            f"({n_hyper},), got {bounds!r}."
+        ) from None
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise ValueError("The log-space bounds must be finite.")
     if np.any(low >= high):
