@@ -1,4 +1,6 @@
-"""skbilevel in one minute: gradient search for C against scikit-learn's grids.
+"""
+skbilevel in one minute: gradient search for C against scikit-learn's grids
+===========================================================================
 
 Run it with ``python examples/demo.py``. On the digits data shipped with
 scikit-learn (10 classes, multinomial logistic regression) it fits, side by

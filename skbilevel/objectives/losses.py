@@ -101,6 +101,11 @@ class SquaredLoss:
 
     With the penalty ``exp(lambda) / 2 ||w||^2`` this is scikit-learn's ``Ridge``
     objective divided by two, so ``alpha = exp(lambda)`` has the same minimizer.
+
+    Parameters
+    ----------
+    n_targets : int, default=1
+        Raw predictions (regression targets) per sample.
     """
 
     name = "squared"

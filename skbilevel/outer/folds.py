@@ -10,7 +10,20 @@ __all__ = ["take_rows", "make_folds"]
 
 
 def take_rows(X, indices):
-    """Rows ``indices`` (a NumPy integer array) of a dense or sparse matrix."""
+    """Rows ``indices`` of a dense or sparse matrix.
+
+    Parameters
+    ----------
+    X : array or sparse matrix of shape (n_samples, ...) or None
+        Data of any supported namespace (NumPy, CuPy, SciPy / cupyx sparse).
+    indices : ndarray of int
+        Row indices (NumPy, on the host).
+
+    Returns
+    -------
+    array or sparse matrix, or None
+        The selected rows, in the namespace and on the device of ``X``.
+    """
     if X is None:
         return None
     if is_sparse(X):

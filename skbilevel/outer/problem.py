@@ -20,7 +20,15 @@ __all__ = ["Fold", "Evaluation", "CrossValidatedProblem"]
 
 
 class Fold(NamedTuple):
-    """The inner training objective and the outer validation loss of one split."""
+    """The inner training objective and the outer validation loss of one split.
+
+    Attributes
+    ----------
+    inner : InnerObjective
+        Regularized training loss ``G(w, lambda)`` on the training samples.
+    outer : ValidationLoss
+        Mean loss ``F(w)`` on the validation samples.
+    """
 
     inner: object
     outer: object

@@ -40,7 +40,23 @@ def empty_memory():
 
 
 def append_pair(memory, s, y, sy, max_size):
-    """Return ``memory`` with ``(s, y)`` appended, keeping the newest ``max_size``."""
+    """Return ``memory`` with ``(s, y)`` appended, keeping the newest ``max_size``.
+
+    Parameters
+    ----------
+    memory : LBFGSMemory
+        Current pairs, oldest first.
+    s, y : array of shape (n_params,)
+        The new step and gradient difference.
+    sy : 0-d array
+        ``s' y`` (positive).
+    max_size : int
+        Number of pairs to keep.
+
+    Returns
+    -------
+    LBFGSMemory
+    """
     keep = max(0, max_size - 1)
     start = max(0, len(memory) - keep)
     return LBFGSMemory(
