@@ -218,6 +218,7 @@ def hoag(
     # -- optional coarse bracket ----------------------------------------------
     current = None
     spacing = None
+    bracketed = []
     if bracket >= 2:
         common_low, common_high = low.max(), high.min()
         if common_low >= common_high:
@@ -227,6 +228,7 @@ def hoag(
         for value in grid:
             point = np.clip(np.full(n_hyper, value), low, high)
             evaluation, record, stop = run(point, 0, "bracket", accepted=True)
+            bracketed.append(evaluation)
             worse = current is not None and evaluation.value > current.value
             # Walking down in lambda is a descent direction iff sum(grad) > 0;
             # otherwise the minimum lies behind: stop before the weakly penalized
@@ -247,6 +249,7 @@ def hoag(
             if worse or turned:
                 break
         init_step = min(init_step, spacing / 2)
+    planned = _interpolate_bracket(bracketed, current, low, high)
     if current is None:
         current, _, stop = run(lam, 0, "start", accepted=True)
         if stop:
@@ -266,18 +269,23 @@ def hoag(
         if secant and projected @ projected / (2 * L) <= tol * abs(current.value):
             message, converged = "predicted decrease of h below tol", True
             break
-        if L is None:
-            L = max(np.max(np.abs(g)), 1e-300) / init_step
-        step = g / L
-        largest = np.max(np.abs(step))
-        if largest > max_step:
-            step *= max_step / largest
-        candidate = np.clip(lam - step, low, high)
+        if planned is not None:
+            candidate, planned = planned, None
+        else:
+            if L is None:
+                L = max(np.max(np.abs(g)), 1e-300) / init_step
+            step = g / L
+            largest = np.max(np.abs(step))
+            if largest > max_step:
+                step *= max_step / largest
+            candidate = np.clip(lam - step, low, high)
         moved = candidate - lam
         if np.max(np.abs(moved)) <= step_tol:
             message, converged = "step below step_tol", True
             break
-        trial, record, stop = run(candidate, k, "gradient", step=1.0 / L)
+        trial, record, stop = run(
+            candidate, k, "gradient", step=None if L is None else 1.0 / L
+        )
         curvature = float((trial.grad - g) @ moved / (moved @ moved))
         slack = schedule(k) * abs(current.value)
         if trial.value <= current.value + slack:
@@ -288,11 +296,14 @@ def hoag(
             # Secant estimate of the curvature of h along the step; halving L on
             # negative curvature lets the search leave concave stretches quickly.
             secant = curvature > 0
-            L = curvature if secant else L / 2
+            L = curvature if secant else (None if L is None else L / 2)
         else:
             record["accepted"] = False
             secant = False
-            L = max(2 * L, curvature)
+            if L is not None:
+                L = max(2 * L, curvature)
+            elif curvature > 0:
+                L = curvature
         if stop:
             message = "stopped by callback"
             break
@@ -302,6 +313,57 @@ def hoag(
     else:
         k = max_iter
     return _finish(history, best, k, converged, message)
+
+
+def _hermite_minimizer(t0, f0, d0, t1, f1, d1):
+    """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
+
+    Nocedal & Wright (2006), eq. (3.59); None when the cubic has no minimizer
+    there. The result is kept 5% away from the ends.
+    """
+    d_1 = d0 + d1 - 3 * (f0 - f1) / (t0 - t1)
+    discriminant = d_1 * d_1 - d0 * d1
+    if not discriminant >= 0:
+        return None
+    d_2 = np.sign(t1 - t0) * np.sqrt(discriminant)
+    denominator = d1 - d0 + 2 * d_2
+    if denominator == 0:
+        return None
+    t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
+    lo, hi = min(t0, t1), max(t0, t1)
+    margin = 0.05 * (hi - lo)
+    return float(np.clip(t, lo + margin, hi - margin)) if np.isfinite(t) else None
+
+
+def _interpolate_bracket(bracketed, best, low, high):
+    """First gradient-phase point: the cubic minimizer between the best bracket
+    point and its neighbor on the descent side (all coordinates equal).
+
+    ``h`` and its derivative along the bracket line, ``sum(grad)``, are known at
+    both points, so one cubic Hermite interpolation lands next to a minimum the
+    coarse bracket straddles, instead of several gradient steps. None when
+    there is no such neighbor.
+    """
+    if best is None or len(bracketed) < 2:
+        return None
+    index = next(i for i, e in enumerate(bracketed) if e is best)
+    slope = float(np.sum(best.grad))
+    # the bracket walks down in lambda: index + 1 is the next lower point
+    neighbor = index + 1 if slope > 0 else index - 1
+    if not 0 <= neighbor < len(bracketed):
+        return None
+    other = bracketed[neighbor]
+    t = _hermite_minimizer(
+        float(best.lam[0]),
+        best.value,
+        slope,
+        float(other.lam[0]),
+        other.value,
+        float(np.sum(other.grad)),
+    )
+    if t is None:
+        return None
+    return np.clip(np.full(best.lam.shape, t), low, high)
 
 
 def _finish(history, best, n_iter, converged, message):
