@@ -6,7 +6,13 @@ instead of refitting on a grid.
 """
 
 from .linear_model import HOAGLogisticRegression
+from .model_selection import BilevelSearchCV, register_adapter
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["HOAGLogisticRegression", "__version__"]
+__all__ = [
+    "BilevelSearchCV",
+    "HOAGLogisticRegression",
+    "register_adapter",
+    "__version__",
+]

@@ -1,0 +1,609 @@
+"""BilevelSearchCV against GridSearchCV, scikit-learn's own fits and fine grids."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn import config_context
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    load_iris,
+    make_classification,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+from sklearn.metrics import get_scorer, log_loss, mean_squared_error
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    KFold,
+    StratifiedKFold,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import validate_data
+from threadpoolctl import threadpool_limits
+
+from skbilevel import BilevelSearchCV
+from skbilevel.model_selection._search import MORE_RESULTS
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The search for:sklearn.exceptions.ConvergenceWarning",
+    "ignore:lbfgs failed to converge:sklearn.exceptions.ConvergenceWarning",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    # The problems here are tiny: BLAS threads only add synchronization (on
+    # two shared cores, they made this module 1.6x slower).
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+# -- references computed with scikit-learn's own estimators ----------------------
+def _tight(estimator):
+    """The same estimator (or pipeline) with a solver tolerance of 1e-10."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    prefix = f"{estimator.steps[-1][0]}__" if hasattr(estimator, "steps") else ""
+    params = {f"{prefix}tol": 1e-10}
+    if "max_iter" in final.get_params():
+        params[f"{prefix}max_iter"] = 100000
+    if isinstance(final, LogisticRegression):
+        # Newton-CG reaches 1e-10 in a few warm-started iterations where L-BFGS
+        # crawls (and newton-cholesky is slow on multinomial problems).
+        params[f"{prefix}solver"] = "newton-cg"
+        params[f"{prefix}warm_start"] = True
+    return clone(estimator).set_params(**params)
+
+
+def _validation_loss(model, X, y):
+    """The outer criterion: log-loss for classifiers, MSE for regressors."""
+    if hasattr(model, "predict_proba"):
+        return log_loss(y, model.predict_proba(X), labels=model.classes_)
+    return mean_squared_error(y, model.predict(X))
+
+
+def _grid_cv_loss(estimator, name, grid, X, y, splits):
+    """Mean validation loss at each grid value, as GridSearchCV would compute it
+    (tight fits, warm-started along the grid where the estimator allows)."""
+    losses = np.empty((len(grid), len(splits)))
+    for k, (train, test) in enumerate(splits):
+        model = _tight(estimator)
+        for i, value in enumerate(grid):
+            model.set_params(**{name: value}).fit(X[train], y[train])
+            losses[i, k] = _validation_loss(model, X[test], y[test])
+    return losses.mean(axis=1)
+
+
+def _relative(a, b):
+    return np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b))
+
+
+# -- the three data sets of the issue ---------------------------------------------
+def _breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    return X, y, pipe, {"logisticregression__C": (1e-3, 1e2)}, StratifiedKFold(5)
+
+
+def _digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y, LogisticRegression(), {"C": (1e-2, 1e2)}, StratifiedKFold(5)
+
+
+def _digits_small():
+    X, y, estimator, *_ = _digits()
+    keep = np.isin(y, [1, 7, 8])  # three close classes: multinomial, and quick
+    return X[keep], y[keep], estimator, {"C": (1e-2, 2e1)}, StratifiedKFold(3)
+
+
+def _diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    return X, y, Ridge(), {"alpha": (1e-4, 1e2)}, KFold(5)
+
+
+CASES = {
+    "breast_cancer": _breast_cancer,
+    "digits_small": _digits_small,
+    "diabetes": _diabetes,
+    "digits": pytest.param(_digits, marks=pytest.mark.slow),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES.values()), ids=list(CASES))
+def searched(request):
+    X, y, estimator, space, cv = request.param()
+    splits = list(cv.split(X, y))
+    scoring = (
+        "neg_mean_squared_error" if isinstance(estimator, Ridge) else "neg_log_loss"
+    )
+    # tol=1e-6 asks for the optimum itself: the default (1e-4) stops once the
+    # predicted decrease of the CV loss is below 1e-4 of it (on diabetes, whose
+    # CV loss is flat to 1e-5 over a decade of alpha, three grid steps away).
+    search = BilevelSearchCV(estimator, space, cv=splits, scoring=scoring, tol=1e-6)
+    return search.fit(X, y), X, y, splits
+
+
+def test_chosen_value_agrees_with_a_100_point_grid(searched):
+    search, X, y, splits = searched
+    name, bounds = next(iter(search.param_space.items()))
+    grid = np.geomspace(*bounds, 100)
+    grid_loss = _grid_cv_loss(search.estimator, name, grid, X, y, splits)
+    chosen = search.best_params_[name]
+    chosen_loss = _grid_cv_loss(search.estimator, name, [chosen], X, y, splits)[0]
+    # What the search reports at its best point is the loss of tight sklearn fits.
+    assert search.cv_results_["outer_loss"][search.best_index_] == pytest.approx(
+        chosen_loss, rel=1e-6
+    )
+    assert -search.best_score_ == pytest.approx(chosen_loss, rel=1e-6)
+    steps = abs(np.log(chosen / grid[np.argmin(grid_loss)])) / np.log(grid[1] / grid[0])
+    assert steps <= 2 or chosen_loss <= grid_loss.min() * (1 + 1e-7)
+
+
+def test_fold_models_match_the_users_estimator_fit_on_each_fold(searched):
+    search, X, y, splits = searched
+    name = next(iter(search.param_space))
+    reference = _tight(search.estimator).set_params(**search.best_params_)
+    assert len(search.best_fold_estimators_) == len(splits)
+    for (train, test), fold_model in zip(splits, search.best_fold_estimators_):
+        expected = clone(reference).fit(X[train], y[train])
+        ours, theirs = fold_model, expected
+        if hasattr(ours, "steps"):
+            ours, theirs = ours[-1], theirs[-1]
+            assert_allclose(fold_model[0].mean_, expected[0].mean_)
+        assert type(ours) is type(theirs)
+        assert ours.get_params()[name.split("__")[-1]] == search.best_params_[name]
+        assert _relative(ours.coef_, theirs.coef_) < 1e-4
+        # The multinomial intercept is defined up to a constant: both are centered.
+        assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-4)
+        assert _validation_loss(fold_model, X[test], y[test]) == pytest.approx(
+            _validation_loss(expected, X[test], y[test]), rel=1e-5
+        )
+
+
+def test_best_estimator_is_the_users_class_and_delegates(searched):
+    search, X, y, _ = searched
+    name = next(iter(search.param_space))
+    best = search.best_estimator_
+    assert type(best) is type(search.estimator)
+    assert best.get_params()[name] == search.best_params_[name]
+    expected = clone(search.estimator).set_params(**search.best_params_).fit(X, y)
+    assert_allclose(best.predict(X), expected.predict(X))
+    assert_allclose(search.predict(X), best.predict(X))
+    methods = ["predict_proba", "predict_log_proba", "decision_function"]
+    for method in methods if hasattr(best, "predict_proba") else []:
+        assert_allclose(getattr(search, method)(X), getattr(best, method)(X))
+    scorer = get_scorer(search.scoring)
+    assert search.score(X, y) == pytest.approx(scorer(best, X, y))
+    assert search.n_features_in_ == X.shape[1]
+    if hasattr(best, "classes_"):
+        assert_allclose(search.classes_, np.unique(y))
+    assert search.refit_time_ > 0
+
+
+def test_cv_results_load_in_pandas_with_one_row_per_evaluation(searched):
+    search, *_ = searched
+    frame = pd.DataFrame(search.cv_results_)
+    assert len(frame) == len(search.history_) == search.n_iter_
+    assert frame["outer_iteration"].tolist() == list(range(len(frame)))
+    assert set(frame["outer_phase"]) <= {"bracket", "start", "gradient"}
+    assert_allclose(frame["outer_loss"], [r["value"] for r in search.history_])
+    assert frame["rank_test_score"].min() == 1
+
+
+# -- cv_results_ and attributes: GridSearchCV's --------------------------------------
+@pytest.fixture(scope="module")
+def small_classification():
+    return make_classification(n_samples=120, n_features=6, random_state=0)
+
+
+@pytest.mark.parametrize("return_train_score", [False, True])
+@pytest.mark.parametrize(
+    "scoring, refit",
+    [
+        (None, True),
+        ("neg_log_loss", True),
+        (["accuracy", "neg_log_loss"], "neg_log_loss"),
+        ({"acc": "accuracy", "nll": "neg_log_loss"}, False),
+    ],
+)
+def test_cv_results_keys_and_attributes_match_grid_search(
+    small_classification, scoring, refit, return_train_score
+):
+    X, y = small_classification
+    common = dict(
+        scoring=scoring, refit=refit, cv=3, return_train_score=return_train_score
+    )
+    grid = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, **common).fit(X, y)
+    search = BilevelSearchCV(LogisticRegression(), {"C": (0.01, 100)}, **common)
+    search.fit(X, y)
+    assert set(search.cv_results_) == set(grid.cv_results_) | set(MORE_RESULTS)
+    n_points = len(search.cv_results_["params"])
+    for key, value in grid.cv_results_.items():
+        ours = search.cv_results_[key]
+        assert len(ours) == n_points
+        assert np.asarray(ours).dtype.kind == np.asarray(value).dtype.kind, key
+
+    def fitted(est):
+        return {a for a in vars(est) if a.endswith("_") and not a.startswith("_")}
+
+    extra = {"best_fold_estimators_", "history_", "n_iter_", "converged_"}
+    assert fitted(search) == fitted(grid) | extra
+    assert search.multimetric_ == grid.multimetric_
+    assert search.n_splits_ == 3
+
+
+def test_scores_are_the_scorers_on_each_fold(small_classification):
+    X, y = small_classification
+    splits = list(StratifiedKFold(3).split(X, y))
+    search = BilevelSearchCV(
+        LogisticRegression(),
+        {"C": (0.01, 100)},
+        cv=splits,
+        scoring={"acc": "accuracy", "nll": "neg_log_loss"},
+        refit="nll",
+        return_train_score=True,
+    ).fit(X, y)
+    results, best = search.cv_results_, search.best_index_
+    C = search.best_params_["C"]
+    for k, (train, test) in enumerate(splits):
+        model = LogisticRegression(C=C, tol=1e-10).fit(X[train], y[train])
+        assert results[f"split{k}_test_nll"][best] == pytest.approx(
+            -log_loss(y[test], model.predict_proba(X[test])), rel=1e-6
+        )
+        assert results[f"split{k}_train_acc"][best] == model.score(X[train], y[train])
+    assert search.best_score_ == results["mean_test_nll"].max()
+
+
+def test_best_index_follows_refit_metric_and_breaks_ties_by_outer_loss(
+    small_classification,
+):
+    X, y = small_classification
+    search = BilevelSearchCV(LogisticRegression(), {"C": (0.01, 100)}, cv=3).fit(X, y)
+    results = search.cv_results_
+    accuracy = results["mean_test_score"]
+    tied = np.flatnonzero(accuracy == accuracy.max())
+    assert search.best_index_ == tied[np.argmin(results["outer_loss"][tied])]
+    assert search.best_score_ == accuracy.max()
+
+    def refit(results):
+        return int(np.argmax(results["outer_iteration"]))
+
+    search = clone(search).set_params(refit=refit).fit(X, y)
+    assert search.best_index_ == len(search.cv_results_["params"]) - 1
+    assert not hasattr(search, "best_score_")
+
+
+# -- weights, groups, sparse, parallel ---------------------------------------------------
+@pytest.fixture(scope="module")
+def weighted_problem():
+    rng = np.random.default_rng(0)
+    X, y = make_classification(n_samples=90, n_features=5, random_state=1)
+    return X, y, rng.integers(1, 4, size=y.size)
+
+
+def test_integer_weights_equal_duplicated_samples(weighted_problem):
+    X, y, weight = weighted_problem
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    owner = np.repeat(np.arange(y.size), weight)
+    dup_splits = [
+        (np.flatnonzero(np.isin(owner, tr)), np.flatnonzero(np.isin(owner, te)))
+        for tr, te in splits
+    ]
+    kwargs = dict(scoring="neg_log_loss", tol=1e-6)
+    weighted = BilevelSearchCV(
+        LogisticRegression(), {"C": (1e-2, 1e2)}, cv=splits, **kwargs
+    )
+    weighted.fit(X, y, sample_weight=weight)
+    duplicated = BilevelSearchCV(
+        LogisticRegression(), {"C": (1e-2, 1e2)}, cv=dup_splits, **kwargs
+    ).fit(X[owner], y[owner])
+    assert weighted.best_params_["C"] == pytest.approx(
+        duplicated.best_params_["C"], rel=1e-3
+    )
+    # The scorer received the weights too: weighted means of the log-loss.
+    assert weighted.best_score_ == pytest.approx(duplicated.best_score_, rel=1e-6)
+    C = weighted.best_params_["C"]
+    for (train, _), model in zip(splits, weighted.best_fold_estimators_):
+        expected = LogisticRegression(C=C, tol=1e-10).fit(
+            X[train], y[train], sample_weight=weight[train]
+        )
+        assert _relative(model.coef_, expected.coef_) < 1e-4
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_sample_weight_reaches_the_pipeline_step(weighted_problem, routing):
+    X, y, weight = weighted_problem
+    splits = list(StratifiedKFold(3).split(X, y))
+    with config_context(enable_metadata_routing=routing):
+        scaler, clf = StandardScaler(), LogisticRegression(class_weight="balanced")
+        if routing:
+            scaler.set_fit_request(sample_weight=False)
+            clf.set_fit_request(sample_weight=True)
+            scoring = get_scorer("neg_log_loss").set_score_request(sample_weight=True)
+            params = {"sample_weight": weight}
+        else:
+            scoring, params = (
+                "neg_log_loss",
+                {"logisticregression__sample_weight": weight},
+            )
+        pipe = make_pipeline(scaler, clf)
+        search = BilevelSearchCV(
+            pipe, {"logisticregression__C": (1e-2, 1e2)}, cv=splits, scoring=scoring
+        ).fit(X, y, **params)
+        C = search.best_params_["logisticregression__C"]
+        for (train, _), model in zip(splits, search.best_fold_estimators_):
+            expected = _tight(pipe).set_params(logisticregression__C=C)
+            fit_params = {k: v[train] for k, v in params.items()}
+            expected.fit(X[train], y[train], **fit_params)
+            assert _relative(model[-1].coef_, expected[-1].coef_) < 1e-4
+
+
+def test_groups_are_routed_to_the_splitter(small_classification):
+    X, y = small_classification
+    groups = np.arange(y.size) % 7
+    space = {"C": (0.01, 100)}
+    search = BilevelSearchCV(LogisticRegression(), space, cv=GroupKFold(3))
+    search.fit(X, y, groups=groups)
+    splits = list(GroupKFold(3).split(X, y, groups))
+    reference = BilevelSearchCV(LogisticRegression(), space, cv=splits).fit(X, y)
+    assert_allclose(
+        search.cv_results_["outer_loss"], reference.cv_results_["outer_loss"]
+    )
+
+
+def test_random_state_shuffles_the_folds(small_classification):
+    X, y = small_classification
+    space = {"C": (0.01, 100)}
+    search = BilevelSearchCV(LogisticRegression(), space, cv=3, random_state=0)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    reference = BilevelSearchCV(LogisticRegression(), space, cv=cv)
+    assert_allclose(
+        search.fit(X, y).cv_results_["outer_loss"],
+        reference.fit(X, y).cv_results_["outer_loss"],
+    )
+
+
+def test_sparse_input_and_threads_give_the_same_search(small_classification):
+    X, y = small_classification
+    X = np.where(np.abs(X) < 0.7, 0.0, X)
+    space = {"C": (0.01, 100)}
+    dense = BilevelSearchCV(LogisticRegression(), space, cv=3).fit(X, y)
+    sparse = BilevelSearchCV(LogisticRegression(), space, cv=3, n_jobs=2)
+    sparse.fit(sp.csr_matrix(X), y)
+    assert_allclose(
+        sparse.cv_results_["outer_loss"], dense.cv_results_["outer_loss"], rtol=1e-8
+    )
+    assert sp.issparse(sparse.best_fold_estimators_[0].coef_) is False
+
+
+# -- Ridge and RidgeClassifier -------------------------------------------------------
+def test_ridge_one_alpha_per_target_reaches_each_targets_grid_optimum():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 20))
+    # Same noise, a strong and a weak signal: the second target needs ~100x alpha.
+    Y = X @ np.column_stack([rng.normal(size=20), 0.1 * rng.normal(size=20)])
+    Y += rng.normal(size=Y.shape)
+    splits = list(KFold(4).split(X))
+    low, high = np.full(2, 1e-3), np.full(2, 1e4)
+    search = BilevelSearchCV(Ridge(), {"alpha": (low, high)}, cv=splits, tol=1e-6)
+    alpha = search.fit(X, Y).best_params_["alpha"]
+    assert alpha.shape == (2,) and search.best_estimator_.alpha.shape == (2,)
+    assert alpha[1] > 10 * alpha[0]
+    # The targets decouple: each alpha must be optimal for its own target.
+    grid = np.geomspace(1e-3, 1e4, 100)
+    for j in range(2):
+        grid_loss = _grid_cv_loss(Ridge(), "alpha", grid, X, Y[:, j], splits)
+        loss = _grid_cv_loss(Ridge(), "alpha", [alpha[j]], X, Y[:, j], splits)[0]
+        assert loss <= grid_loss.min() * (1 + 1e-5)
+    expected = Ridge(alpha=alpha).fit(X[splits[0][0]], Y[splits[0][0]])
+    assert _relative(search.best_fold_estimators_[0].coef_, expected.coef_) < 1e-6
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_ridge_classifier_folds_and_outer_loss_match_sklearn(n_classes):
+    X, y = (
+        load_iris(return_X_y=True)
+        if n_classes == 3
+        else load_breast_cancer(return_X_y=True)
+    )
+    X = StandardScaler().fit_transform(X)
+    splits = list(StratifiedKFold(4).split(X, y))
+    search = BilevelSearchCV(RidgeClassifier(), {"alpha": (1e-3, 1e3)}, cv=splits)
+    search.fit(X, y)
+    alpha = search.best_params_["alpha"]
+    losses = []
+    for (train, test), model in zip(splits, search.best_fold_estimators_):
+        expected = RidgeClassifier(alpha=alpha).fit(X[train], y[train])
+        assert model.coef_.shape == expected.coef_.shape
+        assert np.shape(model.intercept_) == np.shape(expected.intercept_)
+        assert _relative(model.coef_, expected.coef_) < 1e-5
+        assert_allclose(model.predict(X[test]), expected.predict(X[test]))
+        # Outer loss: MSE of the {-1, 1} targets, averaged over their columns.
+        targets = expected._label_binarizer.transform(y[test])
+        decision = expected.decision_function(X[test]).reshape(targets.shape)
+        losses.append(np.mean((decision - targets) ** 2))
+    assert search.cv_results_["outer_loss"][search.best_index_] == pytest.approx(
+        np.mean(losses), rel=1e-6
+    )
+
+
+# -- the search itself -------------------------------------------------------------
+def test_callback_stops_and_verbose_prints(small_classification, capsys):
+    X, y = small_classification
+    seen = []
+
+    def callback(record):
+        seen.append(record["C"])
+        return len(seen) == 2
+
+    search = BilevelSearchCV(
+        LogisticRegression(), {"C": (0.01, 100)}, callback=callback, verbose=1
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 2
+    assert_allclose(search.cv_results_["param_C"].astype(float), seen)
+    out = capsys.readouterr().out
+    assert "gradient search of C in [0.01, 100]" in out and "bracket" in out
+
+
+def test_start_value_and_convergence_warning(small_classification):
+    X, y = small_classification
+    search = BilevelSearchCV(LogisticRegression(), {"C": (0.01, 100, 3.0)}, max_iter=0)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        search.fit(X, y)
+    assert search.cv_results_["param_C"][0] == pytest.approx(3.0)
+    assert list(search.cv_results_["outer_phase"]) == ["start"]
+
+
+@pytest.mark.filterwarnings("ignore:One or more of the test scores are non-finite")
+def test_error_score_applies_to_failing_scorers(small_classification):
+    X, y = small_classification
+
+    def failing(estimator, X, y):
+        raise RuntimeError("scorer failed")
+
+    search = BilevelSearchCV(LogisticRegression(), {"C": (0.01, 100)}, scoring=failing)
+    with pytest.warns(UserWarning, match="Scoring failed"):
+        search.fit(X, y)
+    assert np.all(np.isnan(search.cv_results_["mean_test_score"]))
+    with pytest.raises(RuntimeError, match="scorer failed"):
+        search.set_params(error_score="raise").fit(X, y)
+
+
+# -- adapters ------------------------------------------------------------------------
+class InverseRidge(RegressorMixin, BaseEstimator):
+    """Ridge regression parametrized by ``shrinkage = 1 / alpha``: a custom
+    estimator minimizing ``||y - X coef - b||^2 + ||coef||^2 / shrinkage``."""
+
+    def __init__(self, shrinkage=1.0):
+        self.shrinkage = shrinkage
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = validate_data(self, X, y)
+        X_mean, y_mean = X.mean(axis=0), y.mean()
+        Xc = X - X_mean
+        gram = Xc.T @ Xc + np.eye(X.shape[1]) / self.shrinkage
+        self.coef_ = np.linalg.solve(gram, Xc.T @ (y - y_mean))
+        self.intercept_ = y_mean - X_mean @ self.coef_
+        return self
+
+    def predict(self, X):
+        return validate_data(self, X, reset=False) @ self.coef_ + self.intercept_
+
+
+def test_register_adapter_for_a_custom_estimator():
+    from skbilevel import register_adapter
+    from skbilevel.model_selection import RidgeAdapter
+
+    class InverseRidgeAdapter(RidgeAdapter):
+        params = ("shrinkage",)
+        log_sign = -1  # lambda = log(alpha) = -log(shrinkage)
+
+    X, y = load_diabetes(return_X_y=True)
+    space = {"shrinkage": (1e-2, 1e4)}
+    with pytest.raises(TypeError, match="does not support InverseRidge"):
+        BilevelSearchCV(InverseRidge(), space).fit(X, y)
+    register_adapter(InverseRidge, InverseRidgeAdapter())
+    search = BilevelSearchCV(InverseRidge(), space, cv=5).fit(X, y)
+    ridge = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e2)}, cv=5).fit(X, y)
+    # Same problem, lambda = -log(shrinkage) = log(alpha): the searches agree up
+    # to their tolerance (diabetes' CV loss is flat to 1e-5 around the optimum).
+    assert np.log(search.best_params_["shrinkage"]) == pytest.approx(
+        -np.log(ridge.best_params_["alpha"]), abs=0.1
+    )
+    assert search.best_score_ == pytest.approx(ridge.best_score_, rel=1e-5)
+    assert type(search.best_estimator_) is InverseRidge
+    alpha = 1 / search.best_params_["shrinkage"]
+    assert_allclose(search.predict(X), Ridge(alpha=alpha).fit(X, y).predict(X))
+    train = next(KFold(5).split(X))[0]
+    expected = Ridge(alpha=alpha).fit(X[train], y[train])
+    assert _relative(search.best_fold_estimators_[0].coef_, expected.coef_) < 1e-4
+    with pytest.raises(TypeError, match="EstimatorAdapter protocol"):
+        register_adapter(InverseRidge, object())
+
+
+@pytest.mark.parametrize(
+    "estimator, space, error, match",
+    [
+        (LinearSVC(), {"C": (1, 2)}, TypeError, "LogisticRegression \\(C\\), Ridge"),
+        (LogisticRegression(), {"tol": (1e-3, 1)}, ValueError, "can search 'C'"),
+        (LogisticRegression(), {"C": (1, 2), "tol": (1, 2)}, ValueError, "exactly one"),
+        (
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            {"C": (1, 2)},
+            ValueError,
+            "'logisticregression__C'",
+        ),
+        (LogisticRegression(), {"C": (2.0, 1.0)}, ValueError, "low >= high"),
+        (LogisticRegression(), {"C": (1.0, 1.0)}, ValueError, "low >= high"),
+        (LogisticRegression(), {"C": (0.0, 1.0)}, ValueError, "non-positive"),
+        (LogisticRegression(), {"C": (1.0, np.inf)}, ValueError, "non-finite"),
+        (LogisticRegression(), {"C": (1.0, 2.0, 5.0)}, ValueError, "outside"),
+        (LogisticRegression(), {"C": [1.0]}, ValueError, r"\(low, high\)"),
+        (LogisticRegression(), {"C": ([1, 2], [3, 4])}, ValueError, "single value"),
+        (LogisticRegression(l1_ratio=1.0), {"C": (1, 2)}, ValueError, "l1_ratio"),
+        (
+            LogisticRegression(solver="liblinear"),
+            {"C": (1, 2)},
+            ValueError,
+            "liblinear",
+        ),
+        (Ridge(positive=True), {"alpha": (1, 2)}, ValueError, "positive"),
+        (Ridge(), {"alpha": ([1, 2, 3], 10.0)}, ValueError, "3 outputs"),
+    ],
+)
+def test_unsupported_configurations_raise_clear_errors(
+    small_classification, estimator, space, error, match
+):
+    X, y = small_classification
+    with pytest.raises(error, match=match):
+        BilevelSearchCV(estimator, space, cv=3).fit(X, y)
+
+
+def test_bad_data_raises(small_classification):
+    X, y = small_classification
+    X = X.copy()
+    X[3, 2] = np.nan
+    search = BilevelSearchCV(LogisticRegression(), {"C": (0.1, 10)}, cv=3)
+    with pytest.raises(ValueError, match="NaN"):
+        search.fit(X, y)
+    with pytest.raises(ValueError, match="requires y"):
+        search.fit(X)
+    with pytest.raises(TypeError, match="unexpected"):
+        search.fit(np.nan_to_num(X), y, check_input=True)
+
+
+# -- scikit-learn's estimator checks and a dask cluster ------------------------------
+@parametrize_with_checks(
+    [
+        BilevelSearchCV(LogisticRegression(), {"C": (1e-3, 1e3)}),
+        BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}),
+    ]
+)
+def test_sklearn_compatible_search(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+def test_n_jobs_under_a_dask_cluster(small_classification):
+    distributed = pytest.importorskip("dask.distributed")
+    from joblib import parallel_backend
+
+    X, y = small_classification
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    space = {"logisticregression__C": (0.01, 100)}
+    reference = BilevelSearchCV(pipe, space, cv=3, n_jobs=2).fit(X, y)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:
+        with distributed.Client(cluster), parallel_backend("dask"):
+            search = BilevelSearchCV(pipe, space, cv=3, n_jobs=2).fit(X, y)
+    assert_allclose(
+        search.cv_results_["outer_loss"], reference.cv_results_["outer_loss"]
+    )
+    assert search.best_params_ == reference.best_params_
