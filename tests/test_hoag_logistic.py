@@ -229,4 +229,5 @@ def test_inputs_not_modified(breast_cancer):
         HOAGLogisticRegression(max_iter=2).fit(X_sparse, y)
     assert_allclose(X, copies[0])
     assert_allclose(X_sparse.toarray(), copies[1].toarray())
-    assert_allclose(y, copies[2]) and assert_allclose(sw, copies[3])
+    assert_allclose(y, copies[2])
+    assert_allclose(sw, copies[3])

@@ -146,7 +146,8 @@ def test_objectives_do_not_modify_inputs():
     inner.hessp(w, lam)(w)
     inner.cross(w, lam, w)
     outer.value_and_grad(w)
-    assert_allclose(w, w0) and assert_allclose(lam, lam0)
+    assert_allclose(w, w0)
+    assert_allclose(lam, lam0)
     assert_allclose(inner.y, y0)
 
 

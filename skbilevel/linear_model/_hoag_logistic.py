@@ -510,9 +510,10 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         ndarray of shape (n_samples,)
             Labels from ``classes_`` (NumPy, whatever the input namespace).
         """
-        scores = self.decision_function(X)
+        check_is_fitted(self)
         if self._host_model():
             return super().predict(to_host(X) if self.device else X)
+        scores = self.decision_function(X)
         xp = get_namespace(scores)
         index = (
             xp.astype(scores > 0, xp.int64)

@@ -242,7 +242,6 @@ def hoag(
                 return _finish(
                     history,
                     current,
-                    0,
                     False,
                     "stopped by callback" if stop else "time budget reached",
                 )
@@ -253,7 +252,7 @@ def hoag(
     if current is None:
         current, _, stop = run(lam, 0, "start", accepted=True)
         if stop:
-            return _finish(history, current, 0, False, "stopped by callback")
+            return _finish(history, current, False, "stopped by callback")
 
     best = current
     lam = current.lam
@@ -310,9 +309,7 @@ def hoag(
         if out_of_time():
             message = f"time budget max_time={max_time} reached"
             break
-    else:
-        k = max_iter
-    return _finish(history, best, k, converged, message)
+    return _finish(history, best, converged, message)
 
 
 def _hermite_minimizer(t0, f0, d0, t1, f1, d1):
@@ -366,7 +363,7 @@ def _interpolate_bracket(bracketed, best, low, high):
     return np.clip(np.full(best.lam.shape, t), low, high)
 
 
-def _finish(history, best, n_iter, converged, message):
+def _finish(history, best, converged, message):
     n_iter = sum(record["phase"] == "gradient" for record in history)
     return OuterResult(
         lam=best.lam.copy(),
