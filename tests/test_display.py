@@ -53,3 +53,35 @@ def test_trajectory_display_for_per_feature_search():
 def test_unfitted_estimator_is_a_clear_error():
     with pytest.raises(ValueError, match="fit it first"):
         SearchPathDisplay.from_estimator(HOAGLogisticRegression())
+
+
+@pytest.mark.parametrize("kind", ["pipeline-classifier", "ridge"])
+def test_display_of_a_bilevel_search(kind):
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skbilevel import BilevelSearchCV
+
+    if kind == "ridge":
+        X, y = load_diabetes(return_X_y=True)
+        search = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=3).fit(X, y)
+        name = "alpha"
+    else:
+        X, y = load_breast_cancer(return_X_y=True)
+        name = "logisticregression__C"
+        pipe = make_pipeline(StandardScaler(), LogisticRegression())
+        # accuracy picks its own best point: here not the lowest log-loss
+        search = BilevelSearchCV(pipe, {name: (1e-4, 1e4)}, cv=5).fit(X, y)
+        assert search.best_index_ != np.argmin(search.cv_results_["outer_loss"])
+    display = SearchPathDisplay.from_estimator(search).plot()
+    results = search.cv_results_
+    assert display.param_name == name
+    assert display.best_index == search.best_index_
+    values = results[f"param_{name}"].astype(float)
+    np.testing.assert_allclose(display.values[:, 0], values)
+    np.testing.assert_allclose(display.losses, results["outer_loss"])
+    star = display.ax_.collections[-1].get_offsets()[0]
+    assert np.isclose(star[0], search.best_params_[name])
+    assert display.ax_.get_xlabel() == name

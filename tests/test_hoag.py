@@ -178,6 +178,63 @@ def test_max_iter_counts_gradient_steps():
     assert len(result.history) == 4
 
 
+# -- progress display --------------------------------------------------------------
+def _rows(out):
+    """Header and data rows of a verbose search (rows start with the index)."""
+    lines = out.splitlines()
+    return lines[0].split(), [ln.split() for ln in lines if ln.split()[0].isdigit()]
+
+
+# A bracket that walks past the minimum, and long first steps that get rejected:
+# every status and the running best must follow the history.
+VERBOSE_RUNS = {
+    "bracket": {"lam0": [LOW], "bracket": 5},
+    "rejections": {"lam0": [HIGH], "init_step": 4.0, "max_step": 6.0},
+}
+
+
+@pytest.mark.parametrize("run", list(VERBOSE_RUNS))
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+def test_verbose_rows_match_the_history(verbose, run, capsys):
+    result = hoag(
+        make_problem(), bounds=(LOW, HIGH), verbose=verbose, max_iter=8, tol=1e-6,
+        **VERBOSE_RUNS[run],
+    )  # fmt: skip
+    statuses = {
+        "bracket": "past-min",
+        "rejections": "rejected",
+    }
+    out = capsys.readouterr().out
+    if verbose == 0:
+        assert out == ""
+        return
+    header, rows = _rows(out)
+    assert header[:3] == ["eval", "phase", "step"]
+    assert ("residual" in header) == (verbose == 2)
+    assert len(rows) == len(result.history)
+    best = np.inf
+    for row, record in zip(rows, result.history):
+        assert int(row[0]) == record["iteration"] and row[1] == record["phase"]
+        if record["phase"] == "gradient":
+            assert row[2] == f"{record['gradient_step']}/8"
+        assert row[3] == f"lambda={record['lam'][0]:+.4f}"
+        assert float(row[4]) == pytest.approx(record["value"], rel=1e-5)
+        if record["accepted"]:
+            best = min(best, record["value"])
+        assert float(row[5]) == pytest.approx(best, rel=1e-5)
+        expected = {True: "kept", False: "rejected"}[bool(record["accepted"])]
+        if record["phase"] == "bracket" and not record["accepted"]:
+            expected = "past-min"
+        assert row[7] == expected
+        if verbose == 2:
+            assert int(row[10]) == record["inner_iter"]
+            assert int(row[11]) == record["n_hvp"]
+    assert statuses[run] in [row[7] for row in rows]
+    closing = out.splitlines()[-1]
+    assert closing.startswith("Search converged" if result.converged else "Search not")
+    assert result.message in closing and f"{len(result.history)} evaluations" in closing
+
+
 # -- bad input to the outer loop ---------------------------------------------------
 
 
@@ -382,7 +439,9 @@ def test_hoag_on_breast_cancer(method, start, breast_cancer_problem, request):
     assert_best_point_returned(result)
 
 
-@pytest.mark.parametrize("bounds", [([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), (0.0,), ("a", 1.0)])
+@pytest.mark.parametrize(
+    "bounds", [([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), (0.0,), ("a", 1.0)]
+)
 def test_bounds_of_the_wrong_shape_are_a_clear_error(bounds):
     from skbilevel.outer.hoag import _check_bounds
 

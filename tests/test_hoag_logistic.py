@@ -89,7 +89,9 @@ def _grid_cv_losses(X, y, Cs, cv):
 def test_reaches_fine_grid_optimum(breast_cancer, hypergradient):
     X, y = breast_cancer
     cv = StratifiedKFold(5)
-    Cs = np.logspace(-2, 2, 60)  # brackets the optimum (C ~ 1) with steps of 0.068 in log C
+    Cs = np.logspace(
+        -2, 2, 60
+    )  # brackets the optimum (C ~ 1) with steps of 0.068 in log C
     grid = _grid_cv_losses(X, y, Cs, cv)
     model = HOAGLogisticRegression(cv=cv, hypergradient=hypergradient).fit(X, y)
     best = np.argmin(grid)
@@ -141,7 +143,9 @@ def test_string_labels_and_probabilities(iris):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, labels)
-    assert list(model.classes_) == list(labels[np.sort(np.unique(y, return_index=True)[1])])
+    assert list(model.classes_) == list(
+        labels[np.sort(np.unique(y, return_index=True)[1])]
+    )
     proba = model.predict_proba(X)
     assert_allclose(proba.sum(axis=1), 1.0)
     scores = model.decision_function(X)
@@ -178,8 +182,9 @@ def test_pipeline_clone_pickle_cross_validate(breast_cancer):
     ],
 )
 def test_bad_input_gets_a_clear_error(params, fit_args, message):
-    X, y = make_classification(n_samples=fit_args.get("n", 60), n_features=4,
-                               random_state=0)
+    X, y = make_classification(
+        n_samples=fit_args.get("n", 60), n_features=4, random_state=0
+    )
     if fit_args.get("single_class"):
         y = np.zeros_like(y)
     if fit_args.get("nan"):
@@ -207,9 +212,13 @@ def test_verbose_callback_and_warm_start(breast_cancer, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = HOAGLogisticRegression(verbose=1, callback=callback).fit(X, y)
-    lines = [line for line in capsys.readouterr().out.splitlines() if "C=" in line]
-    assert len(seen) == 4 == len(model.history_) == len(lines)
-    assert "loss=" in lines[0] and "elapsed=" in lines[0]
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.split()[0].isdigit()]
+    assert len(seen) == 4 == len(model.history_) == len(rows)
+    assert out[0].split()[:2] == ["eval", "phase"]
+    for row, record in zip(rows, model.history_):
+        assert f"C={record['C'][0]:.4g}" in row
+    assert "stopped by callback" in out[-2] and out[-1].startswith("Refit on all")
     first_C = model.C_
     model.set_params(warm_start=True, callback=None, verbose=0)
     with warnings.catch_warnings():

@@ -76,10 +76,16 @@ class SearchPathDisplay:
         Parameters
         ----------
         estimator : fitted HOAGLogisticRegression or BilevelSearchCV
-            Anything with a ``history_`` list of records holding ``value``,
-            ``accepted`` and the hyperparameter (``C``, or ``params``).
+            For ``HOAGLogisticRegression``: its ``history_`` (``C`` of each
+            evaluation and its CV log-loss); the best point is the lowest CV
+            loss, the ``C_`` it returned. For ``BilevelSearchCV``: the searched
+            parameter under the name the user gave (e.g.
+            ``"logisticregression__C"``), the outer loss of every point of
+            ``cv_results_`` (the estimator's own loss: log-loss for a
+            classifier, squared error for ``Ridge``) and ``best_index_``.
         grid_values, grid_losses : array-like of shape (n_grid,), default=None
-            Reference curve to draw under the path.
+            Reference curve to draw under the path (e.g. a grid search's mean
+            test losses), in the same units as the losses.
 
         Returns
         -------
@@ -91,19 +97,24 @@ class SearchPathDisplay:
                 f"{type(estimator).__name__} has no search history: fit it first "
                 "(SearchPathDisplay needs a fitted gradient search with history_)."
             )
-        if "C" in history[0]:
-            param_name = "C"
-            values = [np.ravel(record["C"]) for record in history]
-        else:
-            param_name = next(iter(history[0]["params"]))
-            values = [np.ravel(record["params"][param_name]) for record in history]
         losses = np.array([record["value"] for record in history])
         accepted = [record["accepted"] is not False for record in history]
+        results = getattr(estimator, "cv_results_", None)
+        if results is not None:
+            # A search: one row of cv_results_ per evaluated point, in order.
+            params = results["params"]
+            param_name = next(iter(params[0]))
+            values = [np.ravel(point[param_name]) for point in params]
+            best_index = getattr(estimator, "best_index_", int(np.argmin(losses)))
+        else:
+            param_name = "C"
+            values = [np.ravel(record["C"]) for record in history]
+            best_index = int(np.argmin(losses))
         return cls(
             values,
             losses,
             accepted,
-            int(np.argmin(losses)),
+            best_index,
             param_name=param_name,
             grid_values=grid_values,
             grid_losses=grid_losses,

@@ -1,5 +1,6 @@
 """HOAGLogisticRegression: logistic regression that tunes its own L2 penalty."""
 
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -140,7 +141,13 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
     random_state : int, RandomState or None, default=None
         Shuffles the folds when ``cv`` is an int.
     verbose : int, default=0
-        One line per outer step (C, CV log-loss, hypergradient norm, elapsed).
+        Progress of the search. 0: silent. 1: a row per evaluation of the CV
+        loss (phase, gradient step out of ``max_iter``, C, CV log-loss, best so
+        far, hypergradient norm, whether the step was kept, elapsed time), a
+        line saying why the search stopped, and one for the final refit.
+        2: each row also shows the inner tolerance, L-BFGS iterations and
+        Hessian-vector products summed over folds, the largest residual of the
+        hypergradient linear solves, and the spread of the fold losses.
     callback : callable or None, default=None
         Called with the history record of each evaluation; return True to stop.
     warm_start : bool, default=False
@@ -443,6 +450,7 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             X, y_encoded, loss, penalty, n_outputs, self.fit_intercept, sample_weight
         )
         lam = inner.xp.asarray(result.lam, dtype=X.dtype)
+        start = time.perf_counter()
         solution = minimize_lbfgs(
             lambda w: inner.value_and_grad(w, lam),
             inner.model.zeros(),
@@ -450,6 +458,13 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             max_iter=max(self.inner_max_iter, 1000),
             memory_size=self.memory_size,
         )
+        if self.verbose > 0:
+            print(
+                f"Refit on all {X.shape[0]} samples at {_describe_C(result.lam)}: "
+                f"{solution.n_iter} L-BFGS iterations, "
+                f"{time.perf_counter() - start:.2f}s.",
+                flush=True,
+            )
         if not solution.converged:
             warnings.warn(
                 f"The final fit at the chosen C did not converge ({solution.message}); "

@@ -98,6 +98,7 @@ class SearchRun:
         self.solutions = []
         self.history = []
         self.polished = set()
+        self.verbose = 0
 
     def _fold_weights(self, X, y, sample_weight):
         """(training-loss weights, validation weights) of each fold."""
@@ -145,6 +146,7 @@ class SearchRun:
             parameter's value added under its name.
         """
         space, name = self.space, self.space.param
+        self.verbose = verbose
 
         def on_evaluation(record):
             self.solutions.append(self._snapshot())
@@ -198,6 +200,14 @@ class SearchRun:
         record["value"] = evaluation.value
         record["fold_values"] = evaluation.fold_values
         record["time"] += evaluation.time
+        if self.verbose > 0:
+            print(
+                f"Re-solved the folds of evaluation {index} "
+                f"({self.describe(record['lam'])}) to tol {_POLISH_TOL:g}: "
+                f"CV loss {evaluation.value:.6g}, {evaluation.inner_iter} inner "
+                f"iterations, {evaluation.time:.2f}s.",
+                flush=True,
+            )
         if not evaluation.inner_converged:
             warnings.warn(
                 f"The fold fits at {self.space.param}={record[self.space.param]!r} "

@@ -113,7 +113,13 @@ class BilevelSearchCV(BaseSearchCV):
         As in GridSearchCV (None: 5-fold, stratified for classifiers). With an
         int (or None) and ``random_state`` set, the folds are shuffled.
     verbose : int, default=0
-        Print one line per evaluated point when > 0.
+        Progress of the search. 0: silent. 1: the folds and the range, a row
+        per evaluated point (phase, gradient step out of ``max_iter``, value,
+        CV loss, best so far, hypergradient norm, whether the step was kept,
+        elapsed time), why the search stopped, and each tight re-solve of a
+        candidate best point. 2: each row also shows the inner tolerance,
+        inner iterations, Hessian-vector products, the largest linear-solve
+        residual and the spread of the fold losses.
     error_score : "raise" or numeric, default=np.nan
         Score recorded when a scorer fails on a fold model. A failure of the
         search itself (no point can be evaluated) always raises.

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._progress import SearchProgress
 from .schedules import tolerance_schedule
 
 __all__ = ["OuterResult", "hoag"]
@@ -161,7 +162,11 @@ def hoag(
     callback : callable or None
         Called with each history record; a truthy return stops the search.
     verbose : int, default=0
-        Print one line per evaluation when > 0.
+        0: silent; 1: a row per evaluation (phase, step, hyperparameter, CV
+        loss, best so far, hypergradient norm, kept or rejected, elapsed time)
+        and a closing line; 2: each row also shows the inner tolerance, inner
+        iterations, Hessian-vector products, linear-solve residual and the
+        spread of the fold losses.
     describe : callable or None
         ``lam -> str`` used in verbose lines (e.g. to show ``C``).
 
@@ -188,6 +193,12 @@ def hoag(
     start = time.perf_counter()
     history = []
     describe = describe or (lambda lm: f"lambda={np.mean(lm):+.4f}")
+    progress = SearchProgress(verbose, describe, max_iter)
+
+    def finish(best, converged, message):
+        result = _finish(history, best, converged, message)
+        progress.finish(result)
+        return result
 
     def run(point, k, phase, accepted=None, step=None):
         eps = schedule(k)
@@ -201,14 +212,7 @@ def hoag(
             inner_tol=eps,
             start=start,
         )
-        if verbose > 0:
-            print(
-                f"[{phase} {record['iteration']:3d}] {describe(point)} "
-                f"loss={evaluation.value:.6f} |grad|={record['grad_norm']:.2e} "
-                f"inner_iter={evaluation.inner_iter} "
-                f"elapsed={record['elapsed']:.2f}s",
-                flush=True,
-            )
+        record["gradient_step"] = k
         stop = callback is not None and bool(callback(record))
         return evaluation, record, stop
 
@@ -238,9 +242,9 @@ def hoag(
                 record["accepted"] = False
             else:
                 current = evaluation
+            progress.evaluation(record)
             if stop or out_of_time():
-                return _finish(
-                    history,
+                return finish(
                     current,
                     False,
                     "stopped by callback" if stop else "time budget reached",
@@ -250,9 +254,10 @@ def hoag(
         init_step = min(init_step, spacing / 2)
     planned = _interpolate_bracket(bracketed, current, low, high)
     if current is None:
-        current, _, stop = run(lam, 0, "start", accepted=True)
+        current, record, stop = run(lam, 0, "start", accepted=True)
+        progress.evaluation(record)
         if stop:
-            return _finish(history, current, False, "stopped by callback")
+            return finish(current, False, "stopped by callback")
 
     best = current
     lam = current.lam
@@ -303,13 +308,14 @@ def hoag(
                 L = max(2 * L, curvature)
             elif curvature > 0:
                 L = curvature
+        progress.evaluation(record)
         if stop:
             message = "stopped by callback"
             break
         if out_of_time():
             message = f"time budget max_time={max_time} reached"
             break
-    return _finish(history, best, converged, message)
+    return finish(best, converged, message)
 
 
 def _hermite_minimizer(t0, f0, d0, t1, f1, d1):
