@@ -95,7 +95,7 @@ print(
 # %%
 # On the GPU, from NumPy data: ``device="cuda"``
 # ----------------------------------------------
-# The data are copied to the GPU once, inside ``fit``; ``C_``, ``coef_`` and
+# The data are copied to the GPU once, inside ``fit``; ``coef_`` and
 # ``intercept_`` come back as NumPy arrays. The chosen ``C`` must agree with
 # the CPU's up to the search's tolerances. The first GPU fit of a process also
 # pays for CuPy's start-up (CUDA context, kernel compilation), which the
