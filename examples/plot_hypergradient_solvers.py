@@ -39,14 +39,22 @@ for method in ["shine", "shine-refine", "cg", "neumann", "identity"]:
         model = HOAGLogisticRegression(hypergradient=method).fit(X, y)
     seconds = time.perf_counter() - start
     elapsed = [record["elapsed"] for record in model.history_]
-    best_so_far = [min(r["value"] for r in model.history_[: i + 1])
-                   for i in range(len(model.history_))]
+    best_so_far = [
+        min(r["value"] for r in model.history_[: i + 1])
+        for i in range(len(model.history_))
+    ]
     ax.step(elapsed, best_so_far, where="post", marker="o", label=method)
-    print(f"{method:13s} C = {model.C_:.4g}  CV log-loss {model.cv_loss_:.5f}  "
-          f"{len(model.history_)} evaluations  {seconds:.2f} s")
+    print(
+        f"{method:13s} C = {model.C_:.4g}  CV log-loss {model.cv_loss_:.5f}  "
+        f"{len(model.history_)} evaluations  {seconds:.2f} s"
+    )
 
-ax.set(xlabel="time (s)", ylabel="best mean CV log-loss so far", yscale="log",
-       title="Digits: HOAG with each hypergradient solver")
+ax.set(
+    xlabel="time (s)",
+    ylabel="best mean CV log-loss so far",
+    yscale="log",
+    title="Digits: HOAG with each hypergradient solver",
+)
 ax.legend()
 fig.tight_layout()
 fig.savefig("hypergradient_solvers.png", dpi=120)

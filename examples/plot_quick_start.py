@@ -176,7 +176,7 @@ plt.tight_layout()
 # With 30 hyperparameters the search fits the validation folds more closely
 # (a lower CV loss) than a single ``C`` does; on 426 training samples that
 # need not generalize better, and here the held-out log-loss says it does not.
-# Always compare on held-out data. The Fashion-MNIST example (one ``C`` per
-# pixel) shows the case where per-feature penalties pay off.
+# Always compare on held-out data: the Fashion-MNIST example (one ``C`` per
+# pixel) shows the same effect at a larger scale.
 
 plt.show()

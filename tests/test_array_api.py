@@ -27,12 +27,22 @@ def _to_strict(fold_objectives):
         return None if a is None else xps.asarray(a)
 
     inner_s = InnerObjective(
-        strict(inner.model.X), strict(inner.y), inner.loss, inner.penalty,
-        inner.model.n_outputs, inner.model.fit_intercept, strict(inner.sample_weight),
+        strict(inner.model.X),
+        strict(inner.y),
+        inner.loss,
+        inner.penalty,
+        inner.model.n_outputs,
+        inner.model.fit_intercept,
+        strict(inner.sample_weight),
     )
     outer_s = ValidationLoss(
-        strict(outer.model.X), strict(outer.y), outer.loss, outer.model.n_outputs,
-        outer.model.fit_intercept, strict(outer.sample_weight), scale=outer.scale,
+        strict(outer.model.X),
+        strict(outer.y),
+        outer.loss,
+        outer.model.n_outputs,
+        outer.model.fit_intercept,
+        strict(outer.sample_weight),
+        scale=outer.scale,
     )
     return inner_s, outer_s
 
@@ -40,39 +50,47 @@ def _to_strict(fold_objectives):
 def _folds(loss_name, structure, n_folds=3):
     folds = []
     for seed in range(n_folds):
-        inner, outer, n_hyper = make_fold(loss_name, structure, weighted=True,
-                                          n_samples=90, seed=seed)
+        inner, outer, n_hyper = make_fold(
+            loss_name, structure, weighted=True, n_samples=90, seed=seed
+        )
         folds.append((inner, outer))
     return folds, n_hyper
 
 
 @pytest.mark.parametrize("loss_name", ["binary", "multinomial", "squared"])
 def test_lbfgs_on_strict_arrays_matches_numpy(loss_name):
-    (inner, outer), = _folds(loss_name, "per_feature", n_folds=1)[0]
+    ((inner, outer),) = _folds(loss_name, "per_feature", n_folds=1)[0]
     inner_s, _ = _to_strict((inner, outer))
     lam = np.linspace(-1, 1, inner.n_hyper)
-    numpy_result = minimize_lbfgs(lambda w: inner.value_and_grad(w, lam),
-                                  np.zeros(inner.n_params), tol=1e-10)
+    numpy_result = minimize_lbfgs(
+        lambda w: inner.value_and_grad(w, lam), np.zeros(inner.n_params), tol=1e-10
+    )
     lam_s = xps.asarray(lam)
-    strict_result = minimize_lbfgs(lambda w: inner_s.value_and_grad(w, lam_s),
-                                   xps.zeros(inner.n_params, dtype=xps.float64), tol=1e-10)
+    strict_result = minimize_lbfgs(
+        lambda w: inner_s.value_and_grad(w, lam_s),
+        xps.zeros(inner.n_params, dtype=xps.float64),
+        tol=1e-10,
+    )
     assert strict_result.converged
     assert_allclose(np.asarray(strict_result.x), numpy_result.x, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("method", ["shine", "shine-refine", "cg", "neumann", "exact"])
-@pytest.mark.parametrize("loss_name, structure",
-                         [("binary", "scalar"), ("multinomial", "groups"),
-                          ("squared", "per_feature")])
+@pytest.mark.parametrize(
+    "loss_name, structure",
+    [("binary", "scalar"), ("multinomial", "groups"), ("squared", "per_feature")],
+)
 def test_full_hoag_run_on_strict_arrays_matches_numpy(loss_name, structure, method):
     folds, n_hyper = _folds(loss_name, structure)
     results = []
     for convert in (False, True):
         pairs = [_to_strict(f) if convert else f for f in folds]
-        problem = CrossValidatedProblem([Fold(*p) for p in pairs],
-                                        get_linear_solver(method))
-        results.append(hoag(problem, np.zeros(n_hyper), bounds=(-5.0, 5.0),
-                            max_iter=4, bracket=3))
+        problem = CrossValidatedProblem(
+            [Fold(*p) for p in pairs], get_linear_solver(method)
+        )
+        results.append(
+            hoag(problem, np.zeros(n_hyper), bounds=(-5.0, 5.0), max_iter=4, bracket=3)
+        )
     numpy_run, strict_run = results
     assert len(numpy_run.history) == len(strict_run.history)
     for a, b in zip(numpy_run.history, strict_run.history):
@@ -100,8 +118,12 @@ def test_estimator_follows_array_api_input():
     assert_allclose(np.asarray(model.coef_), reference.coef_, rtol=1e-5, atol=1e-7)
     proba = model.predict_proba(xps.asarray(X))
     assert_allclose(np.asarray(proba), reference.predict_proba(X), rtol=1e-5, atol=1e-8)
-    assert_allclose(np.asarray(model.predict_log_proba(xps.asarray(X))),
-                    reference.predict_log_proba(X), rtol=1e-5, atol=1e-7)
+    assert_allclose(
+        np.asarray(model.predict_log_proba(xps.asarray(X))),
+        reference.predict_log_proba(X),
+        rtol=1e-5,
+        atol=1e-7,
+    )
     assert np.array_equal(model.predict(xps.asarray(X)), reference.predict(X))
     with pytest.raises(ValueError, match="NaN or infinity"):
         X_bad = X.copy()

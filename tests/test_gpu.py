@@ -50,5 +50,7 @@ def test_device_cuda_with_numpy_and_sparse_input():
     assert isinstance(gpu.coef_, np.ndarray)
     assert_allclose(gpu.C_, cpu.C_, rtol=1e-4)
     assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-5)
-    dense = HOAGLogisticRegression(max_iter=5, device="cuda").fit(sp.csr_matrix(X).toarray(), y)
+    dense = HOAGLogisticRegression(max_iter=5, device="cuda").fit(
+        sp.csr_matrix(X).toarray(), y
+    )
     assert_allclose(dense.C_, cpu.C_, rtol=1e-4)

@@ -192,6 +192,8 @@ class SearchPathDisplay:
         return self
 
     def _plot_trajectory(self, axes, plt):
+        from matplotlib.ticker import MaxNLocator
+
         if axes is None:
             _, axes = plt.subplots(2, 1, sharex=True, figsize=(6.5, 5))
         step = np.arange(len(self.losses))
@@ -214,5 +216,6 @@ class SearchPathDisplay:
         )
         axes[1].plot(step, self.losses, "o-", color="C1")
         axes[1].set(xlabel="evaluation", ylabel="mean CV loss")
+        axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
         self.ax_, self.figure_ = np.asarray(axes), axes[0].figure
         return self
