@@ -178,9 +178,12 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
     n_iter_ : int
         Outer steps taken.
     history_ : list of dict
-        One record per evaluation of the CV loss: ``C``, ``lam`` (``-log C``),
-        ``value`` (CV log-loss), ``grad_norm``, ``accepted``, ``inner_iter``,
-        ``n_hvp``, ``elapsed`` and more.
+        One record per evaluation of the CV loss: ``C`` and ``lam``
+        (``-log C``), arrays of shape ``(n_hyper,)`` even for a single C
+        (``record["C"][0]``); ``value`` (CV log-loss, corrected to first order
+        for the inexact fold fits), ``grad_norm``, ``accepted``, ``phase``
+        ("bracket", "start" or "gradient"), ``inner_iter``, ``n_hvp``,
+        ``elapsed`` and more.
     converged_ : bool
         Whether the search met ``tol`` (or could not move by more than 1e-3 in
         log C) before ``max_iter``.
