@@ -162,3 +162,70 @@ def test_device_cuda_without_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as if CuPy were not installed
     with pytest.raises(ValueError, match="needs CuPy"):
         HOAGLogisticRegression(device="cuda").fit(X, y)
+
+
+def test_bilevel_search_device_cuda_without_gpu_is_a_clear_error(monkeypatch):
+    import sys
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from skbilevel import BilevelSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if CuPy were not installed
+    search = BilevelSearchCV(LogisticRegression(), {"C": (1e-2, 1e2)}, device="cuda")
+    with pytest.raises(ValueError, match="needs CuPy"):
+        search.fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["multinomial-pipeline", "ridge-two-targets"])
+def test_bilevel_search_on_a_device_matches_numpy(kind, monkeypatch):
+    # The "cuda" path with array_api_strict standing in for CuPy: the folds'
+    # data go to the stand-in namespace, the search runs there, and the fold
+    # solutions come back to NumPy for scikit-learn's scorers and models.
+    from sklearn.datasets import load_iris, make_regression
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import skbilevel.model_selection._folds as folds_module
+    import skbilevel.model_selection._search as search_module
+    from skbilevel import BilevelSearchCV
+
+    moved = []
+
+    def to_stand_in(X):
+        moved.append(X.shape)
+        return xps.asarray(np.asarray(X, dtype=np.float64))
+
+    monkeypatch.setattr(folds_module, "to_cuda", to_stand_in)
+    monkeypatch.setattr(search_module, "check_device_available", lambda: None)
+    if kind == "ridge-two-targets":
+        X, y = make_regression(80, 6, n_targets=2, noise=5.0, random_state=0)
+        estimator, space = Ridge(), {"alpha": ([1e-3, 1e-3], [1e3, 1e3])}
+    else:
+        X, y = load_iris(return_X_y=True)
+        estimator = make_pipeline(StandardScaler(), LogisticRegression())
+        space = {"logisticregression__C": (1e-3, 1e3)}
+    searches = [
+        BilevelSearchCV(estimator, space, cv=3, device=device).fit(X, y)
+        for device in (None, "cuda")
+    ]
+    assert len(moved) == 2 * 3  # training and validation side of each fold
+    cpu, device = (search.cv_results_ for search in searches)
+    assert len(cpu["params"]) == len(device["params"])
+    name = next(iter(space))
+    assert_allclose(
+        np.asarray(device[f"param_{name}"].tolist(), dtype=float),
+        np.asarray(cpu[f"param_{name}"].tolist(), dtype=float),
+        rtol=1e-6,
+    )
+    assert_allclose(device["outer_loss"], cpu["outer_loss"], rtol=1e-7)
+    assert_allclose(device["mean_test_score"], cpu["mean_test_score"], rtol=1e-6)
+    for model in searches[1].best_fold_estimators_:
+        final = model[-1] if hasattr(model, "steps") else model
+        assert isinstance(final.coef_, np.ndarray)
+    assert_allclose(
+        searches[1].best_estimator_.predict(X), searches[0].best_estimator_.predict(X)
+    )

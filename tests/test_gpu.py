@@ -54,3 +54,30 @@ def test_device_cuda_with_numpy_and_sparse_input():
         sp.csr_matrix(X).toarray(), y
     )
     assert_allclose(dense.C_, cpu.C_, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bilevel_search_on_cuda_matches_cpu(sparse):
+    import scipy.sparse as sp
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from skbilevel import BilevelSearchCV
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    if sparse:
+        X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0.0))
+    searches = [
+        BilevelSearchCV(
+            LogisticRegression(), {"C": (1e-3, 1e3)}, cv=3, device=device
+        ).fit(X, y)
+        for device in (None, "cuda")
+    ]
+    cpu, gpu = (search.cv_results_ for search in searches)
+    assert len(cpu["params"]) == len(gpu["params"])
+    assert_allclose(gpu["outer_loss"], cpu["outer_loss"], rtol=1e-6)
+    assert_allclose(
+        searches[1].best_params_["C"], searches[0].best_params_["C"], rtol=1e-6
+    )

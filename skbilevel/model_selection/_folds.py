@@ -19,6 +19,8 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from ..objectives import InnerObjective, L2Penalty, ValidationLoss
 from ..outer import Fold, take_rows
+from ..utils._array_api import device_of, get_namespace
+from ..utils._device import to_cuda
 from ..utils._sklearn_compat import (
     _check_method_params,
     _get_feature_names,
@@ -181,7 +183,25 @@ def materialize_folds(split, X, y, splits, prefix_params, n_jobs=None):
     return folds
 
 
-def engine_folds(folds, encoding, weights, *, fit_intercept, per_output):
+def _on_device(X, y, weight, device):
+    """``(X, y, weight)`` of one side of a fold, where the engine computes.
+
+    On ``"cuda"`` the design matrix is copied to the GPU once (CSR stays
+    sparse, as cupyx CSR) and the targets and weights follow it, in its dtype.
+    """
+    if device != "cuda":
+        return X, y, weight
+    X = to_cuda(X)
+    xp, where = get_namespace(X), device_of(X)
+    dtype = X.dtype
+
+    def move(a):
+        return None if a is None else xp.asarray(a, dtype=dtype, device=where)
+
+    return X, move(y), move(weight)
+
+
+def engine_folds(folds, encoding, weights, *, fit_intercept, per_output, device=None):
     """One engine :class:`~skbilevel.outer.Fold` per materialized split.
 
     Parameters
@@ -193,6 +213,9 @@ def engine_folds(folds, encoding, weights, *, fit_intercept, per_output):
     fit_intercept : bool
     per_output : bool
         One hyperparameter per output instead of one for all coefficients.
+    device : {None, "cpu", "cuda"}, default=None
+        Where the engine computes (``"cuda"``: each fold's data is copied to
+        the GPU once).
     """
     engine = []
     n_outputs, loss = encoding.n_outputs, encoding.loss
@@ -202,18 +225,18 @@ def engine_folds(folds, encoding, weights, *, fit_intercept, per_output):
             if per_output
             else L2Penalty.scalar()
         )
+        X_train, y_train, train_weight = _on_device(
+            fold.X_train, encoding.y[fold.train], train_weight, device
+        )
+        X_test, y_test, test_weight = _on_device(
+            fold.X_test, encoding.y[fold.test], test_weight, device
+        )
         inner = InnerObjective(
-            fold.X_train,
-            encoding.y[fold.train],
-            loss,
-            penalty,
-            n_outputs,
-            fit_intercept,
-            train_weight,
+            X_train, y_train, loss, penalty, n_outputs, fit_intercept, train_weight
         )
         outer = ValidationLoss(
-            fold.X_test,
-            encoding.y[fold.test],
+            X_test,
+            y_test,
             loss,
             n_outputs,
             fit_intercept,

@@ -54,6 +54,8 @@ class SearchRun:
         Fit parameters routed to the estimator.
     hypergradient : str or LinearSolver
     n_jobs : int or None
+    device : {None, "cpu", "cuda"}, default=None
+        Where the engine computes.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SearchRun:
         *,
         hypergradient,
         n_jobs,
+        device=None,
     ):
         self.estimator, self.split, self.adapter = estimator, split, adapter
         prefix_params, final_params = route_fit_params(estimator, split, fit_params)
@@ -91,6 +94,7 @@ class SearchRun:
                 weights,
                 fit_intercept=adapter.fit_intercept(split.final),
                 per_output=space.per_output,
+                device=device,
             ),
             get_linear_solver(hypergradient),
             n_jobs=n_jobs,

@@ -40,6 +40,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import indexable
 
 from ..hypergrad import LINEAR_SOLVERS
+from ..utils._device import DEVICES, check_device_available
 from ..utils._sklearn_compat import (
     BaseSearchCV,
     HasMethods,
@@ -144,6 +145,14 @@ class BilevelSearchCV(BaseSearchCV):
         Called with the record of each evaluated point (``lam``, the
         parameter's value under its name, ``value``, ``grad_norm``,
         ``accepted``...); return True to stop the search.
+    device : {"cpu", "cuda"} or None, default=None
+        Where the gradient search computes. ``None`` and ``"cpu"``: NumPy /
+        SciPy. ``"cuda"``: each fold's data (after the Pipeline's earlier
+        steps, which scikit-learn fits on the CPU) is copied to the GPU once
+        and every inner fit, hypergradient and linear solve runs there with
+        CuPy (``pip install "skbilevel[gpu]"``); the fold solutions come back
+        to the CPU, so the fold models, the scorers, ``cv_results_`` and the
+        refit ``best_estimator_`` are scikit-learn's, as with ``None``.
 
     Attributes
     ----------
@@ -243,6 +252,7 @@ class BilevelSearchCV(BaseSearchCV):
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "callback": [None, callable],
+        "device": [None, StrOptions(set(DEVICES))],
     }
 
     def __init__(
@@ -262,6 +272,7 @@ class BilevelSearchCV(BaseSearchCV):
         max_iter=30,
         tol=1e-4,
         callback=None,
+        device=None,
     ):
         # BaseSearchCV.__init__ would also set pre_dispatch, which is not ours.
         self.estimator = estimator
@@ -278,6 +289,7 @@ class BilevelSearchCV(BaseSearchCV):
         self.max_iter = max_iter
         self.tol = tol
         self.callback = callback
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -311,6 +323,8 @@ class BilevelSearchCV(BaseSearchCV):
         self : BilevelSearchCV
             Fitted search.
         """
+        if self.device == "cuda":
+            check_device_available()  # a clear error before any work
         split = split_estimator(self.estimator)
         adapter = get_adapter(split.final)
         space = parse_param_space(
@@ -338,6 +352,7 @@ class BilevelSearchCV(BaseSearchCV):
             routed_params.estimator.fit,
             hypergradient=self.hypergradient,
             n_jobs=self.n_jobs,
+            device=self.device,
         )
         table = _CandidateTable(self, run, X, y, scorers, routed_params.scorer.score)
         self._search_run = run
