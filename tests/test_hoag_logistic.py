@@ -89,9 +89,8 @@ def _grid_cv_losses(X, y, Cs, cv):
 def test_reaches_fine_grid_optimum(breast_cancer, hypergradient):
     X, y = breast_cancer
     cv = StratifiedKFold(5)
-    Cs = np.logspace(
-        -2, 2, 60
-    )  # brackets the optimum (C ~ 1) with steps of 0.068 in log C
+    # brackets the optimum (C ~ 1) with steps of 0.068 in log C
+    Cs = np.logspace(-2, 2, 60)
     grid = _grid_cv_losses(X, y, Cs, cv)
     model = HOAGLogisticRegression(cv=cv, hypergradient=hypergradient).fit(X, y)
     best = np.argmin(grid)
@@ -225,6 +224,26 @@ def test_verbose_callback_and_warm_start(breast_cancer, capsys):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
     assert_allclose(model.history_[0]["C"], first_C)
+
+
+def test_verbose_rows_of_a_per_feature_search(breast_cancer, capsys):
+    X, y = breast_cancer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = HOAGLogisticRegression(
+            penalty_groups="features", max_iter=3, verbose=2
+        ).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line.split()[0].isdigit()]
+    header = lines[0].split()
+    assert len(rows) == len(model.history_)
+    assert all(len(row) == len(rows[0]) for row in rows)  # one token per cell
+    for row, record in zip(rows, model.history_):
+        C = record["C"]
+        single = np.ptp(C) == 0
+        expected = f"C={C[0]:.4g}" if single else f"C=[{C.min():.3g}..{C.max():.3g}]"
+        assert row[header.index("parameter")] == expected
+    assert any("[" in row[header.index("parameter")] for row in rows)
 
 
 def test_inputs_not_modified(breast_cancer):

@@ -21,6 +21,7 @@ from ..objectives import (
     MultinomialLogisticLoss,
 )
 from ..outer import TOLERANCE_SCHEDULES, CrossValidatedProblem, hoag, make_folds
+from ..outer._progress import describe_values
 from ..solvers import minimize_lbfgs
 from ..utils._array_api import device_of, get_namespace, to_numpy
 from ..utils._device import (
@@ -174,7 +175,9 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         Chosen penalty: a float for one ``C``; per feature or per group (groups
         in sorted label order) otherwise.
     cv_loss_ : float
-        Mean cross-validated log-loss at ``C_``.
+        Mean cross-validated log-loss at ``C_``, as the search evaluated it:
+        from fold fits at the search's last inner tolerance, each corrected
+        to first order for its inexactness (see the user guide).
     n_iter_ : int
         Outer steps taken.
     history_ : list of dict
@@ -581,7 +584,4 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
 
 
 def _describe_C(lam):
-    C = np.exp(-np.asarray(lam))
-    if C.size == 1:
-        return f"C={C[0]:.4g}"
-    return f"C in [{C.min():.3g}, {C.max():.3g}] (geo. mean {np.exp(-lam.mean()):.3g})"
+    return describe_values("C", np.exp(-np.asarray(lam)))

@@ -15,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..hypergrad import get_linear_solver
 from ..outer import CrossValidatedProblem, hoag
+from ..outer._progress import describe_values
 from ..utils._array_api import to_numpy
 from ..utils._sklearn_compat import (
     _check_method_params,
@@ -182,10 +183,7 @@ class SearchRun:
 
     def describe(self, lam):
         """``lam`` as the parameter's value(s), for verbose lines."""
-        value = self.adapter.from_lambda(lam)
-        if value.size == 1:
-            return f"{self.space.param}={value[0]:.4g}"
-        return f"{self.space.param} in [{value.min():.3g}, {value.max():.3g}]"
+        return describe_values(self.space.param, self.adapter.from_lambda(lam))
 
     def polish(self, index):
         """Re-solve the folds at evaluated point ``index`` to a tight tolerance.

@@ -161,7 +161,10 @@ class BilevelSearchCV(BaseSearchCV):
         for the same ``scoring`` and ``return_train_score``, plus
         ``outer_iteration`` (index of the evaluation), ``outer_phase``
         ("bracket", "start" or "gradient"), ``outer_loss`` (mean validation
-        loss the search minimizes), ``hypergradient_norm`` and
+        loss the search minimizes: log-loss for classifiers, squared error
+        for regressors; from the search's inexact fold fits, corrected to
+        first order, except at points re-solved tightly before being
+        declared best, where it is exact), ``hypergradient_norm`` and
         ``step_accepted``. ``fit_time`` is the evaluation's time divided
         evenly among the folds. Loads with ``pandas.DataFrame``.
     best_estimator_ : estimator
@@ -434,7 +437,8 @@ class BilevelSearchCV(BaseSearchCV):
             )
             print(
                 f"Fitting {self.n_splits_} folds: gradient search of {run.space.name} "
-                f"in [{ends[0]:.4g}, {ends[1]:.4g}]"
+                f"in [{ends[0]:.4g}, {ends[1]:.4g}]",
+                flush=True,
             )
         result = run.search(
             max_iter=self.max_iter,

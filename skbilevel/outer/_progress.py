@@ -24,7 +24,17 @@ import sys
 
 import numpy as np
 
-__all__ = ["SearchProgress"]
+__all__ = ["SearchProgress", "describe_values"]
+
+
+def describe_values(name, values):
+    """A hyperparameter's value(s) as one token: ``C=0.25``, or for several
+    distinct values their range, ``C=[0.01..3.2]``."""
+    values = np.ravel(np.asarray(values, dtype=float))
+    low, high = values.min(), values.max()
+    if values.size == 1 or high <= low * (1 + 1e-12):
+        return f"{name}={values[0]:.4g}"
+    return f"{name}=[{low:.3g}..{high:.3g}]"
 
 
 def _status(record):
@@ -91,7 +101,8 @@ class SearchProgress:
             return
         parameter = self.describe(record["lam"])
         if not self._header_written:
-            self._width = max(self._width, len(parameter) + 2)
+            # room for the widest value a later row may print (ranges grow)
+            self._width = max(self._width, len(parameter) + 6)
             columns = self._columns()
             self._write("  ".join(name.rjust(width) for name, width in columns))
             self._header_written = True
@@ -133,8 +144,10 @@ class SearchProgress:
         history = result.history
         elapsed = history[-1]["elapsed"] if history else 0.0
         outcome = "converged" if result.converged else "not converged"
+        n = len(history)
         self._write(
-            f"Search {outcome} after {len(history)} evaluations "
-            f"({result.n_iter} gradient steps, {elapsed:.2f}s): {result.message}. "
-            f"Best: {self.describe(result.lam)}, CV loss {result.value:.6g}."
+            f"Search {outcome} after {n} evaluation{'s' * (n != 1)} "
+            f"({result.n_iter} gradient step{'s' * (result.n_iter != 1)}, "
+            f"{elapsed:.2f}s): {result.message}. Lowest CV loss "
+            f"{result.value:.6g} at {self.describe(result.lam)}."
         )

@@ -93,6 +93,7 @@ def _record(history, evaluation, *, phase, accepted, step, inner_tol, start):
             "n_fun": evaluation.n_fun,
             "n_hvp": evaluation.n_hvp,
             "inner_converged": evaluation.inner_converged,
+            "value_corrected": evaluation.corrected,
             "residual": evaluation.residual,
             "time": evaluation.time,
             "elapsed": time.perf_counter() - start,
@@ -160,7 +161,8 @@ def hoag(
     max_time : float or None
         Time budget in seconds, checked after each evaluation.
     callback : callable or None
-        Called with each history record; a truthy return stops the search.
+        Called with each history record once the point's fate is decided
+        (``accepted`` set); a truthy return stops the search.
     verbose : int, default=0
         0: silent; 1: a row per evaluation (phase, step, hyperparameter, CV
         loss, best so far, hypergradient norm, kept or rejected, elapsed time)
@@ -213,8 +215,13 @@ def hoag(
             start=start,
         )
         record["gradient_step"] = k
-        stop = callback is not None and bool(callback(record))
-        return evaluation, record, stop
+        return evaluation, record
+
+    def report(record):
+        """Once the point's fate is decided: print its row, call the callback
+        (whose truthy return stops the search)."""
+        progress.evaluation(record)
+        return callback is not None and bool(callback(record))
 
     def out_of_time():
         return max_time is not None and time.perf_counter() - start > max_time
@@ -231,7 +238,7 @@ def hoag(
         spacing = (common_high - common_low) / (bracket - 1)
         for value in grid:
             point = np.clip(np.full(n_hyper, value), low, high)
-            evaluation, record, stop = run(point, 0, "bracket", accepted=True)
+            evaluation, record = run(point, 0, "bracket", accepted=True)
             bracketed.append(evaluation)
             worse = current is not None and evaluation.value > current.value
             # Walking down in lambda is a descent direction iff sum(grad) > 0;
@@ -242,7 +249,7 @@ def hoag(
                 record["accepted"] = False
             else:
                 current = evaluation
-            progress.evaluation(record)
+            stop = report(record)
             if stop or out_of_time():
                 return finish(
                     current,
@@ -254,9 +261,8 @@ def hoag(
         init_step = min(init_step, spacing / 2)
     planned = _interpolate_bracket(bracketed, current, low, high)
     if current is None:
-        current, record, stop = run(lam, 0, "start", accepted=True)
-        progress.evaluation(record)
-        if stop:
+        current, record = run(lam, 0, "start", accepted=True)
+        if report(record):
             return finish(current, False, "stopped by callback")
 
     best = current
@@ -287,7 +293,7 @@ def hoag(
         if np.max(np.abs(moved)) <= step_tol:
             message, converged = "step below step_tol", True
             break
-        trial, record, stop = run(
+        trial, record = run(
             candidate, k, "gradient", step=None if L is None else 1.0 / L
         )
         curvature = float((trial.grad - g) @ moved / (moved @ moved))
@@ -308,8 +314,7 @@ def hoag(
                 L = max(2 * L, curvature)
             elif curvature > 0:
                 L = curvature
-        progress.evaluation(record)
-        if stop:
+        if report(record):
             message = "stopped by callback"
             break
         if out_of_time():
