@@ -1,25 +1,53 @@
-"""Helpers shared by the benchmark scripts: standardized data sets, timing, tables.
+"""Helpers shared by the benchmark scripts: data sets, scoring, searches, tables.
 
 Run the scripts from the repository root (``python benchmarks/<name>.py``); they
 import this module as ``_common``.
 """
 
+import importlib
+import importlib.util
 import time
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
+from scipy.stats import loguniform
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import log_loss
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    RandomizedSearchCV,
+    train_test_split,
+)
 from sklearn.preprocessing import StandardScaler
 
-from skbilevel.datasets import load_fashion_mnist
+from skbilevel import BilevelSearchCV, HOAGLogisticRegression
+from skbilevel.datasets import load_fashion_mnist, make_sparse_classification
 
 __all__ = [
+    "C_GRID",
+    "C_RANGE",
+    "best_time",
+    "cv_log_loss",
     "load_breast_cancer_standardized",
     "load_fashion_mnist_binary",
-    "best_time",
+    "load_fashion_split",
+    "load_sklearn_split",
+    "load_sparse_split",
+    "optuna_search",
+    "pool_2x2",
     "print_table",
+    "search_methods",
 ]
 
+#: The 20 values of C every grid-based baseline tries.
+C_GRID = np.logspace(-4, 4, 20)
+#: The box every continuous search (gradient, random, Optuna) explores.
+C_RANGE = (1e-4, 1e4)
 
+
+# -- data ---------------------------------------------------------------------
 def load_breast_cancer_standardized():
     """breast_cancer (569 x 30, labels 0/1), each feature scaled to zero mean and
     unit variance."""
@@ -40,6 +68,164 @@ def load_fashion_mnist_binary(classes=(0, 6), *, subset="train", n_samples=None)
     return StandardScaler().fit_transform(X), y
 
 
+def pool_2x2(images):
+    """Average 2 x 2 blocks of pixels: 28 x 28 images -> 14 x 14 (784 -> 196)."""
+    blocks = images.reshape(-1, 14, 2, 14, 2)
+    return blocks.mean(axis=(2, 4)).reshape(len(images), -1)
+
+
+def _standardized(X, y, X_test, y_test):
+    """The four arrays with X and X_test scaled by statistics of X alone."""
+    scaler = StandardScaler().fit(X)
+    return scaler.transform(X), y, scaler.transform(X_test), y_test
+
+
+def load_fashion_split(
+    classes=None, *, n_samples=None, stratified=False, pool=False, **kwargs
+):
+    """``(X, y, X_test, y_test)``: Fashion-MNIST train file for selection, test file
+    for testing, standardized with the selection data's statistics.
+
+    ``classes`` keeps those labels (None: all ten). ``n_samples`` keeps that many
+    training rows: the first ones, or with ``stratified`` a class-balanced random
+    subsample (seed 0). ``pool`` averages 2 x 2 pixel blocks (784 -> 196
+    features). ``kwargs`` go to :func:`skbilevel.datasets.load_fashion_mnist`.
+    """
+    X, y = load_fashion_mnist(subset="train", classes=classes, **kwargs)
+    X_test, y_test = load_fashion_mnist(subset="test", classes=classes, **kwargs)
+    if n_samples is not None and n_samples < y.size:
+        if stratified:
+            X, _, y, _ = train_test_split(
+                X, y, train_size=n_samples, stratify=y, random_state=0
+            )
+        else:
+            X, y = X[:n_samples], y[:n_samples]
+    if pool:
+        X, X_test = pool_2x2(X), pool_2x2(X_test)
+    return _standardized(X, y, X_test, y_test)
+
+
+def load_sparse_split(n_samples, n_features, density=0.002):
+    """``(X, y, X_test, y_test)`` of :func:`make_sparse_classification` (seed 0,
+    CSR, not rescaled), 20% held out (stratified, seed 0)."""
+    X, y = make_sparse_classification(
+        n_samples, n_features, density=density, random_state=0
+    )
+    X, X_test, y, y_test = train_test_split(
+        X, y, test_size=0.2, stratify=y, random_state=0
+    )
+    return X, y, X_test, y_test
+
+
+def load_sklearn_split(name, n_samples=None):
+    """``(X, y, X_test, y_test)`` of scikit-learn's ``"breast_cancer"`` or
+    ``"digits"``: 25% held out (stratified, seed 0), standardized; ``n_samples``
+    keeps the first rows of the selection part."""
+    loader = {"breast_cancer": load_breast_cancer, "digits": load_digits}[name]
+    X, y = loader(return_X_y=True)
+    X, X_test, y, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
+    if n_samples is not None:
+        X, y = X[:n_samples], y[:n_samples]
+    return _standardized(X, y, X_test, y_test)
+
+
+# -- scoring ------------------------------------------------------------------
+def cv_log_loss(C, X, y, cv, *, tol=1e-6):
+    """Mean validation log-loss of ``LogisticRegression(C=C, tol=tol)`` over the
+    splits of ``cv`` (a splitter or a list of ``(train, validation)`` pairs)."""
+    splits = cv.split(X, y) if hasattr(cv, "split") else cv
+    losses = []
+    for train, validation in splits:
+        model = LogisticRegression(C=C, tol=tol, max_iter=10000)
+        model.fit(X[train], y[train])
+        proba = model.predict_proba(X[validation])
+        losses.append(log_loss(y[validation], proba, labels=model.classes_))
+    return float(np.mean(losses))
+
+
+# -- the searches compared ----------------------------------------------------
+def _best_param_C(search):
+    return float(search.best_params_["C"])
+
+
+def search_methods(cv, *, hoag=False):
+    """``{name: (unfitted search, pick)}`` in table order, ``pick(fitted) -> C``.
+
+    All score with ``neg_log_loss`` on the folds of ``cv`` and refit on all the
+    data; the estimator is ``LogisticRegression()`` with its defaults. ``hoag``
+    adds ``HOAGLogisticRegression(cv=cv)`` after ``BilevelSearchCV``. Optuna's
+    search is included when optuna is installed.
+    """
+    common = dict(cv=cv, scoring="neg_log_loss")
+    methods = {
+        "BilevelSearchCV": (
+            BilevelSearchCV(LogisticRegression(), {"C": C_RANGE}, **common),
+            _best_param_C,
+        )
+    }
+    if hoag:
+        methods["HOAGLogisticRegression"] = (
+            HOAGLogisticRegression(cv=cv),
+            lambda model: float(model.C_),
+        )
+    methods["GridSearchCV (20)"] = (
+        GridSearchCV(LogisticRegression(), {"C": C_GRID}, **common),
+        _best_param_C,
+    )
+    methods["RandomizedSearchCV (20)"] = (
+        RandomizedSearchCV(
+            LogisticRegression(),
+            {"C": loguniform(*C_RANGE)},
+            n_iter=20,
+            random_state=0,
+            **common,
+        ),
+        _best_param_C,
+    )
+    methods["LogisticRegressionCV (20)"] = (
+        LogisticRegressionCV(Cs=C_GRID, **common),
+        lambda search: float(np.ravel(search.C_)[0]),
+    )
+    methods["HalvingGridSearchCV (20)"] = (
+        HalvingGridSearchCV(
+            LogisticRegression(), {"C": C_GRID}, random_state=0, **common
+        ),
+        _best_param_C,
+    )
+    optuna = optuna_search(cv)
+    if optuna is not None:
+        methods["OptunaSearchCV (20)"] = (optuna, _best_param_C)
+    return methods
+
+
+def optuna_search(cv):
+    """OptunaSearchCV with 20 trials over ``C_RANGE`` (log scale), or None when
+    optuna and its scikit-learn integration are not installed."""
+    for module in ("optuna_integration", "optuna.integration"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            integration = importlib.import_module(module)
+            import optuna
+
+            distribution = optuna.distributions.FloatDistribution(*C_RANGE, log=True)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            return integration.OptunaSearchCV(
+                LogisticRegression(),
+                {"C": distribution},
+                cv=cv,
+                scoring="neg_log_loss",
+                n_trials=20,
+                random_state=0,
+            )
+    return None
+
+
+# -- timing and tables ----------------------------------------------------------
 def best_time(function, repeat=3):
     """``(result of the last call, shortest wall time in seconds)`` over ``repeat``
     calls."""
@@ -56,15 +242,9 @@ def print_table(rows, columns, title=None):
 
     ``columns`` is a list of ``(key, header, format)``; ``format`` is a format
     spec such as ``".2e"`` or ``"d"`` (``""`` for ``str``). Missing or None
-    values print as ``-``.
+    values print as ``-``; string values print as they are.
     """
-    cells = [
-        [
-            "-" if row.get(key) is None else format(row[key], spec)
-            for key, _, spec in columns
-        ]
-        for row in rows
-    ]
+    cells = [[_cell(row.get(key), spec) for key, _, spec in columns] for row in rows]
     headers = [header for _, header, _ in columns]
     widths = [
         max([len(header)] + [len(line[i]) for line in cells])
@@ -77,3 +257,11 @@ def print_table(rows, columns, title=None):
     for line in cells:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
     print(flush=True)
+
+
+def _cell(value, spec):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)

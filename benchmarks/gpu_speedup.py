@@ -60,14 +60,18 @@ def main():
             *n_sparse, density=1e-4 if not args.quick else 5e-4, random_state=0
         ),
     }
-    print(f"{'problem':36s} {'CPU s':>8s} {'GPU s':>8s} {'speedup':>8s} "
-          f"{'C cpu':>9s} {'C gpu':>9s}")
+    print(
+        f"{'problem':36s} {'CPU s':>8s} {'GPU s':>8s} {'speedup':>8s} "
+        f"{'C cpu':>9s} {'C gpu':>9s}"
+    )
     for name, (X, y) in problems.items():
         fit_time(X[:2000], y[:2000], "cuda")  # CUDA context and kernel compilation
         cpu_seconds, cpu = fit_time(X, y, "cpu")
         gpu_seconds, gpu = fit_time(X, y, "cuda")
-        print(f"{name:36s} {cpu_seconds:8.2f} {gpu_seconds:8.2f} "
-              f"{cpu_seconds / gpu_seconds:8.1f} {cpu.C_:9.4g} {gpu.C_:9.4g}")
+        print(
+            f"{name:36s} {cpu_seconds:8.2f} {gpu_seconds:8.2f} "
+            f"{cpu_seconds / gpu_seconds:8.1f} {cpu.C_:9.4g} {gpu.C_:9.4g}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,158 +23,43 @@ synthetic sparse problem (50000 x 20000, density 0.002, 20% held out).
 """
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 import time
 import warnings
 
 import numpy as np
-from scipy.stats import loguniform
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import log_loss
-from sklearn.model_selection import (
-    GridSearchCV,
-    HalvingGridSearchCV,
-    RandomizedSearchCV,
-    StratifiedKFold,
-    train_test_split,
-)
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import StratifiedKFold
 
 # The checkout's package and the benchmarks' helpers, whatever is installed.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_HERE), _HERE]
-from _common import print_table  # noqa: E402
-
-from skbilevel import BilevelSearchCV  # noqa: E402
-from skbilevel.datasets import (  # noqa: E402
-    load_fashion_mnist,
-    make_sparse_classification,
+from _common import (  # noqa: E402
+    cv_log_loss,
+    load_fashion_split,
+    load_sklearn_split,
+    load_sparse_split,
+    optuna_search,
+    print_table,
+    search_methods,
 )
 
-CS = np.logspace(-4, 4, 20)
-LOW, HIGH = 1e-4, 1e4
 DATASETS = ("fashion", "digits", "sparse")
 
 
 def load(name, quick):
     """``(X_select, y_select, X_test, y_test)`` of a benchmark data set."""
     if name == "fashion":
-        X, y = load_fashion_mnist(subset="train", classes=(0, 6))
-        X_test, y_test = load_fashion_mnist(subset="test", classes=(0, 6))
         if quick:
             # 2000 images pooled to 14 x 14: 784 pixels on 1000 images are
             # separable, and the baselines' fits at large C crawl.
-            X, y = _pool(X[:2000]), y[:2000]
-            X_test = _pool(X_test)
-        scaler = StandardScaler().fit(X)
-        return scaler.transform(X), y, scaler.transform(X_test), y_test
+            return load_fashion_split((0, 6), n_samples=2000, pool=True)
+        return load_fashion_split((0, 6))
     if name == "sparse":
-        n_samples, n_features = (4000, 2000) if quick else (50000, 20000)
-        X, y = make_sparse_classification(
-            n_samples, n_features, density=0.002, random_state=0
-        )
-        X, X_test, y, y_test = train_test_split(
-            X, y, test_size=0.2, stratify=y, random_state=0
-        )
-        return X, y, X_test, y_test
-    X, y = load_digits(return_X_y=True)
-    X, X_test, y, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=0
-    )
-    if quick:
-        X, y = X[:600], y[:600]
-    scaler = StandardScaler().fit(X)
-    return scaler.transform(X), y, scaler.transform(X_test), y_test
-
-
-def _pool(images):
-    """Average 2 x 2 blocks of pixels: 28 x 28 -> 14 x 14."""
-    blocks = images.reshape(-1, 14, 2, 14, 2)
-    return blocks.mean(axis=(2, 4)).reshape(len(images), -1)
-
-
-def searches(cv):
-    """``{name: (unfitted search, pick(fitted) -> C)}``, in table order."""
-
-    def best_C(search):
-        return float(search.best_params_["C"])
-
-    common = dict(cv=cv, scoring="neg_log_loss")
-    methods = {
-        "BilevelSearchCV": (
-            BilevelSearchCV(LogisticRegression(), {"C": (LOW, HIGH)}, **common),
-            best_C,
-        ),
-        "GridSearchCV (20)": (
-            GridSearchCV(LogisticRegression(), {"C": CS}, **common),
-            best_C,
-        ),
-        "RandomizedSearchCV (20)": (
-            RandomizedSearchCV(
-                LogisticRegression(),
-                {"C": loguniform(LOW, HIGH)},
-                n_iter=20,
-                random_state=0,
-                **common,
-            ),
-            best_C,
-        ),
-        "LogisticRegressionCV (20)": (
-            LogisticRegressionCV(Cs=CS, **common),
-            lambda search: float(np.ravel(search.C_)[0]),
-        ),
-        "HalvingGridSearchCV (20)": (
-            HalvingGridSearchCV(
-                LogisticRegression(), {"C": CS}, random_state=0, **common
-            ),
-            best_C,
-        ),
-    }
-    optuna_search = _optuna_search(cv)
-    if optuna_search is not None:
-        methods["OptunaSearchCV (20)"] = (optuna_search, best_C)
-    return methods
-
-
-def _optuna_search(cv):
-    """OptunaSearchCV with 20 trials, or None when optuna is not installed."""
-    for module in ("optuna_integration", "optuna.integration"):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            integration = importlib.import_module(module)
-            import optuna
-
-            distribution = optuna.distributions.FloatDistribution(LOW, HIGH, log=True)
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            return integration.OptunaSearchCV(
-                LogisticRegression(),
-                {"C": distribution},
-                cv=cv,
-                scoring="neg_log_loss",
-                n_trials=20,
-                random_state=0,
-            )
-    return None
-
-
-def cv_log_loss(C, X, y, cv):
-    """Mean validation log-loss of ``LogisticRegression(C, tol=1e-6)``."""
-    losses = []
-    for train, test in cv.split(X, y):
-        model = LogisticRegression(C=C, tol=1e-6, max_iter=10000)
-        model.fit(X[train], y[train])
-        proba = model.predict_proba(X[test])
-        losses.append(log_loss(y[test], proba, labels=model.classes_))
-    return float(np.mean(losses))
+        return load_sparse_split(*((4000, 2000) if quick else (50000, 20000)))
+    return load_sklearn_split("digits", n_samples=600 if quick else None)
 
 
 def run_dataset(name, quick):
@@ -187,7 +72,7 @@ def run_dataset(name, quick):
     )
     cv = StratifiedKFold(5)
     rows = []
-    for method, (search, pick) in searches(cv).items():
+    for method, (search, pick) in search_methods(cv).items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", FutureWarning)
@@ -238,7 +123,7 @@ def main():
         "--datasets", nargs="+", default=list(DATASETS), choices=DATASETS
     )
     args = parser.parse_args()
-    if _optuna_search(StratifiedKFold(5)) is None:
+    if optuna_search(StratifiedKFold(5)) is None:
         print("optuna is not installed: OptunaSearchCV skipped.\n")
     for name in args.datasets:
         run_dataset(name, args.quick)
