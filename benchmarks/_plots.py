@@ -48,7 +48,7 @@ def plot_search_times(axes, dataset):
     axes.set_title("Searches for C (5 folds, neg_log_loss)")
     for y, row in enumerate(rows[::-1]):
         axes.annotate(
-            f" x{row['ratio']:.1f}, gap {row['gap']:+.2f}%",
+            f" x{row['ratio']:.2f}, gap {row['gap']:+.3f}%",
             (row["time"], y),
             va="center",
             fontsize=8,
