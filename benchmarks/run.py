@@ -31,7 +31,7 @@ Data sets (selection part x features; held-out test part), full / ``--quick``:
   784 (a training fold) takes ~1.7 s on one core, one at tol=1e-6 ~14 s; the
   baselines make ~400 default fits and the reference ~100 tight ones, so the
   60000 rows (12 times the work, more for the ill-conditioned fits) would take
-  many hours. Even at 5000 rows this data set took 64 of the full run's 82
+  many hours. Even at 5000 rows this data set took 62 of the full run's 82
   minutes on two cores (its fine-grid reference alone 24 minutes).
 
 All Fashion-MNIST data are standardized with the selection rows' statistics,
@@ -407,6 +407,7 @@ def run_dataset(name, quick):
         reason = f"Fashion-MNIST unavailable ({str(error).splitlines()[0]})"
         print(f"## {name}: skipped, {reason}\n")
         return {"skipped": reason}
+    started = time.perf_counter()
     description = describe(name, X, y, X_test)
     print(f"## {description}", flush=True)
     cv = StratifiedKFold(N_FOLDS)
@@ -450,6 +451,7 @@ def run_dataset(name, quick):
         "searches": searches,
         "hypergradients": solvers,
         "engine_check": check,
+        "total_time": time.perf_counter() - started,
     }
 
 
