@@ -220,18 +220,22 @@ class SearchRun:
             )
 
     # -- scoring --------------------------------------------------------------
+    def _fold_model(self, fold, params, solution):
+        """The user's estimator fitted on ``fold`` from an engine solution."""
+        return fold_model(
+            self.estimator,
+            self.split,
+            fold,
+            self.adapter,
+            self.encoding,
+            params,
+            solution,
+        )
+
     def fold_models(self, params, index):
         """The fitted fold models at evaluated point ``index`` (list per fold)."""
         return [
-            fold_model(
-                self.estimator,
-                self.split,
-                fold,
-                self.adapter,
-                self.encoding,
-                params,
-                solution,
-            )
+            self._fold_model(fold, params, solution)
             for fold, solution in zip(self.folds, self.solutions[index])
         ]
 
@@ -272,15 +276,7 @@ class SearchRun:
                 for kind, rows in data.items()
             }
             for i, (params, index) in enumerate(zip(candidate_params, indices)):
-                model = fold_model(
-                    self.estimator,
-                    self.split,
-                    fold,
-                    self.adapter,
-                    self.encoding,
-                    params,
-                    self.solutions[index][k],
-                )
+                model = self._fold_model(fold, params, self.solutions[index][k])
                 entry = {
                     "fit_error": None,
                     "n_test_samples": fold.test.size,
