@@ -9,6 +9,7 @@ import importlib.util
 import time
 
 import numpy as np
+from _datasets import load_fashion_mnist, make_sparse_classification
 from scipy.stats import loguniform
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
@@ -23,7 +24,6 @@ from sklearn.model_selection import (
 from sklearn.preprocessing import StandardScaler
 
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression
-from skbilevel.datasets import load_fashion_mnist, make_sparse_classification
 
 __all__ = [
     "C_GRID",
@@ -89,7 +89,7 @@ def load_fashion_split(
     ``classes`` keeps those labels (None: all ten). ``n_samples`` keeps that many
     training rows: the first ones, or with ``stratified`` a class-balanced random
     subsample (seed 0). ``pool`` averages 2 x 2 pixel blocks (784 -> 196
-    features). ``kwargs`` go to :func:`skbilevel.datasets.load_fashion_mnist`.
+    features). ``kwargs`` go to ``_datasets.load_fashion_mnist``.
     """
     X, y = load_fashion_mnist(subset="train", classes=classes, **kwargs)
     X_test, y_test = load_fashion_mnist(subset="test", classes=classes, **kwargs)

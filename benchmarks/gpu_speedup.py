@@ -7,7 +7,8 @@ one run with the same code and parameters, ``device="cpu"`` then
 
 - dense: ``n_samples x 1000`` float32 Gaussian features, logistic labels
   (1,000,000 samples by default, 100,000 with ``--quick``);
-- sparse: ``make_sparse_classification`` (CSR, 10^5 features, density 1e-4).
+- sparse: ``make_sparse_classification`` of ``benchmarks/_datasets.py`` (CSR,
+  10^5 features, density 1e-4).
 
 The table gives wall times, the GPU speedup, and the chosen C on each device (it
 must agree). Without CuPy or a device, the script says so and measures nothing.
@@ -18,10 +19,10 @@ import time
 import warnings
 
 import numpy as np
+from _datasets import make_sparse_classification
 from sklearn.exceptions import ConvergenceWarning
 
 from skbilevel import HOAGLogisticRegression
-from skbilevel.datasets import make_sparse_classification
 from skbilevel.utils._device import check_device_available
 
 

@@ -119,12 +119,12 @@ from _common import (  # noqa: E402
 import skbilevel  # noqa: E402
 from skbilevel import HOAGLogisticRegression  # noqa: E402
 from skbilevel.hypergrad import get_linear_solver  # noqa: E402
+from skbilevel.model_selection import LogisticRegressionAdapter  # noqa: E402
 from skbilevel.objectives import (  # noqa: E402
-    BinaryLogisticLoss,
     L2Penalty,
-    MultinomialLogisticLoss,
 )
-from skbilevel.outer import CrossValidatedProblem, make_folds  # noqa: E402
+from skbilevel.outer import CrossValidatedProblem  # noqa: E402
+from skbilevel.search import engine_folds, materialize_folds  # noqa: E402
 
 SOLVERS = ("shine", "shine-refine", "cg", "neumann", "truncated", "identity")
 TARGET_GAP = 0.1  # percent
@@ -291,17 +291,14 @@ class PreciseCVLoss:
     """
 
     def __init__(self, X, y, splits):
-        classes = np.unique(y)
-        loss = BinaryLogisticLoss() if classes.size == 2 else MultinomialLogisticLoss()
-        n_outputs = loss.n_outputs(classes.size)
-        folds = make_folds(
-            X,
-            loss.encode(np, y, classes, np.float64),
-            splits,
-            loss=loss,
-            penalty=L2Penalty.scalar(),
-            n_outputs=n_outputs,
-            sample_weight=np.ones(y.shape[0]),
+        encoding = LogisticRegressionAdapter().encode_targets(None, y)
+        data = materialize_folds(X, y, splits)
+        folds = engine_folds(
+            data,
+            encoding,
+            [(None, None)] * len(data),
+            penalty=lambda n_features: L2Penalty.scalar(),
+            fit_intercept=True,
         )
         self.problem = CrossValidatedProblem(
             folds, get_linear_solver("cg"), inner_max_iter=100000

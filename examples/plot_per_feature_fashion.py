@@ -15,24 +15,49 @@ The data come from ``/usr/share/datasets/fashion-mnist`` (Debian package
 ``dataset-fashion-mnist``) or, failing that, from OpenML.
 """
 
+import gzip
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.datasets import fetch_openml
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 from skbilevel import HOAGLogisticRegression
-from skbilevel.datasets import load_fashion_mnist
 
-X, y = load_fashion_mnist(subset="train", classes=(0, 6))
-X_test, y_test = load_fashion_mnist(subset="test", classes=(0, 6))
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(name, header_bytes):
+    """The unsigned bytes of a gzipped IDX file, after its header."""
+    with gzip.open(DEBIAN_DIR / name) as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=header_bytes)
+
+
+def load_fashion_mnist(classes):
+    """``X, y, X_test, y_test`` of the images of ``classes``, pixels in [0, 1]."""
+    if DEBIAN_DIR.is_dir():
+        X = [read_idx(f"{s}-images-idx3-ubyte.gz", 16) for s in ("train", "t10k")]
+        y = [read_idx(f"{s}-labels-idx1-ubyte.gz", 8) for s in ("train", "t10k")]
+        X, y = np.concatenate(X), np.concatenate(y)
+    else:
+        X, y = fetch_openml("Fashion-MNIST", version=1, as_frame=False, return_X_y=True)
+    X, y = X.reshape(-1, 784), y.astype(int)
+    # Either way, the 60000 training images come first, then the 10000 test ones.
+    train, keep = np.arange(len(y)) < 60000, np.isin(y, classes)
+    X_train, X_test = X[keep & train] / 255, X[keep & ~train] / 255
+    return X_train, y[keep & train], X_test, y[keep & ~train]
+
+
+X, y, X_test, y_test = load_fashion_mnist(classes=(0, 6))
 scaler = StandardScaler().fit(X)
 X, X_test = scaler.transform(X), scaler.transform(X_test)
 

@@ -101,3 +101,27 @@ def make_fold(
         scale=scale,
     )
     return inner, outer, penalty.n_hyper
+
+
+def make_folds(
+    X, y, splits, *, loss, penalty, n_outputs, fit_intercept=True, sample_weight=None
+):
+    """Engine folds of index splits, sliced directly (the estimators build theirs
+    with :mod:`skbilevel.search`)."""
+    from skbilevel.outer import Fold
+
+    def rows(array, indices):
+        return None if array is None else array[indices]
+
+    folds = []
+    for train, test in splits:
+        inner = InnerObjective(
+            rows(X, train), rows(y, train), loss, penalty, n_outputs,
+            fit_intercept, rows(sample_weight, train),
+        )  # fmt: skip
+        outer = ValidationLoss(
+            rows(X, test), rows(y, test), loss, n_outputs, fit_intercept,
+            rows(sample_weight, test),
+        )  # fmt: skip
+        folds.append(Fold(inner, outer))
+    return folds

@@ -189,8 +189,8 @@ def test_bilevel_search_on_a_device_matches_numpy(kind, monkeypatch):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    import skbilevel.model_selection._folds as folds_module
     import skbilevel.model_selection._search as search_module
+    import skbilevel.search._folds as folds_module
     from skbilevel import BilevelSearchCV
 
     moved = []

@@ -42,9 +42,12 @@ def test_device_cuda_with_numpy_and_sparse_input():
     import scipy.sparse as sp
 
     from skbilevel import HOAGLogisticRegression
-    from skbilevel.datasets import make_sparse_classification
 
-    X, y = make_sparse_classification(3000, 1000, density=0.01, random_state=0)
+    rng = np.random.default_rng(0)
+    X = sp.random(3000, 1000, density=0.01, format="csr", random_state=rng)
+    X.data = rng.standard_normal(X.nnz)
+    # Logistic noise on the logits: P(y = 1 | x) = expit(x @ coef).
+    y = (X @ rng.standard_normal(1000) > rng.logistic(size=3000)).astype(int)
     cpu = HOAGLogisticRegression(max_iter=5).fit(X, y)
     gpu = HOAGLogisticRegression(max_iter=5, device="cuda").fit(X, y)
     assert isinstance(gpu.coef_, np.ndarray)

@@ -26,11 +26,11 @@ from skbilevel.outer import (
     CrossValidatedProblem,
     Fold,
     hoag,
-    make_folds,
     tolerance_schedule,
 )
+from skbilevel.search._progress import SearchProgress
 
-from ._problems import make_fold
+from ._problems import make_fold, make_folds
 
 LOW, HIGH = -6.0, 6.0
 GRID = np.linspace(LOW, HIGH, 200)
@@ -167,13 +167,13 @@ def test_callback_stops_the_search(phase):
 
 @pytest.mark.parametrize("bracket", [0, 5])
 def test_max_time_is_respected(bracket):
-    # The budget is checked after each evaluation: with none left, the search
-    # stops after the first evaluation that may be checked.
+    # The budget is checked after each evaluation, the starting point's
+    # included: with none left, the search stops after the first one.
     result = hoag(
         make_problem(), [0.0], bounds=(LOW, HIGH), bracket=bracket, max_time=0.0
     )
     assert "time budget" in result.message and not result.converged
-    assert len(result.history) == (1 if bracket else 2)
+    assert len(result.history) == 1
     assert_best_point_returned(result)
     generous = hoag(make_problem(), [0.0], bounds=(LOW, HIGH), max_time=1e6)
     plain = hoag(make_problem(), [0.0], bounds=(LOW, HIGH))
@@ -272,10 +272,14 @@ VERBOSE_RUNS = {
 @pytest.mark.parametrize("run", list(VERBOSE_RUNS))
 @pytest.mark.parametrize("verbose", [0, 1, 2])
 def test_verbose_rows_match_the_history(verbose, run, capsys):
+    progress = SearchProgress(
+        verbose, lambda lam: f"lambda={np.mean(lam):+.4f}", max_iter=8
+    )
     result = hoag(
-        make_problem(), bounds=(LOW, HIGH), verbose=verbose, max_iter=8, tol=1e-6,
-        **VERBOSE_RUNS[run],
+        make_problem(), bounds=(LOW, HIGH), max_iter=8, tol=1e-6,
+        callback=progress.evaluation, **VERBOSE_RUNS[run],
     )  # fmt: skip
+    progress.finish(result)
     statuses = {
         "bracket": "past-min",
         "rejections": "rejected",
@@ -408,11 +412,6 @@ def test_non_finite_X_raises(sparse, value):
         InnerObjective(X, y, loss, L2Penalty.scalar())
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         ValidationLoss(X, y, loss)
-    with pytest.raises(ValueError, match="X contains NaN or infinity"):
-        make_folds(
-            X, y, [(np.arange(6), np.arange(6, 12))], loss=loss,
-            penalty=L2Penalty.scalar(), n_outputs=1,
-        )  # fmt: skip
 
 
 @pytest.mark.parametrize("what", ["y", "sample_weight"])
@@ -452,32 +451,6 @@ def test_sample_weight_of_wrong_length_raises():
         ValidationLoss(X, y, loss, sample_weight=sw[:-1])
     with pytest.raises(ValueError, match="positive sum"):
         ValidationLoss(X, y, loss, sample_weight=0 * sw)
-
-
-@pytest.mark.parametrize("what", ["y", "sample_weight"])
-def test_make_folds_checks_lengths_before_splitting(what):
-    X, y, sw = small_data()
-    arrays = {"y": y, "sample_weight": sw}
-    arrays[what] = arrays[what][:-2]
-    splits = [(np.arange(4), np.arange(4, 12))]
-    with pytest.raises(ValueError, match=f"{what} has 10 samples, but X has 12"):
-        make_folds(
-            X, arrays["y"], splits, loss=BinaryLogisticLoss(),
-            penalty=L2Penalty.scalar(), n_outputs=1,
-            sample_weight=arrays["sample_weight"],
-        )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "validation", [np.arange(6, 13), np.array([0.5, 1.5])], ids=["range", "float"]
-)
-def test_make_folds_checks_split_indices(validation):
-    X, y, _ = small_data()
-    with pytest.raises(ValueError, match="Split indices"):
-        make_folds(
-            X, y, [(np.arange(6), validation)], loss=BinaryLogisticLoss(),
-            penalty=L2Penalty.scalar(), n_outputs=1,
-        )  # fmt: skip
 
 
 def test_penalty_of_wrong_size_raises():
@@ -534,7 +507,7 @@ def test_hoag_on_breast_cancer(method, start, breast_cancer_problem, request):
     "bounds", [([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), (0.0,), ("a", 1.0)]
 )
 def test_bounds_of_the_wrong_shape_are_a_clear_error(bounds):
-    from skbilevel.outer.hoag import _check_bounds
+    from skbilevel.outer.hoag import check_bounds
 
     with pytest.raises(ValueError, match="bounds must be a pair"):
-        _check_bounds(bounds, 2)
+        check_bounds(bounds, 2)

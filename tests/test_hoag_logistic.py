@@ -214,7 +214,8 @@ def test_verbose_callback_and_warm_start(breast_cancer, capsys):
     out = capsys.readouterr().out.splitlines()
     rows = [line for line in out if line.split()[0].isdigit()]
     assert len(seen) == 4 == len(model.history_) == len(rows)
-    assert out[0].split()[:2] == ["eval", "phase"]
+    assert out[0].startswith("Fitting 5 folds: gradient search of C in [0.0001, 1e+04]")
+    assert out[1].split()[:2] == ["eval", "phase"]
     for row, record in zip(rows, model.history_):
         assert f"C={record['C'][0]:.4g}" in row
     assert "stopped by callback" in out[-2] and out[-1].startswith("Refit on all")
@@ -235,7 +236,7 @@ def test_verbose_rows_of_a_per_feature_search(breast_cancer, capsys):
         ).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines if line.split()[0].isdigit()]
-    header = lines[0].split()
+    header = lines[1].split()
     assert len(rows) == len(model.history_)
     assert all(len(row) == len(rows[0]) for row in rows)  # one token per cell
     for row, record in zip(rows, model.history_):

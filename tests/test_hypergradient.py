@@ -18,11 +18,11 @@ from sklearn.model_selection import KFold
 from skbilevel.hypergrad import LINEAR_SOLVERS, get_linear_solver
 from skbilevel.hypergrad.implicit import hypergradient
 from skbilevel.objectives import L2Penalty
-from skbilevel.outer import CrossValidatedProblem, make_folds
+from skbilevel.outer import CrossValidatedProblem
 from skbilevel.solvers import minimize_lbfgs
 from skbilevel.solvers._line_search import line_search_wolfe
 
-from ._problems import LOSS_NAMES, make_data, make_fold
+from ._problems import LOSS_NAMES, make_data, make_fold, make_folds
 
 FD_EPS = 1e-4
 TIGHT = 1e-12

@@ -1,5 +1,9 @@
 """Linear solvers of the hypergradient system ``H v = b`` (skbilevel.hypergrad)."""
 
+import ast
+import importlib
+import inspect
+
 import array_api_strict
 import numpy as np
 import pytest
@@ -477,6 +481,20 @@ def test_get_linear_solver_names_and_instances():
     assert all(repr(name) in str(excinfo.value) for name in LINEAR_SOLVERS)
     with pytest.raises(TypeError, match="LinearSolver instance"):
         get_linear_solver(np.linalg.solve)
+
+
+def test_solver_modules_import_only_the_protocol_and_the_kernels():
+    # The registry imports every solver module: a solver module that imported
+    # another one (or the registry) would bring back an import cycle.
+    modules = {type(get_linear_solver(name)).__module__ for name in LINEAR_SOLVERS}
+    for module_name in modules:
+        tree = ast.parse(inspect.getsource(importlib.import_module(module_name)))
+        siblings = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        assert siblings <= {"base", "_krylov"}, module_name
 
 
 @pytest.mark.parametrize(

@@ -441,7 +441,7 @@ def test_callback_stops_and_verbose_prints(small_classification, capsys):
     seen = []
 
     def callback(record):
-        seen.append(record["C"])
+        seen.append(record["C"][0])
         return len(seen) == 2
 
     search = BilevelSearchCV(

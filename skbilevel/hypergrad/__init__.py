@@ -1,12 +1,7 @@
 """Linear solvers for the hypergradient system ``H v = grad_w F``."""
 
-from .base import (
-    LINEAR_SOLVERS,
-    InnerSystem,
-    LinearSolver,
-    LinearSolveResult,
-    get_linear_solver,
-)
+from ._registry import LINEAR_SOLVERS, get_linear_solver
+from .base import InnerSystem, LinearSolver, LinearSolveResult
 from .cg import ConjugateGradientSolver
 from .exact import ExactSolver
 from .identity import IdentitySolver

@@ -13,24 +13,7 @@ from typing import NamedTuple
 
 from ..utils._array_api import norm, to_float
 
-__all__ = [
-    "InnerSystem",
-    "LinearSolveResult",
-    "LinearSolver",
-    "LINEAR_SOLVERS",
-    "get_linear_solver",
-]
-
-LINEAR_SOLVERS = (
-    "shine",
-    "shine-opa",
-    "shine-refine",
-    "cg",
-    "neumann",
-    "truncated",
-    "identity",
-    "exact",
-)
+__all__ = ["InnerSystem", "LinearSolveResult", "LinearSolver"]
 
 
 class InnerSystem(NamedTuple):
@@ -227,66 +210,3 @@ class LinearSolver:
 
     def _solve(self, system, b, *, b_norm, tol, state):
         raise NotImplementedError
-
-
-def _solver_classes():
-    # Imported here: the solver modules import this one.
-    from .cg import ConjugateGradientSolver
-    from .exact import ExactSolver
-    from .identity import IdentitySolver
-    from .neumann import NeumannSolver
-    from .shine import ShineOPASolver, ShineRefineSolver, ShineSolver
-    from .truncated import TruncatedSolver
-
-    classes = (
-        ShineSolver,
-        ShineOPASolver,
-        ShineRefineSolver,
-        ConjugateGradientSolver,
-        NeumannSolver,
-        TruncatedSolver,
-        IdentitySolver,
-        ExactSolver,
-    )
-    return {cls.name: cls for cls in classes}
-
-
-def get_linear_solver(method, **params):
-    """Return the linear solver named ``method``, built with ``params``.
-
-    Parameters
-    ----------
-    method : str or LinearSolver
-        One of :data:`LINEAR_SOLVERS`, or a solver instance (returned as is).
-    **params
-        Constructor arguments of the named solver (e.g. ``max_iter``).
-
-    Returns
-    -------
-    LinearSolver
-
-    Examples
-    --------
-    >>> from skbilevel.hypergrad import get_linear_solver
-    >>> get_linear_solver("cg", max_iter=50)
-    ConjugateGradientSolver(max_iter=50)
-    """
-    if isinstance(method, LinearSolver):
-        if params:
-            raise ValueError(
-                f"Parameters {sorted(params)} apply to a solver name, not to the "
-                f"instance {method!r}: set them on the instance."
-            )
-        return method
-    if not isinstance(method, str):
-        raise TypeError(
-            f"The linear solver must be a name in {LINEAR_SOLVERS} or a "
-            f"LinearSolver instance, got {type(method).__name__}."
-        )
-    classes = _solver_classes()
-    if method not in classes:
-        raise ValueError(
-            f"Unknown linear solver {method!r}; valid names are "
-            f"{', '.join(repr(name) for name in LINEAR_SOLVERS)}."
-        )
-    return classes[method](**params)

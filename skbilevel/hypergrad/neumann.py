@@ -1,4 +1,4 @@
-"""Truncated Neumann series for ``H v = b``, and the power iteration it needs.
+"""Truncated Neumann series for ``H v = b``.
 
 For ``0 < a < 2 / lambda_max(H)``, ``H^{-1} = a sum_k (I - a H)^k``. Truncated to
 ``K`` terms it acts like the damped inverse ``(H + I / (a K))^{-1}``: accurate in
@@ -6,10 +6,8 @@ high-curvature directions, biased in low-curvature ones (Grosse, CSC2541
 lecture 12).
 """
 
-import math
-from typing import NamedTuple
-
-from ..utils._array_api import device_of, norm, to_float
+from ..utils._array_api import norm, to_float
+from ._krylov import lipschitz_step
 from .base import (
     LinearSolver,
     LinearSolveResult,
@@ -17,93 +15,7 @@ from .base import (
     check_positive_int,
 )
 
-__all__ = ["PowerState", "power_iteration", "NeumannSolver"]
-
-# The power iteration's estimate ||H u|| (u unit) is a lower bound of
-# lambda_max(H). Any a < 2 / lambda_max keeps |1 - a lambda| < 1, so a 5% margin
-# on top of a converged estimate keeps a = 1 / L safe with room to spare, while
-# costing only 5% in the convergence rate.
-_SAFETY = 1.05
-
-# Golden angle (radians): cos(k * angle), k = 1..n, is a deterministic vector
-# with no structure (in particular not orthogonal to the leading eigenvector
-# of a structured Hessian, as a constant vector can be); array-API namespaces
-# have no random generator.
-_GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
-
-
-class PowerState(NamedTuple):
-    """Largest eigenvalue estimate of ``H`` and its eigenvector (warm start).
-
-    Attributes
-    ----------
-    eigenvalue : float
-        ``||H u||`` for the last unit iterate ``u``: a lower bound of
-        ``lambda_max(H)``, before the safety factor.
-    eigenvector : array of shape (n_params,)
-        Unit vector to start the next power iteration from.
-    """
-
-    eigenvalue: float
-    eigenvector: object
-
-
-def power_iteration(xp, hessp, like, *, n_iter, state=None):
-    """Estimate the largest eigenvalue of the PSD operator ``hessp``.
-
-    Parameters
-    ----------
-    xp : module
-        Array namespace.
-    hessp : callable
-        ``v -> H v``.
-    like : array of shape (n_params,)
-        Gives the shape, dtype and device of the iterates.
-    n_iter : int
-        Number of iterations (one HVP each).
-    state : PowerState or None
-        Previous estimate: its eigenvector is the starting point.
-
-    Returns
-    -------
-    state : PowerState
-    n_hvp : int
-    """
-    n_params = like.shape[0]
-    if isinstance(state, PowerState) and state.eigenvector.shape == (n_params,):
-        u = state.eigenvector
-    else:
-        k = xp.arange(1, n_params + 1, dtype=like.dtype, device=device_of(like))
-        u = xp.cos(_GOLDEN_ANGLE * k)
-        u = u / norm(xp, u)
-    eigenvalue, n_hvp = 0.0, 0
-    while n_hvp < n_iter:
-        Hu = hessp(u)
-        n_hvp += 1
-        eigenvalue = to_float(norm(xp, Hu))
-        if eigenvalue == 0.0:
-            break
-        u = Hu / eigenvalue
-    return PowerState(eigenvalue, u), n_hvp
-
-
-def lipschitz_step(system, like, *, step_size, power_iter, state):
-    """Step ``a = 1 / L`` with ``L`` a safe upper bound of ``lambda_max(H)``.
-
-    Returns ``(a, state, n_hvp)``: a cold start runs ``power_iter`` iterations,
-    a warm start (``state`` a PowerState) a quarter of them.
-    """
-    if step_size is not None:
-        return step_size, state, 0
-    warm = isinstance(state, PowerState)
-    n_iter = max(1, power_iter // 4) if warm else power_iter
-    state, n_hvp = power_iteration(
-        system.xp, system.hessp, like, n_iter=n_iter, state=state
-    )
-    # H >= mu I on the penalized block, so lambda_max >= mu: a lower bound that
-    # keeps a finite when the iteration lands in the null space of H.
-    lipschitz = _SAFETY * max(state.eigenvalue, float(system.curvature_floor))
-    return 1.0 / lipschitz, state, n_hvp
+__all__ = ["NeumannSolver"]
 
 
 class NeumannSolver(LinearSolver):

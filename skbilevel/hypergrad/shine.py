@@ -2,26 +2,34 @@
 
 The inner solver's secant pairs define ``B^{-1} ~ H^{-1}`` (two-loop recursion).
 SHINE (Ramzi et al. 2022) takes ``v = B^{-1} b`` at the cost of O(m p) flops and
-no Hessian-vector product. Two safeguards make it robust where the published
-method diverges (see DESIGN.md):
+no Hessian-vector product. In the directions the inner solver never explored,
+``B^{-1}`` acts as its initial matrix ``H0``; on the coefficients, ``H >= mu I``
+with ``mu = min exp(lambda)`` the penalty's curvature, so ``H^{-1} <= I / mu``.
+The published ``H0 = I`` exceeds that bound by a factor ``mu``: on strongly
+penalized problems the hypergradient blows up and the outer search is thrown
+to a bound. Two safeguards prevent it:
 
-- the initial scaling ``gamma = s'y / y'y`` is capped at ``1 / mu``, ``mu`` the
-  penalty's curvature: ``H >= mu I``, so no direction needs more than ``1 / mu``;
+- ``H0 = gamma I`` with ``gamma = s'y / y'y`` of the newest pair, capped at
+  ``1 / mu`` (``exp(-lambda)`` for a scalar penalty): the scaling follows the
+  observed curvature, and no direction gets more than the bound;
 - one Hessian-vector product measures the residual of the estimate, and a
   poor estimate is refined by conjugate gradient preconditioned with ``B^{-1}``.
+
+The "SHINE" section of the user guide (``doc/user_guide.rst``) gives the
+details.
 """
 
 import math
 
 from ..solvers._memory import inv_hessian_product
 from ..utils._array_api import norm, to_float
+from ._krylov import preconditioned_cg
 from .base import (
     LinearSolver,
     LinearSolveResult,
     check_positive_float,
     check_positive_int,
 )
-from .cg import preconditioned_cg
 
 __all__ = ["ShineSolver", "ShineOPASolver", "ShineRefineSolver"]
 

@@ -1,5 +1,6 @@
 """Reverse-mode differentiation through the last K inner gradient steps."""
 
+from ._krylov import lipschitz_step
 from .base import (
     LinearSolver,
     LinearSolveResult,
@@ -7,7 +8,6 @@ from .base import (
     check_positive_int,
     relative_residual,
 )
-from .neumann import lipschitz_step
 
 __all__ = ["TruncatedSolver"]
 

@@ -1,27 +1,38 @@
-"""HOAGLogisticRegression: logistic regression that tunes its own L2 penalty."""
+"""HOAGLogisticRegression: logistic regression that tunes its own L2 penalty.
+
+A thin estimator over the search service (:mod:`skbilevel.search`): it
+validates the data, encodes the labels (as ``LogisticRegression`` does, through
+the same adapter as ``BilevelSearchCV(LogisticRegression())``), sets the
+penalty structure, runs the shared search on its folds, and refits on all the
+data at the chosen penalty.
+"""
 
 import time
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model._base import LinearClassifierMixin
-from sklearn.model_selection import StratifiedKFold, check_cv
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..hypergrad import LINEAR_SOLVERS, get_linear_solver
-from ..objectives import (
-    BinaryLogisticLoss,
-    InnerObjective,
-    L2Penalty,
-    MultinomialLogisticLoss,
+from ..hypergrad import LINEAR_SOLVERS
+from ..model_selection._adapters import LogisticRegressionAdapter
+from ..objectives import InnerObjective
+from ..outer import TOLERANCE_SCHEDULES
+from ..search import (
+    POLISH_TOL,
+    GradientSearch,
+    HyperSpace,
+    SearchOptions,
+    check_splits,
+    engine_folds,
+    fold_weights,
+    materialize_folds,
 )
-from ..outer import TOLERANCE_SCHEDULES, CrossValidatedProblem, hoag, make_folds
-from ..outer._progress import describe_values
 from ..solvers import minimize_lbfgs
 from ..utils._array_api import device_of, get_namespace, to_numpy
 from ..utils._device import (
@@ -34,21 +45,19 @@ from ..utils._device import (
 from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
+    LinearClassifierMixin,
     StrOptions,
     _check_sample_weight,
     _fit_context,
-    class_weight_per_sample,
 )
 
 __all__ = ["HOAGLogisticRegression"]
 
-# Relative gradient norm of the final fit on all the data. One solve: tight
-# enough that coef_ matches LogisticRegression(tol=1e-10) to ~1e-6 relative.
-_REFIT_TOL = 1e-8
+_ADAPTER = LogisticRegressionAdapter()
 
 
 def _check_C_bounds(C_bounds):
-    """``(C_low, C_high)`` -> log-space bounds ``(lambda_low, lambda_high)``."""
+    """``(C_low, C_high)`` as two floats, checked."""
     try:
         low, high = (float(c) for c in C_bounds)
     except (TypeError, ValueError):
@@ -59,14 +68,15 @@ def _check_C_bounds(C_bounds):
         raise ValueError(
             f"C_bounds must satisfy 0 < low < high with finite values, got {C_bounds!r}."
         )
-    return -np.log(high), -np.log(low)
+    return low, high
 
 
-def _make_penalty(penalty_groups, n_features, n_outputs):
+def _penalty_structure(penalty_groups, n_features):
+    """``penalty_groups`` -> ``(structure, groups)`` of :class:`HyperSpace`."""
     if penalty_groups is None:
-        return L2Penalty.scalar()
+        return {"structure": "scalar"}
     if isinstance(penalty_groups, str):  # "features", checked by the constraints
-        return L2Penalty.per_feature(n_features, n_outputs)
+        return {"structure": "features"}
     groups = np.asarray(penalty_groups)
     if groups.shape != (n_features,):
         raise ValueError(
@@ -75,7 +85,7 @@ def _make_penalty(penalty_groups, n_features, n_outputs):
         )
     if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
         raise ValueError("penalty_groups must not contain NaN or infinite labels.")
-    return L2Penalty.from_groups(groups, n_outputs)
+    return {"structure": "groups", "groups": groups}
 
 
 class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -179,7 +189,8 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         from fold fits at the search's last inner tolerance, each corrected
         to first order for its inexactness (see the user guide).
     n_iter_ : int
-        Outer steps taken.
+        Iterations of the search: evaluations of the CV loss (bracket, start
+        and gradient steps); ``max_iter`` bounds the gradient steps among them.
     history_ : list of dict
         One record per evaluation of the CV loss: ``C`` and ``lam``
         (``-log C``), arrays of shape ``(n_hyper,)`` even for a single C
@@ -298,13 +309,13 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         """Validate on the host (NumPy / SciPy), or in X's namespace for array-API input.
 
         Labels and sample weights are small: they are checked on the host in
-        both cases. Returns ``(X, y_host, sample_weight_host)``.
+        both cases. Returns ``(X, y_host, sample_weight_host or None)``.
         """
         if is_host_input(X) or self.device == "cpu":
             X, y = validate_data(
                 self,
-                to_host(X),
-                to_host(y),
+                X if is_host_input(X) else to_host(X),
+                y if is_host_input(y) else to_host(y),
                 accept_sparse=["csr", "csc"],
                 dtype=[np.float64, np.float32],
                 ensure_min_samples=2,
@@ -319,36 +330,54 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
                     f"and {y.shape[0]}."
                 )
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        if self.classes_.size < 2:
+        classes = np.unique(y)
+        if classes.size < 2:
             raise ValueError(
                 "HOAGLogisticRegression needs samples of at least 2 classes in the "
-                f"data, but the data contains only 1 class: {self.classes_[0]!r}."
+                f"data, but the data contains only 1 class: {classes[0]!r}."
             )
-        sample_weight = _check_sample_weight(
-            to_host(sample_weight),
-            np.empty((y.shape[0], 0)),
-            dtype=np.float32 if X.dtype == np.float32 else np.float64,
-            ensure_non_negative=True,
-        )
-        if self.class_weight is not None:
-            sample_weight = sample_weight * class_weight_per_sample(
-                self.class_weight, self.classes_, y, sample_weight
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                to_host(sample_weight),
+                np.empty((y.shape[0], 0)),
+                dtype=np.float64,
+                ensure_non_negative=True,
             )
         return X, y, sample_weight
 
-    def _splits(self, X, y):
-        cv = self.cv
-        if isinstance(cv, Integral) and self.random_state is not None:
-            cv = StratifiedKFold(cv, shuffle=True, random_state=self.random_state)
-        cv = check_cv(cv, y, classifier=True)
-        n_splits = cv.get_n_splits(X, y)
-        if n_splits > X.shape[0]:
-            raise ValueError(
-                f"Cannot use cv with n_splits={n_splits} on n_samples={X.shape[0]}: "
-                "there must be at least as many samples as folds."
-            )
-        return list(cv.split(X, y))
+    def _space(self, n_features, n_outputs):
+        """The search space: ``C_bounds``, the start, ``penalty_groups``."""
+        low, high = _check_C_bounds(self.C_bounds)
+        structure = _penalty_structure(self.penalty_groups, n_features)
+        space = HyperSpace.from_values("C", low, high, log_sign=-1, **structure)
+        n_hyper = space.n_hyper(n_features, n_outputs)
+        start = None
+        if self.warm_start and hasattr(self, "C_"):
+            # The previous C_, or a single previous C for every hyperparameter;
+            # a previous fit of another structure starts afresh.
+            previous = np.atleast_1d(np.asarray(self.C_, dtype=np.float64))
+            if previous.size in (1, n_hyper):
+                start = np.clip(previous, low, high)
+        if start is None and self.C_init is not None:
+            start = np.clip(self.C_init, low, high)
+        if start is not None:
+            space = space._replace(lam_start=np.atleast_1d(-np.log(start)))
+        return space.resize(n_hyper)
+
+    def _options(self):
+        return SearchOptions(
+            hypergradient=self.hypergradient,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            inner_tol=self.inner_tol,
+            inner_max_iter=self.inner_max_iter,
+            memory_size=self.memory_size,
+            tol_schedule=self.tol_schedule,
+            max_time=self.max_time,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            callback=self.callback,
+        )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -368,105 +397,72 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         self : HOAGLogisticRegression
             Fitted estimator.
         """
-        lam_low, lam_high = _check_C_bounds(self.C_bounds)
-        solver = get_linear_solver(self.hypergradient)
+        _check_C_bounds(self.C_bounds)
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        n_classes = self.classes_.size
-        loss = BinaryLogisticLoss() if n_classes == 2 else MultinomialLogisticLoss()
-        n_outputs = loss.n_outputs(n_classes)
-        penalty = _make_penalty(self.penalty_groups, X.shape[1], n_outputs)
-        splits = self._splits(np.empty((y.shape[0], 0)), y)
+        encoding = _ADAPTER.encode_targets(self, y)
+        self.classes_ = encoding.context["classes_"]
+        space = self._space(X.shape[1], encoding.n_outputs)
+        _, splits = check_splits(
+            self.cv,
+            np.empty((y.shape[0], 0)),
+            y,
+            classifier=True,
+            random_state=self.random_state,
+        )
         if self.device == "cuda":
             X = to_cuda(X)  # the one transfer of the data
-        xp, device = get_namespace(X), device_of(X)
-        # Host-side labels and weights become arrays of X's namespace once.
-        y_encoded = loss.encode(np, y, self.classes_, np.float64)
-        y_encoded = xp.astype(xp.asarray(y_encoded, device=device), X.dtype)
-        sample_weight = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
-
-        folds = make_folds(
-            X,
-            y_encoded,
-            splits,
-            loss=loss,
-            penalty=penalty,
-            n_outputs=n_outputs,
-            fit_intercept=self.fit_intercept,
-            sample_weight=sample_weight,
-        )
-        problem = CrossValidatedProblem(
+        folds = materialize_folds(X, y, splits)
+        training_weights = partial(_ADAPTER.training_weights, self)
+        engine = engine_folds(
             folds,
-            solver,
-            inner_max_iter=self.inner_max_iter,
-            memory_size=self.memory_size,
-            n_jobs=self.n_jobs,
+            encoding,
+            fold_weights(folds, y, sample_weight, training_weights),
+            penalty=lambda n_features: space.penalty(n_features, encoding.n_outputs),
+            fit_intercept=self.fit_intercept,
         )
-        lam0, bracket = self._starting_point(penalty.n_hyper, lam_low, lam_high)
-        result = hoag(
-            problem,
-            lam0,
-            bounds=(lam_low, lam_high),
-            max_iter=self.max_iter,
-            tol=self.tol,
-            tol_schedule=self.tol_schedule,
-            tol_start=self.inner_tol,
-            bracket=bracket,
-            max_time=self.max_time,
-            callback=self.callback,
-            verbose=self.verbose,
-            describe=_describe_C,
-        )
-        if not result.converged:
-            warnings.warn(
-                f"The search for C stopped before convergence ({result.message}). "
-                "The best C seen is used. Increase max_iter, or increase tol to "
-                "accept a less precise C.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        result = GradientSearch(engine, space, self._options()).run()
         self._set_search_results(result)
-        self._refit(X, y_encoded, sample_weight, loss, penalty, n_outputs, result)
+        self._refit(X, encoding, training_weights(y, sample_weight), space, result)
         return self
-
-    def _starting_point(self, n_hyper, lam_low, lam_high):
-        """``(lam0, bracket)``: where the outer search starts, and bracket size."""
-        if self.warm_start and hasattr(self, "C_"):
-            previous = np.broadcast_to(
-                -np.log(np.asarray(self.C_, dtype=float)), (n_hyper,)
-            )
-            if previous.shape == (n_hyper,):
-                return previous.copy(), 0
-        if self.C_init is not None:
-            return np.full(n_hyper, -np.log(self.C_init)), 0
-        return np.full(n_hyper, (lam_low + lam_high) / 2), 5
 
     def _set_search_results(self, result):
         scalar = result.lam.size == 1 and self.penalty_groups is None
         self.lambda_ = result.lam
         self.C_ = float(np.exp(-result.lam[0])) if scalar else np.exp(-result.lam)
         self.cv_loss_ = result.value
-        self.n_iter_ = result.n_iter
+        self.n_iter_ = len(result.history)
         self.converged_ = result.converged
-        self.history_ = [
-            dict(record, C=np.exp(-record["lam"])) for record in result.history
-        ]
+        self.history_ = result.history
 
-    def _refit(self, X, y_encoded, sample_weight, loss, penalty, n_outputs, result):
+    def _refit(self, X, encoding, sample_weight, space, result):
+        """Fit on all the data at the chosen penalty, to ``POLISH_TOL``."""
+        xp, device = get_namespace(X), device_of(X)
+        n_outputs = encoding.n_outputs
+
+        def on_device(a):
+            return None if a is None else xp.asarray(a, dtype=X.dtype, device=device)
+
         inner = InnerObjective(
-            X, y_encoded, loss, penalty, n_outputs, self.fit_intercept, sample_weight
+            X,
+            on_device(encoding.y),
+            encoding.loss,
+            space.penalty(X.shape[1], n_outputs),
+            n_outputs,
+            self.fit_intercept,
+            on_device(sample_weight),
         )
-        lam = inner.xp.asarray(result.lam, dtype=X.dtype)
+        lam = on_device(result.lam)
         start = time.perf_counter()
         solution = minimize_lbfgs(
             lambda w: inner.value_and_grad(w, lam),
             inner.model.zeros(),
-            tol=_REFIT_TOL,
+            tol=POLISH_TOL,
             max_iter=max(self.inner_max_iter, 1000),
             memory_size=self.memory_size,
         )
         if self.verbose > 0:
             print(
-                f"Refit on all {X.shape[0]} samples at {_describe_C(result.lam)}: "
+                f"Refit on all {X.shape[0]} samples at {space.describe(result.lam)}: "
                 f"{solution.n_iter} L-BFGS iterations, "
                 f"{time.perf_counter() - start:.2f}s.",
                 flush=True,
@@ -478,7 +474,6 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        xp = inner.xp
         coef, intercept = inner.model.split(solution.x)
         coef = (
             xp.reshape(coef, (1, -1))
@@ -486,10 +481,12 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             else xp.asarray(coef.T, copy=True)
         )
         if intercept is None:
-            intercept = xp.zeros(n_outputs, dtype=X.dtype, device=device_of(X))
+            intercept = xp.zeros(n_outputs, dtype=X.dtype, device=device)
+        else:
+            intercept = xp.asarray(intercept, copy=True)
         if self.device == "cuda":
             coef, intercept = to_host(coef), to_host(intercept)
-        self.coef_, self.intercept_ = coef, xp.asarray(intercept, copy=True)
+        self.coef_, self.intercept_ = coef, intercept
 
     # -- prediction -----------------------------------------------------------
     def _host_model(self):
@@ -581,7 +578,3 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         """
         proba = self.predict_proba(X)
         return get_namespace(proba).log(proba)
-
-
-def _describe_C(lam):
-    return describe_values("C", np.exp(-np.asarray(lam)))

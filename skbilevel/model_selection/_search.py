@@ -28,18 +28,28 @@ it is declared best, so ``best_score_`` is that of tight fits.
 """
 
 import time
-import warnings
 from collections import defaultdict
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import clone, is_classifier
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import get_tags
 from sklearn.utils.validation import indexable
 
 from ..hypergrad import LINEAR_SOLVERS
+from ..outer import TOLERANCE_SCHEDULES
+from ..search import (
+    GradientSearch,
+    SearchOptions,
+    as_engine_array,
+    check_splits,
+    engine_folds,
+    fold_weights,
+    materialize_folds,
+    route_fit_params,
+    split_estimator,
+)
 from ..utils._device import DEVICES, check_device_available
 from ..utils._sklearn_compat import (
     BaseSearchCV,
@@ -47,12 +57,13 @@ from ..utils._sklearn_compat import (
     Interval,
     StrOptions,
     _check_method_params,
+    _check_sample_weight,
     _fit_context,
+    _get_feature_names,
     _MultimetricScorer,
 )
 from ._adapters import get_adapter
-from ._folds import split_estimator
-from ._run import SearchRun
+from ._scoring import FoldModels
 from ._space import parse_param_space
 
 __all__ = ["BilevelSearchCV"]
@@ -141,6 +152,20 @@ class BilevelSearchCV(BaseSearchCV):
         decrease of the outer loss predicted for the next step is below ``tol``
         times its value. Smaller values find the optimum more precisely where
         the CV loss is flat, at the price of more evaluations.
+    inner_tol : float, default=1e-4
+        Starting relative tolerance of the fold fits and of the hypergradient
+        linear systems; it decreases along ``tol_schedule``. The best point's
+        folds are re-solved to 1e-8 whatever this value.
+    inner_max_iter : int, default=1000
+        Iterations at most of each fold fit (L-BFGS) during the search.
+    memory_size : int, default=10
+        Secant pairs kept by the fold fits' L-BFGS (SHINE reuses them).
+    tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
+        Decrease of the inner tolerance across outer steps (summable, as HOAG
+        requires for convergence).
+    max_time : float or None, default=None
+        Time budget of the search in seconds, checked after each evaluated
+        point; the points evaluated so far are scored and the best is used.
     callback : callable, default=None
         Called with the record of each evaluated point (``lam``, the
         parameter's value under its name, ``value``, ``grad_norm``,
@@ -197,8 +222,10 @@ class BilevelSearchCV(BaseSearchCV):
         The engine's record of each evaluation (``lam``, parameter value,
         ``value``, ``fold_values``, ``grad``, ``inner_iter``, ``time``...).
     n_iter_ : int
-        Outer iterations: points evaluated, bracket included (``max_iter``
-        bounds the gradient steps among them).
+        Iterations of the search: evaluations of the CV loss, bracket
+        included (one row of ``cv_results_`` each); ``max_iter`` bounds the
+        gradient steps among them. The same meaning as in
+        :class:`~skbilevel.HOAGLogisticRegression`.
     converged_ : bool
         Whether the search met ``tol`` before ``max_iter``.
 
@@ -254,6 +281,11 @@ class BilevelSearchCV(BaseSearchCV):
         "hypergradient": [StrOptions(set(LINEAR_SOLVERS)), HasMethods(["solve"])],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
+        "inner_tol": [Interval(Real, 0, 1, closed="neither")],
+        "inner_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "memory_size": [Interval(Integral, 1, None, closed="left")],
+        "tol_schedule": [StrOptions(set(TOLERANCE_SCHEDULES))],
+        "max_time": [None, Interval(Real, 0, None, closed="neither")],
         "callback": [None, callable],
         "device": [None, StrOptions(set(DEVICES))],
     }
@@ -274,6 +306,11 @@ class BilevelSearchCV(BaseSearchCV):
         hypergradient="shine",
         max_iter=30,
         tol=1e-4,
+        inner_tol=1e-4,
+        inner_max_iter=1000,
+        memory_size=10,
+        tol_schedule="exponential",
+        max_time=None,
         callback=None,
         device=None,
     ):
@@ -291,6 +328,11 @@ class BilevelSearchCV(BaseSearchCV):
         self.hypergradient = hypergradient
         self.max_iter = max_iter
         self.tol = tol
+        self.inner_tol = inner_tol
+        self.inner_max_iter = inner_max_iter
+        self.memory_size = memory_size
+        self.tol_schedule = tol_schedule
+        self.max_time = max_time
         self.callback = callback
         self.device = device
 
@@ -342,27 +384,28 @@ class BilevelSearchCV(BaseSearchCV):
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
-        splits = self._splits(X, y, routed_params.splitter.split)
-
-        run = SearchRun(
-            self.estimator,
-            split,
-            adapter,
-            space,
+        self._checked_cv_orig, splits = check_splits(
+            self.cv,
             X,
             y,
-            splits,
-            routed_params.estimator.fit,
-            hypergradient=self.hypergradient,
-            n_jobs=self.n_jobs,
-            device=self.device,
+            classifier=is_classifier(self.estimator),
+            random_state=self.random_state,
+            split_params=routed_params.splitter.split,
         )
-        table = _CandidateTable(self, run, X, y, scorers, routed_params.scorer.score)
-        self._search_run = run
+        self.n_splits_ = len(splits)
+
+        fold_models = self._search(
+            split, adapter, space, X, y, splits, routed_params.estimator.fit
+        )
+        search = fold_models.search
+        table = _CandidateTable(
+            self, fold_models, X, y, scorers, routed_params.scorer.score
+        )
+        self._fold_models = fold_models
         try:
             self._run_search(table.add)
         finally:
-            del self._search_run
+            del self._fold_models
 
         first_scores = table.out[0]["test_scores"]
         self.multimetric_ = isinstance(first_scores, dict)
@@ -371,20 +414,84 @@ class BilevelSearchCV(BaseSearchCV):
             refit_metric = self.refit
         if self.refit or not self.multimetric_:
             self._set_best(table, refit_metric)
-        best = getattr(
-            self,
-            "best_index_",
-            min(run.polished, key=lambda index: run.history[index]["value"]),
-        )
+        best = getattr(self, "best_index_", self._result.best_index)
         params = table.results["params"][best]
-        self.best_fold_estimators_ = run.fold_models(params, best)
+        self.best_fold_estimators_ = fold_models.models(params, best)
+        del self._result
         if self.refit:
             self._refit_best(X, y, routed_params.estimator.fit)
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
         )
         self.cv_results_ = table.results
+        self.history_ = search.history
         return self
+
+    def _search(self, split, adapter, space, X, y, splits, fit_params):
+        """Materialize the folds and run the shared search on them."""
+        prefix_params, final_params = route_fit_params(
+            self.estimator, split, fit_params
+        )
+        unexpected = sorted(set(final_params) - set(adapter.fit_params))
+        if unexpected:
+            raise TypeError(
+                f"{type(split.final).__name__}.fit got unexpected parameters "
+                f"{unexpected}; BilevelSearchCV forwards {list(adapter.fit_params)}."
+            )
+        encoding = adapter.encode_targets(split.final, y)
+        if split.prefix is None:
+            folds = materialize_folds(
+                as_engine_array(X), y, splits, feature_names=_get_feature_names(X)
+            )
+        else:
+            folds = materialize_folds(
+                X,
+                y,
+                splits,
+                prefix=split.prefix,
+                prefix_params=prefix_params,
+                n_jobs=self.n_jobs,
+            )
+        sample_weight = final_params.get("sample_weight")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+        weights = fold_weights(
+            folds,
+            np.asarray(y),
+            sample_weight,
+            partial(adapter.training_weights, split.final),
+        )
+        n_outputs = encoding.n_outputs
+        engine = engine_folds(
+            folds,
+            encoding,
+            weights,
+            penalty=lambda n_features: space.penalty(n_features, n_outputs),
+            fit_intercept=adapter.fit_intercept(split.final),
+            device=self.device,
+        )
+        if space.structure == "outputs" and space.lam_low.size not in (1, n_outputs):
+            raise ValueError(
+                f"param_space[{space.name!r}] has bounds for {space.lam_low.size} "
+                f"outputs, but y has {n_outputs}."
+            )
+        options = SearchOptions(
+            hypergradient=self.hypergradient,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            inner_tol=self.inner_tol,
+            inner_max_iter=self.inner_max_iter,
+            memory_size=self.memory_size,
+            tol_schedule=self.tol_schedule,
+            max_time=self.max_time,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            callback=self.callback,
+        )
+        search = GradientSearch(engine, space, options, keep_solutions=True)
+        return FoldModels(self.estimator, split, adapter, encoding, folds, search)
 
     def _set_best(self, table, refit_metric):
         """``best_index_``, ``best_score_``, ``best_params_`` as GridSearchCV sets
@@ -395,71 +502,36 @@ class BilevelSearchCV(BaseSearchCV):
         declared best it is re-solved tightly and rescored, until the best
         point is one so re-solved.
         """
-        run = table.run
+        search = table.fold_models.search
         for _ in range(len(table.candidates)):
             best = self._best_index(refit_metric, table.results)
-            if best in run.polished:
+            if best in search.polished:
                 break
-            run.polish(best)
+            search.polish(best)
             table.rescore(best)
         self.best_index_ = best
         if not callable(self.refit):
             self.best_score_ = table.results[f"mean_test_{refit_metric}"][best]
         self.best_params_ = table.results["params"][best]
 
-    def _splits(self, X, y, split_params):
-        """Check ``cv``, set ``n_splits_``, and materialize the splits once."""
-        cv = self.cv
-        if (cv is None or isinstance(cv, Integral)) and self.random_state is not None:
-            n_splits = 5 if cv is None else cv
-            if is_classifier(self.estimator):
-                cv = StratifiedKFold(
-                    n_splits, shuffle=True, random_state=self.random_state
-                )
-            else:
-                cv = KFold(n_splits, shuffle=True, random_state=self.random_state)
-        self._checked_cv_orig = check_cv(
-            cv, y, classifier=is_classifier(self.estimator)
-        )
-        splits = list(self._checked_cv_orig.split(X, y, **split_params))
-        self.n_splits_ = len(splits)
-        if not splits:
-            raise ValueError("The cross-validation iterator yielded no split.")
-        return splits
-
     def _run_search(self, evaluate_candidates):
-        """Run HOAG on the fixed splits, then score every point it evaluated."""
-        run = self._search_run
-        if self.verbose > 0:
-            ends = sorted(
-                run.adapter.from_lambda(run.space.lam_low[:1]).tolist()
-                + run.adapter.from_lambda(run.space.lam_high[:1]).tolist()
-            )
-            print(
-                f"Fitting {self.n_splits_} folds: gradient search of {run.space.name} "
-                f"in [{ends[0]:.4g}, {ends[1]:.4g}]",
-                flush=True,
-            )
-        result = run.search(
-            max_iter=self.max_iter,
-            tol=self.tol,
-            callback=self.callback,
-            verbose=self.verbose,
-        )
-        if not result.converged:
-            warnings.warn(
-                f"The search for {run.space.name} stopped before convergence "
-                f"({result.message}). Every point evaluated is reported; increase "
-                "max_iter, or increase tol to accept a less precise value.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        history = result.history
-        self.history_ = history
-        self.n_iter_ = len(history)
+        """Run the gradient search on the fixed splits, then score every point."""
+        search = self._fold_models.search
+        result = search.run()
+        self._result = result
+        self.n_iter_ = len(result.history)
         self.converged_ = result.converged
+        history = result.history
+        scalar = search.space.structure == "scalar"
         evaluate_candidates(
-            [{run.space.name: record[run.space.param]} for record in history],
+            [
+                {
+                    search.space.name: float(record[search.param][0])
+                    if scalar
+                    else record[search.param]
+                }
+                for record in history
+            ],
             indices=list(range(len(history))),
             more_results={
                 "outer_iteration": [record["iteration"] for record in history],
@@ -499,8 +571,8 @@ class _CandidateTable:
     re-solved tightly.
     """
 
-    def __init__(self, search, run, X, y, scorer, score_params):
-        self.search, self.run = search, run
+    def __init__(self, owner, fold_models, X, y, scorer, score_params):
+        self.owner, self.fold_models = owner, fold_models
         self.X, self.y = X, y
         self.scorer, self.score_params = scorer, score_params
         self.candidates, self.indices, self.out = [], [], []
@@ -508,21 +580,20 @@ class _CandidateTable:
         self.results = {}
 
     def _score(self, candidates, indices):
-        return self.run.score(
+        return self.fold_models.score(
             candidates,
             indices,
             self.X,
             self.y,
             scorer=self.scorer,
             score_params=self.score_params,
-            fit_times=[self.run.history[i]["time"] for i in indices],
-            return_train_score=self.search.return_train_score,
-            error_score=self.search.error_score,
+            return_train_score=self.owner.return_train_score,
+            error_score=self.owner.error_score,
         )
 
     def _format(self):
-        self.results = self.search._format_results(
-            self.candidates, self.search.n_splits_, self.out, self.more
+        self.results = self.owner._format_results(
+            self.candidates, self.owner.n_splits_, self.out, self.more
         )
         return self.results
 
@@ -536,10 +607,12 @@ class _CandidateTable:
         return self._format()
 
     def rescore(self, row):
-        n_splits = self.search.n_splits_
+        n_splits = self.owner.n_splits_
         index = self.indices[row]
         rows = slice(row * n_splits, (row + 1) * n_splits)
         self.out[rows] = self._score([self.candidates[row]], [index])
         if "outer_loss" in self.more:
-            self.more["outer_loss"][row] = self.run.history[index]["value"]
+            self.more["outer_loss"][row] = self.fold_models.search.history[index][
+                "value"
+            ]
         return self._format()

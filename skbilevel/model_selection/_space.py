@@ -13,54 +13,13 @@ scalars broadcast. This mirrors ``Ridge(alpha=array)`` itself and needs no
 extra switch.
 """
 
-from typing import NamedTuple
+from numbers import Real
 
 import numpy as np
 
-__all__ = ["SearchSpace", "parse_param_space"]
+from ..search import HyperSpace
 
-
-class SearchSpace(NamedTuple):
-    """A parsed ``param_space``.
-
-    Attributes
-    ----------
-    name : str
-        Parameter name as given (``"clf__C"``).
-    param : str
-        Its name on the final estimator (``"C"``).
-    lam_low, lam_high : ndarray of shape (1,) or (n_values,)
-        Box in log penalty strength.
-    lam_start : ndarray of shape (1,) or (n_values,), or None
-        Starting point, None for the default (a coarse bracket).
-    per_output : bool
-        Whether the parameter holds one value per output.
-    """
-
-    name: str
-    param: str
-    lam_low: np.ndarray
-    lam_high: np.ndarray
-    lam_start: object
-    per_output: bool
-
-    def resize(self, n_values):
-        """Broadcast the box (and start) to ``n_values`` hyperparameters."""
-        size = self.lam_low.size
-        if size not in (1, n_values):
-            raise ValueError(
-                f"param_space[{self.name!r}] has bounds for {size} outputs, but y has "
-                f"{n_values}."
-            )
-
-        def grow(a):
-            return None if a is None else np.broadcast_to(a, (n_values,)).copy()
-
-        return self._replace(
-            lam_low=grow(self.lam_low),
-            lam_high=grow(self.lam_high),
-            lam_start=grow(self.lam_start),
-        )
+__all__ = ["parse_param_space"]
 
 
 def parse_param_space(param_space, final_estimator, final_name, adapter):
@@ -78,7 +37,9 @@ def parse_param_space(param_space, final_estimator, final_name, adapter):
 
     Returns
     -------
-    SearchSpace
+    HyperSpace
+        Named as given (``"clf__C"``); structure ``"outputs"`` when a bound is
+        an array (one value per output), else ``"scalar"``.
     """
     estimator_name = type(final_estimator).__name__
     prefix = f"{final_name}__" if final_name else ""
@@ -107,35 +68,58 @@ def parse_param_space(param_space, final_estimator, final_name, adapter):
             f"param_space[{name!r}]: {estimator_name}.{param} takes a single value; "
             "give scalar bounds."
         )
-    ends = np.stack(
-        np.broadcast_arrays(adapter.to_lambda(low), adapter.to_lambda(high))
+    return HyperSpace.from_values(
+        name,
+        low,
+        high,
+        log_sign=adapter.log_sign,
+        start=start,
+        structure="outputs" if per_output else "scalar",
     )
-    lam_start = None if start is None else np.atleast_1d(adapter.to_lambda(start))
-    return SearchSpace(
-        name=name,
-        param=param,
-        lam_low=np.atleast_1d(ends.min(axis=0)),
-        lam_high=np.atleast_1d(ends.max(axis=0)),
-        lam_start=lam_start,
-        per_output=per_output,
-    )
+
+
+def _is_number(value):
+    return isinstance(value, (Real, np.number)) and not isinstance(value, bool)
+
+
+def _as_bound(value, usage, bounds):
+    """One bound: a real number or a 1-d array-like of real numbers."""
+    if _is_number(value):
+        return np.asarray(value, dtype=np.float64)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{usage}; got {bounds!r}, with a {type(value).__name__}.")
+    array = np.asarray(value)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{usage}, each a number or a 1-d array; got {bounds!r}.")
+    if not (np.issubdtype(array.dtype, np.number) and array.dtype != bool):
+        raise TypeError(f"{usage}; got {bounds!r}, with {array.dtype} values.")
+    return array.astype(np.float64)
 
 
 def _check_bounds(name, bounds):
-    """``(low, high[, start])`` -> float arrays, with readable errors."""
+    """``(low, high[, start])`` -> float arrays, with readable errors.
+
+    As in scikit-learn's parameter checks, a value of the wrong type (a
+    number or a string instead of a pair, a string bound) raises TypeError,
+    a value of the right type out of range raises ValueError.
+    """
     usage = (
         f"param_space[{name!r}] must be (low, high) or (low, high, start) with "
         "finite values 0 < low < high (searched in log space)"
     )
-    if not isinstance(bounds, (tuple, list)) or len(bounds) not in (2, 3):
-        raise ValueError(f"{usage}; got {bounds!r}.")
+    if isinstance(bounds, (str, bytes)) or not isinstance(
+        bounds, (tuple, list, np.ndarray)
+    ):
+        raise TypeError(f"{usage}; got {type(bounds).__name__} {bounds!r}.")
+    if len(bounds) not in (2, 3):
+        raise ValueError(f"{usage}; got {len(bounds)} values in {bounds!r}.")
+    values = [_as_bound(b, usage, bounds) for b in bounds]
     try:
-        values = [np.asarray(b, dtype=np.float64) for b in bounds]
-        shape = np.broadcast_shapes(*(v.shape for v in values))
-    except (TypeError, ValueError):
-        raise ValueError(f"{usage}; got {bounds!r}.") from None
-    if len(shape) > 1 or any(v.size == 0 for v in values):
-        raise ValueError(f"{usage}, each a number or a 1-d array; got {bounds!r}.")
+        np.broadcast_shapes(*(v.shape for v in values))
+    except ValueError:
+        raise ValueError(
+            f"{usage}; the arrays in {bounds!r} have different lengths."
+        ) from None
     if not all(np.all(np.isfinite(v)) and np.all(v > 0) for v in values):
         raise ValueError(f"{usage}; got non-positive or non-finite values {bounds!r}.")
     low, high = values[0], values[1]

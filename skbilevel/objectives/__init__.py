@@ -1,14 +1,13 @@
 """Objectives: pointwise losses, the log-space L2 penalty, their composition with X."""
 
 from .linear import InnerObjective, LinearPredictor, ValidationLoss
-from .losses import LOSSES, BinaryLogisticLoss, MultinomialLogisticLoss, SquaredLoss
+from .losses import BinaryLogisticLoss, MultinomialLogisticLoss, SquaredLoss
 from .penalties import L2Penalty
 
 __all__ = [
     "BinaryLogisticLoss",
     "InnerObjective",
     "L2Penalty",
-    "LOSSES",
     "LinearPredictor",
     "MultinomialLogisticLoss",
     "SquaredLoss",

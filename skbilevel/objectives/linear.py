@@ -14,7 +14,7 @@ flattened row-major, followed by the intercepts (one per output) when
   on held-out samples (log-loss; mean squared error for regression).
 """
 
-from ..utils._array_api import get_namespace, is_sparse
+from ..utils._array_api import device_of, get_namespace, is_sparse
 
 __all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss"]
 
@@ -70,12 +70,7 @@ class LinearPredictor:
 
     def zeros(self):
         """A zero parameter vector of the right size, dtype and device."""
-        return self.xp.zeros(self.n_params, dtype=self.dtype, device=self._device())
-
-    def _device(self):
-        from ..utils._array_api import device_of
-
-        return device_of(self.X)
+        return self.xp.zeros(self.n_params, dtype=self.dtype, device=device_of(self.X))
 
 
 def _weighted(xp, sample_weight, values):
@@ -201,7 +196,7 @@ class InnerObjective:
         xp = self.xp
         model, loss = self.model, self.loss
         curvature = loss.curvature(xp, self.y, model.raw(w))
-        strength = self.penalty.strength(xp, self._coef(w), lam)
+        strength = self.penalty.strength(xp, lam)
 
         def matvec(v):
             raw_direction = model.raw(v)
@@ -254,7 +249,7 @@ class InnerObjective:
         xp = self.xp
         zeros = self.model.zeros()
         n_coef = self.model.n_coef
-        strength = self.penalty.strength(xp, zeros[:n_coef], lam)
+        strength = self.penalty.strength(xp, lam)
         return self._with_penalty(zeros, strength + zeros[:n_coef])
 
     def curvature_floor(self, lam):

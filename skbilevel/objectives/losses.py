@@ -12,7 +12,7 @@ the data: ``{0, 1}`` for the binary logistic loss, one-hot rows for the
 multinomial loss, the raw targets for the squared loss.
 """
 
-__all__ = ["BinaryLogisticLoss", "MultinomialLogisticLoss", "SquaredLoss", "LOSSES"]
+__all__ = ["BinaryLogisticLoss", "MultinomialLogisticLoss", "SquaredLoss"]
 
 
 def _log1pexp(xp, raw):
@@ -36,7 +36,6 @@ class BinaryLogisticLoss:
     """
 
     name = "binary_logistic"
-    curvature_bound = 0.25
 
     def n_outputs(self, n_classes):
         return 1
@@ -71,7 +70,6 @@ class MultinomialLogisticLoss:
     """
 
     name = "multinomial_logistic"
-    curvature_bound = 0.5
 
     def n_outputs(self, n_classes):
         return n_classes
@@ -109,7 +107,6 @@ class SquaredLoss:
     """
 
     name = "squared"
-    curvature_bound = 1.0
 
     def __init__(self, n_targets=1):
         self.n_targets = n_targets
@@ -135,10 +132,3 @@ class SquaredLoss:
 
     def hessian_product(self, xp, curvature, direction):
         return direction
-
-
-LOSSES = {
-    "binary_logistic": BinaryLogisticLoss,
-    "multinomial_logistic": MultinomialLogisticLoss,
-    "squared": SquaredLoss,
-}

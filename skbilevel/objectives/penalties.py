@@ -33,8 +33,9 @@ class L2Penalty:
 
     Notes
     -----
-    All methods take ``coef`` (the flattened coefficients, without intercepts)
-    and ``lam`` (array of shape (n_hyper,)) in the array namespace of the data.
+    The methods take ``coef`` (the flattened coefficients, without intercepts)
+    and ``lam`` (array of shape (n_hyper,)) in the array namespace of the data;
+    :meth:`strength`, the diagonal of ``d2P / dcoef2``, depends on ``lam`` only.
     Use the constructors :meth:`scalar`, :meth:`per_feature`, :meth:`per_output`
     and :meth:`from_groups` rather than building a map by hand.
     """
@@ -96,7 +97,7 @@ class L2Penalty:
             self._device_maps[key] = xp.asarray(self.group_map, device=like.device)
         return self._device_maps[key]
 
-    def strength(self, xp, coef, lam):
+    def strength(self, xp, lam):
         """Per-coefficient strength ``exp(lambda_{g(j)})`` (0-d when scalar)."""
         if self.group_map is None:
             return xp.exp(lam[0])
@@ -136,23 +137,19 @@ class L2Penalty:
     # -- the penalty and its derivatives ----------------------------------------
     def value(self, xp, coef, lam):
         """``P(coef, lam)`` as a 0-d array."""
-        return 0.5 * xp.sum(self.strength(xp, coef, lam) * coef * coef)
+        return 0.5 * xp.sum(self.strength(xp, lam) * coef * coef)
 
     def gradient(self, xp, coef, lam):
         """``dP / dcoef``, shape (n_coef,)."""
-        return self.strength(xp, coef, lam) * coef
-
-    def hessian_product(self, xp, coef, lam, direction):
-        """``d2P / dcoef2 @ direction`` (a diagonal scaling)."""
-        return self.strength(xp, coef, lam) * direction
+        return self.strength(xp, lam) * coef
 
     def gradient_lambda(self, xp, coef, lam):
         """``dP / dlambda_g = 1/2 exp(lambda_g) ||coef_g||^2``, shape (n_hyper,)."""
-        return self._segment_sum(xp, 0.5 * self.strength(xp, coef, lam) * coef * coef)
+        return self._segment_sum(xp, 0.5 * self.strength(xp, lam) * coef * coef)
 
     def cross(self, xp, coef, lam, direction):
         """``(d2P / dlambda dcoef) @ direction``: ``exp(lambda_g) sum_{j in g} coef_j v_j``."""
-        return self._segment_sum(xp, self.strength(xp, coef, lam) * coef * direction)
+        return self._segment_sum(xp, self.strength(xp, lam) * coef * direction)
 
     def curvature_floor(self, lam):
         """Smallest strength ``min_g exp(lambda_g)`` (a lower bound on the penalty's

@@ -1,6 +1,5 @@
 """Outer optimization: the cross-validated objective h(lambda), HOAG, schedules."""
 
-from .folds import make_folds, take_rows
 from .hoag import OuterResult, hoag
 from .problem import CrossValidatedProblem, Evaluation, Fold
 from .schedules import TOLERANCE_SCHEDULES, tolerance_schedule
@@ -12,7 +11,5 @@ __all__ = [
     "OuterResult",
     "TOLERANCE_SCHEDULES",
     "hoag",
-    "make_folds",
-    "take_rows",
     "tolerance_schedule",
 ]

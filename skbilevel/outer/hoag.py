@@ -1,17 +1,15 @@
 """HOAG: gradient descent on ``h(lambda)`` with inexact, warm-started evaluations.
 
 Pedregosa (2016), with the step control hardened where the reference
-implementation was seen to fail (see DESIGN.md):
+implementation was seen to fail (user guide, "Steps, secant curvature, rejection"):
 
-- the step is ``g / L``; ``L`` starts so that the first step has a chosen length
-  in log space, then follows the secant curvature of ``h`` along the last step
-  (for one hyperparameter this is the secant method on ``h'``), doubles on a
-  rejected step and halves when the observed curvature is negative;
-- every step is capped in log space (``max_step``) and projected on the box;
+- the step length follows the secant curvature of ``h`` (:mod:`._step`);
+- every step is capped in log space and projected on the box;
 - a step is accepted only if ``h`` decreases, up to a slack proportional to the
   current tolerance (the evaluations are inexact);
 - an optional coarse bracket of warm-started evaluations picks the starting
-  point, which keeps the search out of the flat regions at the ends of the box;
+  point (:mod:`._bracket`), which keeps the search out of the flat regions at
+  the ends of the box;
 - the best point seen is returned, whatever the last step did.
 """
 
@@ -20,7 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._progress import SearchProgress
+from ._bracket import interpolate_bracket, run_bracket
+from ._step import StepControl
 from .schedules import tolerance_schedule
 
 __all__ = ["OuterResult", "hoag"]
@@ -56,7 +55,8 @@ class OuterResult(NamedTuple):
     history: list
 
 
-def _check_bounds(bounds, n_hyper):
+def check_bounds(bounds, n_hyper):
+    """``(low, high)`` -> float arrays of shape (n_hyper,), checked."""
     try:
         low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
         low, high = (np.broadcast_to(b, (n_hyper,)).copy() for b in (low, high))
@@ -75,20 +75,31 @@ def _check_bounds(bounds, n_hyper):
     return low, high
 
 
-def _record(history, evaluation, *, phase, accepted, step, inner_tol, start):
-    grad = evaluation.grad
-    history.append(
-        {
-            "iteration": len(history),
+class _Trace:
+    """Evaluates points, records them in the history, reports decided records."""
+
+    def __init__(self, problem, schedule, callback, max_time):
+        self.problem, self.schedule = problem, schedule
+        self.callback, self.max_time = callback, max_time
+        self.history = []
+        self.start = time.perf_counter()
+
+    def run(self, point, k, phase, accepted=None, step=None):
+        """Evaluate ``h`` and its gradient at tolerance ``schedule(k)``."""
+        eps = self.schedule(k)
+        evaluation = self.problem.evaluate(point, inner_tol=eps, linear_tol=eps)
+        grad = evaluation.grad
+        record = {
+            "iteration": len(self.history),
             "phase": phase,
             "lam": evaluation.lam.copy(),
             "value": evaluation.value,
             "fold_values": evaluation.fold_values.copy(),
-            "grad": None if grad is None else grad.copy(),
-            "grad_norm": float("nan") if grad is None else float(np.linalg.norm(grad)),
+            "grad": grad.copy(),
+            "grad_norm": float(np.linalg.norm(grad)),
             "accepted": accepted,
             "step_size": step,
-            "inner_tol": inner_tol,
+            "inner_tol": eps,
             "inner_iter": evaluation.inner_iter,
             "n_fun": evaluation.n_fun,
             "n_hvp": evaluation.n_hvp,
@@ -96,10 +107,33 @@ def _record(history, evaluation, *, phase, accepted, step, inner_tol, start):
             "value_corrected": evaluation.corrected,
             "residual": evaluation.residual,
             "time": evaluation.time,
-            "elapsed": time.perf_counter() - start,
+            "elapsed": time.perf_counter() - self.start,
+            "gradient_step": k,
         }
-    )
-    return history[-1]
+        self.history.append(record)
+        return evaluation, record
+
+    def report(self, record):
+        """Hand a record whose fate is decided to the callback.
+
+        Returns why the search must stop (callback, time budget), or None.
+        """
+        if self.callback is not None and self.callback(record):
+            return "stopped by callback"
+        if (
+            self.max_time is not None
+            and time.perf_counter() - self.start > self.max_time
+        ):
+            return f"time budget max_time={self.max_time} reached"
+        return None
+
+
+def _check_options(max_iter, **positive):
+    if max_iter < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}.")
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}.")
 
 
 def hoag(
@@ -118,8 +152,6 @@ def hoag(
     bracket=0,
     max_time=None,
     callback=None,
-    verbose=0,
-    describe=None,
 ):
     """Minimize ``h(lambda) = problem.evaluate(lambda).value`` over a box.
 
@@ -135,10 +167,9 @@ def hoag(
     max_iter : int, default=50
         Gradient steps (accepted or rejected) at most.
     tol : float, default=1e-4
-        Stop when the projected hypergradient ``||lam - P(lam - g)||_2`` is
-        below ``tol``, or when the decrease of ``h`` that remains by the local
-        quadratic model, ``||P g||^2 / (2 L)`` with ``L`` the secant curvature of
-        the last accepted step, is below ``tol * |h|``.
+        Stop when the projected hypergradient has a smaller norm, or when the
+        decrease of ``h`` predicted by the local quadratic model is below
+        ``tol * |h|`` (see :class:`~skbilevel.outer._step.StepControl`).
     step_tol : float, default=1e-3
         Stop when a step, accepted or proposed after a rejection, changes no
         coordinate of ``lambda`` by more than ``step_tol``.
@@ -151,227 +182,79 @@ def hoag(
     init_step : float, default=1.0
         Length (infinity norm) of the first gradient step.
     bracket : int, default=0
-        If at least 2, first evaluate ``h`` at ``bracket`` points spread evenly
-        over the box (all coordinates equal, strongest penalty first, each
-        solve warm-started from the previous one) and start from the best. The
-        bracket ends at the first point worse than the best so far, or whose
-        hypergradient says ``h`` increases further down: past the minimum of a
-        unimodal ``h``, the weakly penalized end (the most expensive inner
-        problems, and flat for the hypergradient) is skipped.
+        If at least 2, first evaluate ``h`` at up to ``bracket`` points spread
+        evenly over the box and start from the best (see
+        :func:`~skbilevel.outer._bracket.run_bracket`).
     max_time : float or None
         Time budget in seconds, checked after each evaluation.
     callback : callable or None
         Called with each history record once the point's fate is decided
         (``accepted`` set); a truthy return stops the search.
-    verbose : int, default=0
-        0: silent; 1: a row per evaluation (phase, step, hyperparameter, CV
-        loss, best so far, hypergradient norm, kept or rejected, elapsed time)
-        and a closing line; 2: each row also shows the inner tolerance, inner
-        iterations, Hessian-vector products, linear-solve residual and the
-        spread of the fold losses.
-    describe : callable or None
-        ``lam -> str`` used in verbose lines (e.g. to show ``C``).
 
     Returns
     -------
     OuterResult
     """
     n_hyper = problem.n_hyper
-    low, high = _check_bounds(bounds, n_hyper)
-    if max_iter < 0:
-        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}.")
-    for name, value in [
-        ("tol", tol),
-        ("step_tol", step_tol),
-        ("max_step", max_step),
-        ("init_step", init_step),
-    ]:
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}.")
+    low, high = check_bounds(bounds, n_hyper)
+    _check_options(
+        max_iter, tol=tol, step_tol=step_tol, max_step=max_step, init_step=init_step
+    )
     schedule = tolerance_schedule(tol_schedule, start=tol_start, decay=tol_decay)
     lam = np.clip(np.asarray(lam0, dtype=np.float64).reshape(-1), low, high)
     if lam.shape != (n_hyper,):
         raise ValueError(f"lam0 must have shape ({n_hyper},), got {lam.shape}.")
-    start = time.perf_counter()
-    history = []
-    describe = describe or (lambda lm: f"lambda={np.mean(lm):+.4f}")
-    progress = SearchProgress(verbose, describe, max_iter)
+    trace = _Trace(problem, schedule, callback, max_time)
 
-    def finish(best, converged, message):
-        result = _finish(history, best, converged, message)
-        progress.finish(result)
-        return result
-
-    def run(point, k, phase, accepted=None, step=None):
-        eps = schedule(k)
-        evaluation = problem.evaluate(point, inner_tol=eps, linear_tol=eps)
-        record = _record(
-            history,
-            evaluation,
-            phase=phase,
-            accepted=accepted,
-            step=step,
-            inner_tol=eps,
-            start=start,
-        )
-        record["gradient_step"] = k
-        return evaluation, record
-
-    def report(record):
-        """Once the point's fate is decided: print its row, call the callback
-        (whose truthy return stops the search)."""
-        progress.evaluation(record)
-        return callback is not None and bool(callback(record))
-
-    def out_of_time():
-        return max_time is not None and time.perf_counter() - start > max_time
-
-    # -- optional coarse bracket ----------------------------------------------
-    current = None
-    spacing = None
-    bracketed = []
+    current, planned = None, None
     if bracket >= 2:
-        common_low, common_high = low.max(), high.min()
-        if common_low >= common_high:
-            common_low, common_high = low.min(), high.max()
-        grid = np.linspace(common_high, common_low, bracket)
-        spacing = (common_high - common_low) / (bracket - 1)
-        for value in grid:
-            point = np.clip(np.full(n_hyper, value), low, high)
-            evaluation, record = run(point, 0, "bracket", accepted=True)
-            bracketed.append(evaluation)
-            worse = current is not None and evaluation.value > current.value
-            # Walking down in lambda is a descent direction iff sum(grad) > 0;
-            # otherwise the minimum lies behind: stop before the weakly penalized
-            # (expensive) end of the box.
-            turned = float(np.sum(evaluation.grad)) <= 0
-            if worse:
-                record["accepted"] = False
-            else:
-                current = evaluation
-            stop = report(record)
-            if stop or out_of_time():
-                return finish(
-                    current,
-                    False,
-                    "stopped by callback" if stop else "time budget reached",
-                )
-            if worse or turned:
-                break
-        init_step = min(init_step, spacing / 2)
-    planned = _interpolate_bracket(bracketed, current, low, high)
+        outcome = run_bracket(trace, low, high, bracket)
+        if outcome.stop is not None:
+            return _finish(trace.history, outcome.best, False, outcome.stop)
+        current = outcome.best
+        init_step = min(init_step, outcome.spacing / 2)
+        planned = interpolate_bracket(outcome, low, high)
     if current is None:
-        current, record = run(lam, 0, "start", accepted=True)
-        if report(record):
-            return finish(current, False, "stopped by callback")
+        current, record = trace.run(lam, 0, "start", accepted=True)
+        stop = trace.report(record)
+        if stop is not None:
+            return _finish(trace.history, current, False, stop)
 
-    best = current
-    lam = current.lam
-    L = None
+    control = StepControl(
+        low, high, tol=tol, step_tol=step_tol, max_step=max_step, init_step=init_step
+    )
+    best, lam = current, current.lam
     message, converged = f"max_iter={max_iter} reached", False
-    secant = False  # whether L is the observed curvature of h
     for k in range(1, max_iter + 1):
         g = current.grad
-        projected = lam - np.clip(lam - g, low, high)
-        if np.linalg.norm(projected) <= tol:
-            message, converged = "projected hypergradient norm below tol", True
-            break
-        if secant and projected @ projected / (2 * L) <= tol * abs(current.value):
-            message, converged = "predicted decrease of h below tol", True
+        reason = control.converged(lam, g, current.value)
+        if reason is not None:
+            message, converged = reason, True
             break
         if planned is not None:
             candidate, planned = planned, None
         else:
-            if L is None:
-                L = max(np.max(np.abs(g)), 1e-300) / init_step
-            step = g / L
-            largest = np.max(np.abs(step))
-            if largest > max_step:
-                step *= max_step / largest
-            candidate = np.clip(lam - step, low, high)
+            candidate = control.propose(lam, g)
         moved = candidate - lam
-        if np.max(np.abs(moved)) <= step_tol:
+        if control.too_short(moved):
             message, converged = "step below step_tol", True
             break
-        trial, record = run(
-            candidate, k, "gradient", step=None if L is None else 1.0 / L
-        )
+        trial, record = trace.run(candidate, k, "gradient", step=control.step_size)
         curvature = float((trial.grad - g) @ moved / (moved @ moved))
-        slack = schedule(k) * abs(current.value)
-        if trial.value <= current.value + slack:
+        if trial.value <= current.value + schedule(k) * abs(current.value):
             record["accepted"] = True
             current, lam = trial, candidate
             if trial.value < best.value:
                 best = trial
-            # Secant estimate of the curvature of h along the step; halving L on
-            # negative curvature lets the search leave concave stretches quickly.
-            secant = curvature > 0
-            L = curvature if secant else (None if L is None else L / 2)
+            control.accepted(curvature)
         else:
             record["accepted"] = False
-            secant = False
-            if L is not None:
-                L = max(2 * L, curvature)
-            elif curvature > 0:
-                L = curvature
-        if report(record):
-            message = "stopped by callback"
+            control.rejected(curvature)
+        stop = trace.report(record)
+        if stop is not None:
+            message = stop
             break
-        if out_of_time():
-            message = f"time budget max_time={max_time} reached"
-            break
-    return finish(best, converged, message)
-
-
-def _hermite_minimizer(t0, f0, d0, t1, f1, d1):
-    """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
-
-    Nocedal & Wright (2006), eq. (3.59); None when the cubic has no minimizer
-    there. The result is kept 5% away from the ends.
-    """
-    d_1 = d0 + d1 - 3 * (f0 - f1) / (t0 - t1)
-    discriminant = d_1 * d_1 - d0 * d1
-    if not discriminant >= 0:
-        return None
-    d_2 = np.sign(t1 - t0) * np.sqrt(discriminant)
-    denominator = d1 - d0 + 2 * d_2
-    if denominator == 0:
-        return None
-    t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
-    lo, hi = min(t0, t1), max(t0, t1)
-    margin = 0.05 * (hi - lo)
-    return float(np.clip(t, lo + margin, hi - margin)) if np.isfinite(t) else None
-
-
-def _interpolate_bracket(bracketed, best, low, high):
-    """First gradient-phase point: the cubic minimizer between the best bracket
-    point and its neighbor on the descent side (all coordinates equal).
-
-    ``h`` and its derivative along the bracket line, ``sum(grad)``, are known at
-    both points, so one cubic Hermite interpolation lands next to a minimum the
-    coarse bracket straddles, instead of several gradient steps. None when
-    there is no such neighbor.
-    """
-    if best is None or len(bracketed) < 2:
-        return None
-    index = next(i for i, e in enumerate(bracketed) if e is best)
-    slope = float(np.sum(best.grad))
-    # the bracket walks down in lambda: index + 1 is the next lower point
-    neighbor = index + 1 if slope > 0 else index - 1
-    if not 0 <= neighbor < len(bracketed):
-        return None
-    other = bracketed[neighbor]
-    t = _hermite_minimizer(
-        float(best.lam[0]),
-        best.value,
-        slope,
-        float(other.lam[0]),
-        other.value,
-        float(np.sum(other.grad)),
-    )
-    if t is None:
-        return None
-    return np.clip(np.full(best.lam.shape, t), low, high)
+    return _finish(trace.history, best, converged, message)
 
 
 def _finish(history, best, converged, message):

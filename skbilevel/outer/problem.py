@@ -181,7 +181,6 @@ class CrossValidatedProblem:
         self.n_jobs = n_jobs
         self.correct_values = correct_values
         self.states = [_FoldState(fold) for fold in self.folds]
-        self.n_evaluations = 0
 
     @property
     def n_folds(self):
@@ -285,7 +284,6 @@ class CrossValidatedProblem:
             results = Parallel(n_jobs=self.n_jobs, require="sharedmem")(
                 delayed(self._solve_fold)(*a) for a in args
             )
-        self.n_evaluations += 1
         values = np.array([r[0] for r in results])
         grad = np.mean([r[1] for r in results], axis=0) if gradient else None
         solves = [r[3] for r in results if r[3] is not None]

@@ -2,6 +2,7 @@
 
 import numpy as np
 from sklearn.base import _fit_context
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.model_selection._validation import _score
@@ -18,6 +19,7 @@ __all__ = [
     "class_weight_per_sample",
     "HasMethods",
     "Interval",
+    "LinearClassifierMixin",
     "StrOptions",
     "_check_method_params",
     "_check_sample_weight",
@@ -26,7 +28,6 @@ __all__ = [
     "_MultimetricScorer",
     "_safe_indexing",
     "_score",
-    "class_weight_per_sample",
     "pipeline_routed_params",
 ]
 

@@ -1,6 +1,7 @@
-"""Tests for skbilevel.datasets."""
+"""Tests for the benchmarks' data sets, ``benchmarks/_datasets.py``."""
 
 import gzip
+import sys
 import time
 from pathlib import Path
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from skbilevel import datasets
-from skbilevel.datasets import (
+# benchmarks/ is no package: its scripts import the module as ``_datasets``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _datasets as datasets  # noqa: E402
+from _datasets import (  # noqa: E402
     FASHION_MNIST_DEFAULT_DIR,
     FASHION_MNIST_ENV,
     load_fashion_mnist,

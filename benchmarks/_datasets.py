@@ -1,4 +1,9 @@
-"""Datasets used by the skbilevel examples, benchmarks and tests.
+"""Data sets of the benchmarks: Fashion-MNIST and a large sparse problem.
+
+Not part of the installed package: the benchmark scripts, run from the
+repository root (``python benchmarks/<name>.py``), import this module as
+``_datasets``. Elsewhere, get Fashion-MNIST with
+``sklearn.datasets.fetch_openml("Fashion-MNIST", version=1)``.
 
 Two entry points are provided:
 
@@ -358,7 +363,7 @@ def load_fashion_mnist(
 
     Examples
     --------
-    >>> from skbilevel.datasets import load_fashion_mnist
+    >>> from _datasets import load_fashion_mnist
     >>> X, y = load_fashion_mnist(subset="test", classes=(0, 6))  # doctest: +SKIP
     >>> X.shape, sorted(set(y))  # doctest: +SKIP
     ((2000, 784), [0, 6])
@@ -558,7 +563,7 @@ def make_sparse_classification(
 
     Examples
     --------
-    >>> from skbilevel.datasets import make_sparse_classification
+    >>> from _datasets import make_sparse_classification
     >>> X, y = make_sparse_classification(1000, 500, density=0.01, random_state=0)
     >>> X.shape, X.format, sorted(set(y.tolist()))
     ((1000, 500), 'csr', [0, 1])

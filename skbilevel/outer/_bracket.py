@@ -1,0 +1,135 @@
+"""The coarse bracket that picks HOAG's starting point.
+
+Gradient methods started in a flat region of ``h`` (the ends of the box:
+everything or nothing penalized) stay there: the hypergradient carries a factor
+``exp(lambda)`` and vanishes. A few warm-started evaluations spread over the
+box, strongest penalty first, find the basin of the minimum for little more
+than the cost of one cold fit per fold; the first gradient step then lands
+with one cubic Hermite interpolation next to the minimum the bracket
+straddles.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Bracket", "hermite_minimizer", "interpolate_bracket", "run_bracket"]
+
+
+class Bracket(NamedTuple):
+    """Outcome of the bracket.
+
+    Attributes
+    ----------
+    best : Evaluation or None
+        Lowest ``h`` among the bracket points (None if none was evaluated).
+    points : list of Evaluation
+        Every bracket evaluation, strongest penalty first.
+    spacing : float
+        Distance between consecutive bracket points in ``lambda``.
+    stop : str or None
+        Why the whole search must stop here (callback, time), else None.
+    """
+
+    best: object
+    points: list
+    spacing: float
+    stop: object
+
+
+def run_bracket(trace, low, high, size):
+    """Evaluate ``h`` at ``size`` points spread over the box, all coordinates equal.
+
+    From the strongest penalty down; it ends at the first point worse than the
+    best so far, or whose hypergradient says ``h`` increases further down: past
+    the minimum of a unimodal ``h``, the weakly penalized end (the most
+    expensive inner problems, and flat for the hypergradient) is skipped.
+
+    Parameters
+    ----------
+    trace : _Trace
+        Evaluates, records and reports points (see :mod:`.hoag`).
+    low, high : ndarray of shape (n_hyper,)
+        The box.
+    size : int
+        Number of points at most (at least 2).
+
+    Returns
+    -------
+    Bracket
+    """
+    common_low, common_high = low.max(), high.min()
+    if common_low >= common_high:
+        common_low, common_high = low.min(), high.max()
+    spacing = (common_high - common_low) / (size - 1)
+    best, points = None, []
+    for value in np.linspace(common_high, common_low, size):
+        point = np.clip(np.full(low.shape, value), low, high)
+        evaluation, record = trace.run(point, 0, "bracket", accepted=True)
+        points.append(evaluation)
+        worse = best is not None and evaluation.value > best.value
+        # Walking down in lambda is a descent direction iff sum(grad) > 0;
+        # otherwise the minimum lies behind.
+        turned = float(np.sum(evaluation.grad)) <= 0
+        if worse:
+            record["accepted"] = False
+        else:
+            best = evaluation
+        stop = trace.report(record)
+        if stop is not None:
+            return Bracket(best, points, spacing, stop)
+        if worse or turned:
+            break
+    return Bracket(best, points, spacing, None)
+
+
+def hermite_minimizer(t0, f0, d0, t1, f1, d1):
+    """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
+
+    Nocedal & Wright (2006), eq. (3.59); None when the cubic has no minimizer
+    there. The result is kept 5% away from the ends.
+    """
+    d_1 = d0 + d1 - 3 * (f0 - f1) / (t0 - t1)
+    discriminant = d_1 * d_1 - d0 * d1
+    if not discriminant >= 0:
+        return None
+    d_2 = np.sign(t1 - t0) * np.sqrt(discriminant)
+    denominator = d1 - d0 + 2 * d_2
+    if denominator == 0:
+        return None
+    t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
+    lo, hi = min(t0, t1), max(t0, t1)
+    margin = 0.05 * (hi - lo)
+    return float(np.clip(t, lo + margin, hi - margin)) if np.isfinite(t) else None
+
+
+def interpolate_bracket(bracket, low, high):
+    """First gradient-phase point: the cubic minimizer between the best bracket
+    point and its neighbor on the descent side (all coordinates equal).
+
+    ``h`` and its derivative along the bracket line, ``sum(grad)``, are known at
+    both points, so one cubic Hermite interpolation lands next to a minimum the
+    coarse bracket straddles, instead of several gradient steps. None when
+    there is no such neighbor.
+    """
+    best, points = bracket.best, bracket.points
+    if best is None or len(points) < 2:
+        return None
+    index = next(i for i, e in enumerate(points) if e is best)
+    slope = float(np.sum(best.grad))
+    # the bracket walks down in lambda: index + 1 is the next lower point
+    neighbor = index + 1 if slope > 0 else index - 1
+    if not 0 <= neighbor < len(points):
+        return None
+    other = points[neighbor]
+    t = hermite_minimizer(
+        float(best.lam[0]),
+        best.value,
+        slope,
+        float(other.lam[0]),
+        other.value,
+        float(np.sum(other.grad)),
+    )
+    if t is None:
+        return None
+    return np.clip(np.full(best.lam.shape, t), low, high)

@@ -1,0 +1,443 @@
+"""The folds of one search: splits, Pipeline prefix fits, weights, device placement.
+
+Every evaluated point of a gradient search is scored on the same splits, so
+they are materialized once:
+
+1. :func:`check_splits` turns ``cv`` into a list of (train, validation) index
+   arrays, checked as scikit-learn's searches check them (boolean masks
+   accepted, a splitter whose ``get_n_splits`` disagrees with ``split``
+   rejected);
+2. :func:`materialize_folds` fits the steps of a Pipeline before the searched
+   estimator on each training fold, once (they do not depend on the searched
+   parameter), and keeps the transformed design matrices of both sides;
+3. :func:`fold_weights` gives each fold its training-loss and validation
+   weights (class weights are computed on the training fold, as ``fit`` on
+   that fold would compute them);
+4. :func:`engine_folds` builds the engine's inner objective and validation
+   loss of each fold, in the namespace and on the device the engine computes
+   on (``device="cuda"``: each fold's data is copied to the GPU once).
+"""
+
+from numbers import Integral
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_array
+from sklearn.utils.parallel import Parallel, delayed
+
+from ..objectives import InnerObjective, ValidationLoss
+from ..outer import Fold
+from ..utils._array_api import device_of, get_namespace, is_sparse
+from ..utils._device import to_cuda
+from ..utils._sklearn_compat import (
+    _check_method_params,
+    _get_feature_names,
+    _safe_indexing,
+    pipeline_routed_params,
+)
+
+__all__ = [
+    "FoldData",
+    "SplitEstimator",
+    "check_splits",
+    "engine_folds",
+    "fold_weights",
+    "materialize_folds",
+    "route_fit_params",
+    "split_estimator",
+]
+
+
+# -- splits ---------------------------------------------------------------------
+def check_splits(cv, X, y, *, classifier, random_state=None, split_params=None):
+    """Materialize the cross-validation splits once, checked.
+
+    Parameters
+    ----------
+    cv : int, cross-validation generator, iterable or None
+        As for :func:`sklearn.model_selection.check_cv` (None: 5 folds).
+    X : indexable of shape (n_samples, ...)
+        Passed to ``cv.split``.
+    y : array-like of shape (n_samples,) or None
+        Passed to ``cv.split`` (stratification).
+    classifier : bool
+        Whether an int (or None) means stratified folds.
+    random_state : int, RandomState instance or None, default=None
+        With an int (or None) ``cv``, shuffles the folds when set.
+    split_params : dict or None, default=None
+        Extra arguments of ``cv.split`` (``groups``).
+
+    Returns
+    -------
+    checked_cv : cross-validation generator
+        ``cv`` as :func:`~sklearn.model_selection.check_cv` returns it.
+    splits : list of (ndarray of int, ndarray of int)
+        Train and validation indices of each split.
+    """
+    n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
+    if (cv is None or isinstance(cv, Integral)) and random_state is not None:
+        n_splits = 5 if cv is None else cv
+        splitter = StratifiedKFold if classifier else KFold
+        cv = splitter(n_splits, shuffle=True, random_state=random_state)
+    checked = check_cv(cv, y, classifier=classifier)
+    split_params = split_params or {}
+    n_splits = checked.get_n_splits(X, y, **split_params)
+    if isinstance(n_splits, Integral) and n_splits > n_samples:
+        raise ValueError(
+            f"Cannot use cv with n_splits={n_splits} on n_samples={n_samples}: "
+            "there must be at least as many samples as folds."
+        )
+    splits = [
+        (_as_indices(train, n_samples, "train"), _as_indices(test, n_samples, "test"))
+        for train, test in checked.split(X, y, **split_params)
+    ]
+    if not splits:
+        raise ValueError("The cross-validation iterator yielded no split.")
+    if len(splits) != n_splits:
+        raise ValueError(
+            "cv.split and cv.get_n_splits return inconsistent results. "
+            f"Expected {n_splits} splits, got {len(splits)}"
+        )
+    return checked, splits
+
+
+def _as_indices(part, n_samples, name):
+    """One side of a split as int64 indices: indices or a boolean mask."""
+    part = np.asarray(part)
+    if part.dtype == bool:
+        if part.shape != (n_samples,):
+            raise ValueError(
+                f"A boolean {name} mask must have one entry per sample "
+                f"({n_samples}), got shape {part.shape}."
+            )
+        part = np.flatnonzero(part)
+    if part.ndim != 1 or part.size == 0:
+        raise ValueError(
+            "Every cross-validation split needs training and validation samples; "
+            f"got a {name} part of shape {part.shape}."
+        )
+    if not np.issubdtype(part.dtype, np.integer) or not (
+        -n_samples <= part.min() and part.max() < n_samples
+    ):
+        raise ValueError(
+            f"Split indices must be integers in [0, {n_samples}), got {part.dtype} "
+            f"values in [{part.min()}, {part.max()}]."
+        )
+    return part.astype(np.int64, copy=False) % n_samples
+
+
+def _take_rows(X, indices):
+    """Rows ``indices`` (host ints) of a dense or sparse matrix of any namespace."""
+    if X is None:
+        return None
+    if is_sparse(X):
+        return X[indices]
+    xp = get_namespace(X)
+    return xp.take(X, xp.asarray(indices, device=device_of(X)), axis=0)
+
+
+# -- the estimator: prefix steps and the searched final step ----------------------
+class SplitEstimator(NamedTuple):
+    """An estimator seen as ``prefix`` (fitted per fold) followed by ``final``.
+
+    Attributes
+    ----------
+    prefix : Pipeline or None
+        The steps before the last one, None for a bare estimator.
+    final_name : str or None
+        Name of the last step, None for a bare estimator.
+    final : estimator instance
+        The estimator whose parameter is searched.
+    """
+
+    prefix: object
+    final_name: object
+    final: object
+
+
+def split_estimator(estimator):
+    """``estimator`` -> :class:`SplitEstimator`.
+
+    Parameters
+    ----------
+    estimator : estimator instance or Pipeline
+        A bare estimator, or a Pipeline whose last step is the searched one.
+
+    Returns
+    -------
+    SplitEstimator
+    """
+    if not isinstance(estimator, Pipeline):
+        return SplitEstimator(None, None, estimator)
+    name, final = estimator.steps[-1]
+    if final is None or isinstance(final, str):
+        raise TypeError(
+            "The last step of the Pipeline must be an estimator with a searchable "
+            f"parameter, got {final!r}."
+        )
+    if getattr(estimator, "transform_input", None) is not None:
+        raise ValueError("Pipelines with transform_input are not supported.")
+    prefix = estimator[:-1] if len(estimator.steps) > 1 else None
+    return SplitEstimator(prefix, name, final)
+
+
+def route_fit_params(estimator, split, fit_params):
+    """Fit parameters -> (per prefix step routed params, final step's params).
+
+    A Pipeline routes them itself (``step__param`` without metadata routing,
+    the steps' requests with it), exactly as in ``Pipeline.fit``.
+
+    Parameters
+    ----------
+    estimator : estimator instance or Pipeline
+        The user's estimator.
+    split : SplitEstimator
+        ``split_estimator(estimator)``.
+    fit_params : dict
+        Parameters given to ``fit``.
+
+    Returns
+    -------
+    prefix_params : dict
+        Routed parameters of each prefix step, by step name.
+    final_params : dict
+        Fit parameters of the final step.
+    """
+    if split.final_name is None:
+        return {}, dict(fit_params)
+    routed = pipeline_routed_params(estimator, fit_params)
+    prefix_params = {}
+    if split.prefix is not None:
+        prefix_params = {
+            name: routed[name] for name, _ in split.prefix.steps if name in routed
+        }
+    final_params = (
+        dict(routed[split.final_name]["fit"]) if split.final_name in routed else {}
+    )
+    return prefix_params, final_params
+
+
+# -- fold data ------------------------------------------------------------------
+class FoldData(NamedTuple):
+    """One split with the data the engine and the fold models need.
+
+    Attributes
+    ----------
+    train, test : ndarray of int
+        Sample indices.
+    prefix : Pipeline or None
+        The prefix steps fitted on the training fold.
+    X_train, X_test : array or sparse matrix
+        (Transformed) data of the training and validation folds, in the
+        namespace the engine computes in.
+    n_features_in : int
+        Features seen by the final step.
+    feature_names_in : ndarray of str or None
+        Their names, when the transformed data carries string column names.
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    prefix: object
+    X_train: object
+    X_test: object
+    n_features_in: int
+    feature_names_in: object
+
+
+def as_engine_array(X):
+    """Host data for the engine: float64 ndarray or CSR.
+
+    The search of :class:`~skbilevel.model_selection.BilevelSearchCV` runs in
+    float64 whatever the input dtype: its tolerances (down to 1e-8 relative)
+    are below float32 resolution.
+
+    Parameters
+    ----------
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray or csr_matrix of float64
+    """
+    return check_array(X, accept_sparse="csr", dtype=np.float64, input_name="X")
+
+
+def _fit_prefix(prefix, X, y, train, test, prefix_params):
+    """Fit the prefix steps on one training fold; transform both folds."""
+    prefix = clone(prefix)
+    Xt = _safe_indexing(X, train)
+    y_train = None if y is None else _safe_indexing(y, train)
+    for name, step in prefix.steps:
+        if step is None or isinstance(step, str):  # "passthrough"
+            continue
+        params = {
+            method: _check_method_params(X, params=values, indices=train)
+            for method, values in prefix_params.get(name, {}).items()
+        }
+        if hasattr(step, "fit_transform"):
+            Xt = step.fit_transform(Xt, y_train, **params.get("fit_transform", {}))
+        else:
+            step.fit(Xt, y_train, **params.get("fit", {}))
+            Xt = step.transform(Xt, **params.get("transform", {}))
+    return prefix, Xt, prefix.transform(_safe_indexing(X, test))
+
+
+def materialize_folds(
+    X, y, splits, *, prefix=None, prefix_params=None, n_jobs=None, feature_names=None
+):
+    """The data of every fold, the prefix steps fitted once per training fold.
+
+    Parameters
+    ----------
+    X : array or sparse matrix of shape (n_samples, n_features), or indexable
+        Without ``prefix``: the engine's array (validated, any namespace).
+        With ``prefix``: the user's data, given to the prefix steps.
+    y : array-like of shape (n_samples, ...) or None
+        Targets, seen by the prefix steps.
+    splits : list of (ndarray, ndarray)
+        Train and validation indices (:func:`check_splits`).
+    prefix : Pipeline or None, default=None
+        Steps fitted on each training fold (cloned).
+    prefix_params : dict or None, default=None
+        Their routed fit parameters.
+    n_jobs : int or None, default=None
+        Prefix fits in parallel: threads by default; an active joblib backend
+        (dask...) takes them elsewhere (they are pure functions of the data).
+    feature_names : ndarray of str or None, default=None
+        Without ``prefix``: the names of the columns of the user's data.
+
+    Returns
+    -------
+    list of FoldData
+    """
+    if prefix is None:
+        return [
+            FoldData(
+                train,
+                test,
+                None,
+                _take_rows(X, train),
+                _take_rows(X, test),
+                X.shape[1],
+                feature_names,
+            )
+            for train, test in splits
+        ]
+    fitted = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_fit_prefix)(prefix, X, y, train, test, prefix_params or {})
+        for train, test in splits
+    )
+    folds = []
+    for (train, test), (fitted_prefix, Xt_train, Xt_test) in zip(splits, fitted):
+        X_train = as_engine_array(Xt_train)
+        folds.append(
+            FoldData(
+                train,
+                test,
+                fitted_prefix,
+                X_train,
+                as_engine_array(Xt_test),
+                X_train.shape[1],
+                _get_feature_names(Xt_train),
+            )
+        )
+    return folds
+
+
+def fold_weights(folds, y, sample_weight, training_weights):
+    """Training-loss and validation weights of each fold.
+
+    Parameters
+    ----------
+    folds : list of FoldData
+    y : ndarray of shape (n_samples, ...)
+        Raw targets (class weights are computed from the training fold's).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Checked user weights: they weight both the training loss and the
+        validation mean.
+    training_weights : callable
+        ``(y_train, sample_weight_train) -> weights or None``: the adapter's
+        weights of the training loss (class weights times sample weights).
+
+    Returns
+    -------
+    list of (ndarray or None, ndarray or None)
+    """
+    weights = []
+    for fold in folds:
+        train = None if sample_weight is None else sample_weight[fold.train]
+        test = None if sample_weight is None else sample_weight[fold.test]
+        weights.append((training_weights(y[fold.train], train), test))
+    return weights
+
+
+def _on_device(X, y, weight, device):
+    """``(X, y, weight)`` of one side of a fold, in the namespace of the engine.
+
+    ``device="cuda"`` copies the design matrix to the GPU once (CSR stays
+    sparse, as cupyx CSR). The targets and weights, host arrays, follow ``X``:
+    its namespace, device and dtype.
+    """
+    if device == "cuda":
+        X = to_cuda(X)
+    xp, where = get_namespace(X), device_of(X)
+
+    def move(a):
+        return None if a is None else xp.asarray(a, dtype=X.dtype, device=where)
+
+    return X, move(y), move(weight)
+
+
+def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=None):
+    """One engine :class:`~skbilevel.outer.Fold` per materialized split.
+
+    Parameters
+    ----------
+    folds : list of FoldData
+    encoding : TargetEncoding
+        Encoded targets of all samples (host), loss, outputs, outer scale.
+    weights : list of (ndarray or None, ndarray or None)
+        Training-loss and validation weights of each fold (:func:`fold_weights`).
+    penalty : callable
+        ``n_features -> L2Penalty`` (the structure of the hyperparameters).
+    fit_intercept : bool
+    device : {None, "cpu", "cuda"}, default=None
+        ``"cuda"``: each fold's data is copied to the GPU once.
+
+    Returns
+    -------
+    list of Fold
+    """
+    engine = []
+    n_outputs, loss = encoding.n_outputs, encoding.loss
+    for fold, (train_weight, test_weight) in zip(folds, weights):
+        X_train, y_train, train_weight = _on_device(
+            fold.X_train, encoding.y[fold.train], train_weight, device
+        )
+        X_test, y_test, test_weight = _on_device(
+            fold.X_test, encoding.y[fold.test], test_weight, device
+        )
+        inner = InnerObjective(
+            X_train,
+            y_train,
+            loss,
+            penalty(fold.n_features_in),
+            n_outputs,
+            fit_intercept,
+            train_weight,
+        )
+        outer = ValidationLoss(
+            X_test,
+            y_test,
+            loss,
+            n_outputs,
+            fit_intercept,
+            test_weight,
+            scale=encoding.outer_scale,
+        )
+        engine.append(Fold(inner, outer))
+    return engine
