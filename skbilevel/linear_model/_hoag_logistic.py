@@ -33,7 +33,7 @@ from ..search import (
     fold_weights,
     materialize_folds,
 )
-from ..solvers import minimize_lbfgs
+from ..solvers import minimize_newton_cg
 from ..utils._array_api import device_of, get_namespace, to_numpy
 from ..utils._device import (
     DEVICES,
@@ -420,9 +420,17 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             penalty=lambda n_features: space.penalty(n_features, encoding.n_outputs),
             fit_intercept=self.fit_intercept,
         )
-        result = GradientSearch(engine, space, self._options()).run()
+        search = GradientSearch(engine, space, self._options())
+        result = search.run()
         self._set_search_results(result)
-        self._refit(X, encoding, training_weights(y, sample_weight), space, result)
+        self._refit(
+            X,
+            encoding,
+            training_weights(y, sample_weight),
+            space,
+            result,
+            search.mean_solution(),
+        )
         return self
 
     def _set_search_results(self, result):
@@ -434,8 +442,12 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         self.converged_ = result.converged
         self.history_ = result.history
 
-    def _refit(self, X, encoding, sample_weight, space, result):
-        """Fit on all the data at the chosen penalty, to ``POLISH_TOL``."""
+    def _refit(self, X, encoding, sample_weight, space, result, w0):
+        """Fit on all the data at the chosen penalty, to ``POLISH_TOL``.
+
+        Warm-started from ``w0`` (the mean of the fold solutions there); the
+        tolerance is relative to the gradient at zero, as the fold fits'.
+        """
         xp, device = get_namespace(X), device_of(X)
         n_outputs = encoding.n_outputs
 
@@ -453,17 +465,19 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         )
         lam = on_device(result.lam)
         start = time.perf_counter()
-        solution = minimize_lbfgs(
+        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+        solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
-            inner.model.zeros(),
+            lambda w: inner.hessp(w, lam),
+            w0,
             tol=POLISH_TOL,
+            gtol_scale=max(float(xp.sum(grad0 * grad0)) ** 0.5, 1e-300),
             max_iter=max(self.inner_max_iter, 1000),
-            memory_size=self.memory_size,
         )
         if self.verbose > 0:
             print(
                 f"Refit on all {X.shape[0]} samples at {space.describe(result.lam)}: "
-                f"{solution.n_iter} L-BFGS iterations, "
+                f"{solution.n_iter} Newton steps, "
                 f"{time.perf_counter() - start:.2f}s.",
                 flush=True,
             )

@@ -13,7 +13,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from ..hypergrad.implicit import hypergradient
-from ..solvers import LBFGSMemory, minimize_lbfgs
+from ..solvers import LBFGSMemory, minimize_lbfgs, minimize_newton_cg
 from ..utils._array_api import device_of, to_numpy
 
 __all__ = ["Fold", "Evaluation", "CrossValidatedProblem"]
@@ -190,7 +190,7 @@ class CrossValidatedProblem:
         """Current inner solution of every fold (arrays of the data's namespace)."""
         return [state.w for state in self.states]
 
-    def _solve_fold(self, fold, state, lam, inner_tol, linear_tol, gradient):
+    def _solve_fold(self, fold, state, lam, inner_tol, linear_tol, gradient, newton):
         inner, outer = fold.inner, fold.outer
         xp = inner.xp
         lam_dev = xp.asarray(
@@ -206,16 +206,27 @@ class CrossValidatedProblem:
             def secant_direction(w):
                 return outer.value_and_grad(w)[1]
 
-        result = minimize_lbfgs(
-            lambda w: inner.value_and_grad(w, lam_dev),
-            state.w,
-            tol=inner_tol,
-            gtol_scale=state.gradient_scale,
-            max_iter=self.inner_max_iter,
-            memory_size=self.memory_size,
-            memory=memory,
-            secant_direction=secant_direction,
-        )
+        if newton:
+            result = minimize_newton_cg(
+                lambda w: inner.value_and_grad(w, lam_dev),
+                lambda w: inner.hessp(w, lam_dev),
+                state.w,
+                tol=inner_tol,
+                gtol_scale=state.gradient_scale,
+                max_iter=self.inner_max_iter,
+                memory=memory,
+            )
+        else:
+            result = minimize_lbfgs(
+                lambda w: inner.value_and_grad(w, lam_dev),
+                state.w,
+                tol=inner_tol,
+                gtol_scale=state.gradient_scale,
+                max_iter=self.inner_max_iter,
+                memory_size=self.memory_size,
+                memory=memory,
+                secant_direction=secant_direction,
+            )
         state.w, state.memory, state.penalty_curvature = (
             result.x,
             result.memory,
@@ -252,7 +263,9 @@ class CrossValidatedProblem:
                 corrected = True
         return value, grad, result, solve, corrected
 
-    def evaluate(self, lam, *, inner_tol=1e-4, linear_tol=1e-3, gradient=True):
+    def evaluate(
+        self, lam, *, inner_tol=1e-4, linear_tol=1e-3, gradient=True, newton=False
+    ):
         """Solve every fold at ``lam`` (warm-started) and return :class:`Evaluation`.
 
         Parameters
@@ -265,6 +278,10 @@ class CrossValidatedProblem:
             Relative residual tolerance of the hypergradient linear solves.
         gradient : bool, default=True
             Whether to compute the hypergradient.
+        newton : bool, default=False
+            Solve the inner problems by Newton-CG instead of L-BFGS: faster
+            for tight re-solves from a nearby solution (the polish of a best
+            point); the L-BFGS memory is kept for the next evaluation.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
@@ -275,7 +292,7 @@ class CrossValidatedProblem:
         if not np.all(np.isfinite(lam)):
             raise ValueError("lambda must be finite.")
         args = [
-            (fold, state, lam, inner_tol, linear_tol, gradient)
+            (fold, state, lam, inner_tol, linear_tol, gradient, newton)
             for fold, state in zip(self.folds, self.states)
         ]
         if self.n_jobs in (None, 1) or self.n_folds == 1:

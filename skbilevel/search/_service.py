@@ -244,7 +244,7 @@ class GradientSearch:
         """
         record = self.history[index]
         evaluation = self.problem.evaluate(
-            record["lam"], inner_tol=POLISH_TOL, gradient=False
+            record["lam"], inner_tol=POLISH_TOL, gradient=False, newton=True
         )
         if self.keep_solutions:
             self._solutions[index] = self._snapshot()
@@ -269,6 +269,19 @@ class GradientSearch:
                 stacklevel=3,
             )
         return evaluation
+
+    def mean_solution(self):
+        """Mean of the folds' current solutions (engine layout, data namespace).
+
+        After :meth:`run`, the folds hold the polished best point: their mean
+        is a warm start for the refit on all the data at that point (each fold
+        was trained on most of the data).
+        """
+        solutions = self.problem.solutions()
+        total = solutions[0]
+        for w in solutions[1:]:
+            total = total + w
+        return total / len(solutions)
 
     def solutions(self, index):
         """Every fold's ``(coef, intercept)`` (NumPy) at evaluated point ``index``."""

@@ -1,0 +1,78 @@
+"""Both estimators run one search: same folds, same points, same C, same losses.
+
+``HOAGLogisticRegression`` and ``BilevelSearchCV(LogisticRegression())`` share
+the search service, so on the same splits they must evaluate the same points
+with the same fold losses and pick the same ``C`` (to round-off: the two build
+their folds through the same code).
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from skbilevel import BilevelSearchCV, HOAGLogisticRegression
+
+
+def _binary():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _multinomial():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    return StandardScaler().fit_transform(X), y
+
+
+def _imbalanced():
+    X, y = _binary()
+    keep = np.flatnonzero(y == 1)[:250].tolist() + np.flatnonzero(y == 0)[:60].tolist()
+    return X[keep], y[keep]
+
+
+CASES = {
+    "binary": (_binary, {}, {}),
+    "multinomial": (_multinomial, {}, {}),
+    "class_weight": (_imbalanced, {"class_weight": "balanced"}, {}),
+    "sample_weight": (_binary, {}, {"sample_weight": True}),
+    "sparse": (_binary, {}, {"sparse": True}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_both_estimators_run_the_same_search(case):
+    make, params, options = CASES[case]
+    X, y = make()
+    if options.get("sparse"):
+        X = sp.csr_matrix(np.where(np.abs(X) < 0.5, 0.0, X))
+    fit_params = {}
+    if options.get("sample_weight"):
+        fit_params["sample_weight"] = np.random.default_rng(0).uniform(0.2, 3, y.size)
+    splits = list(StratifiedKFold(4, shuffle=True, random_state=1).split(X, y))
+
+    hoag = HOAGLogisticRegression(cv=splits, **params).fit(X, y, **fit_params)
+    search = BilevelSearchCV(
+        LogisticRegression(**params),
+        {"C": (1e-4, 1e4)},
+        cv=splits,
+        scoring="neg_log_loss",
+    ).fit(X, y, **fit_params)
+
+    ours, theirs = hoag.history_, search.history_
+    assert len(ours) == len(theirs) == hoag.n_iter_ == search.n_iter_ >= 3
+    assert [r["phase"] for r in ours] == [r["phase"] for r in theirs]
+    assert_allclose([r["lam"] for r in ours], [r["lam"] for r in theirs], rtol=1e-10)
+    assert_allclose(
+        [r["fold_values"] for r in ours],
+        [r["fold_values"] for r in theirs],
+        rtol=1e-9,
+    )
+    best = int(np.argmin(search.cv_results_["outer_loss"]))
+    assert hoag.C_ == pytest.approx(search.cv_results_["param_C"][best], rel=1e-10)
+    assert hoag.cv_loss_ == pytest.approx(search.cv_results_["outer_loss"][best])
+    assert hoag.converged_ == search.converged_
