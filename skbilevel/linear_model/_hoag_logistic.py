@@ -15,6 +15,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.callback import CallbackSupportMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -88,7 +89,9 @@ def _penalty_structure(penalty_groups, n_features):
     return {"structure": "groups", "groups": groups}
 
 
-class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+class HOAGLogisticRegression(
+    CallbackSupportMixin, LinearClassifierMixin, ClassifierMixin, BaseEstimator
+):
     """Logistic regression that chooses its own L2 penalty by gradient descent.
 
     The penalty strength ``C`` (one for all features, one per feature, or one per
@@ -399,6 +402,10 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
         """
         _check_C_bounds(self.C_bounds)
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        root_ctx = self._init_callback_context(max_subtasks=2).call_on_fit_task_begin(
+            estimator=self, X=X, y=y, metadata=metadata
+        )
         encoding = _ADAPTER.encode_targets(self, y)
         self.classes_ = encoding.context["classes_"]
         space = self._space(X.shape[1], encoding.n_outputs)
@@ -421,8 +428,10 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             fit_intercept=self.fit_intercept,
         )
         search = GradientSearch(engine, space, self._options())
-        result = search.run()
+        result = search.run(callback_ctx=root_ctx, owner=self)
         self._set_search_results(result)
+        refit_ctx = root_ctx.subcontext(task_name="refit")
+        refit_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         self._refit(
             X,
             encoding,
@@ -431,7 +440,27 @@ class HOAGLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimat
             result,
             search.mean_solution(),
         )
+        fitted = self._fitted_attributes
+        refit_ctx.call_on_fit_task_end(
+            estimator=self,
+            X=X,
+            y=y,
+            metadata=metadata,
+            reconstruction_attributes=fitted,
+        )
+        root_ctx.call_on_fit_task_end(
+            estimator=self,
+            X=X,
+            y=y,
+            metadata=metadata,
+            reconstruction_attributes=fitted,
+        )
         return self
+
+    def _fitted_attributes(self):
+        """What a callback needs to rebuild the fitted model (``ScoringMonitor``)."""
+        names = ("coef_", "intercept_", "classes_", "n_features_in_", "C_")
+        return {name: getattr(self, name) for name in names}
 
     def _set_search_results(self, result):
         scalar = result.lam.size == 1 and self.penalty_groups is None

@@ -28,6 +28,7 @@ it is declared best, so ``best_score_`` is that of tight fits.
 """
 
 import time
+import warnings
 from collections import defaultdict
 from functools import partial
 from numbers import Integral, Real
@@ -244,8 +245,12 @@ class BilevelSearchCV(BaseSearchCV):
     up to the search's tolerances (the best point is re-solved to a relative
     gradient norm of 1e-8). The estimator's own solver settings (``solver``,
     ``tol``, ``max_iter``) only act in the final refit. The engine works in
-    float64 on the (transformed) data of each fold. scikit-learn's experimental
-    ``set_callbacks`` hooks are not called.
+    float64 on the (transformed) data of each fold.
+
+    scikit-learn's callbacks (``set_callbacks``, scikit-learn >= 1.9) see the
+    fit as a task with two subtasks, the search (one subtask per evaluated
+    point: a ``ProgressBar`` advances at each) and the refit, to which
+    auto-propagated callbacks are passed as ``GridSearchCV`` passes them.
 
     References
     ----------
@@ -384,6 +389,11 @@ class BilevelSearchCV(BaseSearchCV):
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed_params = self._get_routed_params_for_fit(params)
+        sample_weight = params.get("sample_weight")
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        root_ctx = self._init_callback_context(
+            max_subtasks=1 + (self.refit is not False)
+        ).call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         self._checked_cv_orig, splits = check_splits(
             self.cv,
             X,
@@ -403,7 +413,7 @@ class BilevelSearchCV(BaseSearchCV):
         )
         self._fold_models = fold_models
         try:
-            self._run_search(table.add)
+            self._run_search(table.add, callback_ctx=root_ctx)
         finally:
             del self._fold_models
 
@@ -419,12 +429,13 @@ class BilevelSearchCV(BaseSearchCV):
         self.best_fold_estimators_ = fold_models.models(params, best)
         del self._result
         if self.refit:
-            self._refit_best(X, y, routed_params.estimator.fit)
+            self._refit_best(X, y, routed_params.estimator.fit, root_ctx, metadata)
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
         )
-        self.cv_results_ = table.results
+        self.cv_results_ = table.finish()
         self.history_ = search.history
+        root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
     def _search(self, split, adapter, space, X, y, splits, fit_params):
@@ -514,10 +525,10 @@ class BilevelSearchCV(BaseSearchCV):
             self.best_score_ = table.results[f"mean_test_{refit_metric}"][best]
         self.best_params_ = table.results["params"][best]
 
-    def _run_search(self, evaluate_candidates):
+    def _run_search(self, evaluate_candidates, *, callback_ctx=None):
         """Run the gradient search on the fixed splits, then score every point."""
         search = self._fold_models.search
-        result = search.run()
+        result = search.run(callback_ctx=callback_ctx, owner=self)
         self._result = result
         self.n_iter_ = len(result.history)
         self.converged_ = result.converged
@@ -550,13 +561,19 @@ class BilevelSearchCV(BaseSearchCV):
         tied = np.flatnonzero(ranks == ranks.min())
         return int(tied[np.argmin(results["outer_loss"][tied])])
 
-    def _refit_best(self, X, y, fit_params):
+    def _refit_best(self, X, y, fit_params, root_ctx, metadata):
         self.best_estimator_ = clone(self.estimator).set_params(
             **clone(self.best_params_, safe=False)
         )
-        start = time.perf_counter()
-        self.best_estimator_.fit(X, y, **fit_params)
-        self.refit_time_ = time.perf_counter() - start
+        refit_ctx = root_ctx.subcontext(task_name="refit-with-best-params")
+        with refit_ctx.propagate_callback_context(self.best_estimator_):
+            refit_ctx.call_on_fit_task_begin(
+                estimator=self, X=X, y=y, metadata=metadata
+            )
+            start = time.perf_counter()
+            self.best_estimator_.fit(X, y, **fit_params)
+            self.refit_time_ = time.perf_counter() - start
+        refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
 
@@ -591,11 +608,20 @@ class _CandidateTable:
             error_score=self.owner.error_score,
         )
 
-    def _format(self):
-        self.results = self.owner._format_results(
-            self.candidates, self.owner.n_splits_, self.out, self.more
-        )
+    def _format(self, quiet=True):
+        # Rows are formatted again after each rescore: the "non-finite scores"
+        # warning of _format_results is given once, by the final formatting.
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.filterwarnings("ignore", message=".*scores are non-finite")
+            self.results = self.owner._format_results(
+                self.candidates, self.owner.n_splits_, self.out, self.more
+            )
         return self.results
+
+    def finish(self):
+        """The final cv_results_ (warns once about non-finite scores)."""
+        return self._format(quiet=False)
 
     def add(self, candidate_params, indices, more_results):
         candidate_params = list(candidate_params)

@@ -142,8 +142,19 @@ class GradientSearch:
         """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
         return self.space.name.rsplit("__", 1)[-1]
 
-    def run(self):
+    def run(self, callback_ctx=None, owner=None):
         """Bracket (without a start), HOAG, then polish the best point.
+
+        Parameters
+        ----------
+        callback_ctx : CallbackContext or None, default=None
+            scikit-learn callback context of the estimator's fit (1.9's
+            ``set_callbacks`` API): the search is a subtask of it, each
+            evaluation of the CV loss a subtask of the search (a
+            ``ProgressBar`` advances once per evaluation).
+        owner : estimator instance or None, default=None
+            The estimator whose fit runs the search (the callbacks' hooks
+            receive it).
 
         Each history record holds ``lam``, the parameter's values under its
         name (an array of shape (n_hyper,)), ``value`` (mean CV loss, from
@@ -158,13 +169,23 @@ class GradientSearch:
         """
         space, options = self.space, self.options
         progress = SearchProgress(options.verbose, space.describe, options.max_iter)
+        search_ctx = None
+        if callback_ctx is not None:
+            # the number of evaluations is not known in advance
+            search_ctx = callback_ctx.subcontext(task_name="search", max_subtasks=None)
+            search_ctx.call_on_fit_task_begin(estimator=owner)
 
         def on_record(record):
             record[self.param] = space.values(record["lam"])
             if self.keep_solutions:
                 self._solutions.append(self._snapshot())
             progress.evaluation(record)
-            return options.callback is not None and bool(options.callback(record))
+            stop = options.callback is not None and bool(options.callback(record))
+            if search_ctx is not None:
+                evaluation_ctx = search_ctx.subcontext(task_name="evaluation")
+                evaluation_ctx.call_on_fit_task_begin(estimator=owner)
+                stop |= bool(evaluation_ctx.call_on_fit_task_end(estimator=owner))
+            return stop
 
         if options.verbose > 0:
             ends = np.sort(
@@ -195,6 +216,8 @@ class GradientSearch:
         )
         self.history = outer.history
         best = self.polish_best()
+        if search_ctx is not None:
+            search_ctx.call_on_fit_task_end(estimator=owner)
         result = SearchResult(
             lam=self.history[best]["lam"].copy(),
             value=self.history[best]["value"],
