@@ -2,7 +2,9 @@
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold
 
+from skbilevel.hypergrad import get_linear_solver
 from skbilevel.objectives import (
     BinaryLogisticLoss,
     InnerObjective,
@@ -11,6 +13,7 @@ from skbilevel.objectives import (
     SquaredLoss,
     ValidationLoss,
 )
+from skbilevel.outer import CrossValidatedProblem, Fold
 
 LOSS_NAMES = ("binary", "multinomial", "squared", "squared_multi")
 STRUCTURES = ("scalar", "per_feature", "groups", "per_output")
@@ -108,7 +111,6 @@ def make_folds(
 ):
     """Engine folds of index splits, sliced directly (the estimators build theirs
     with :mod:`skbilevel.search`)."""
-    from skbilevel.outer import Fold
 
     def rows(array, indices):
         return None if array is None else array[indices]
@@ -125,3 +127,38 @@ def make_folds(
         )  # fmt: skip
         folds.append(Fold(inner, outer))
     return folds
+
+
+# -- the reference problem of the outer loop (tests/test_hoag.py, test_progress.py) --
+# Logistic regression on 200 x 20 synthetic data, 5 folds; its CV loss has an
+# interior minimum near lambda = 2.46 in the box [LOW, HIGH].
+LOW, HIGH = -6.0, 6.0
+
+
+def logistic_data(n_samples=200, n_features=20, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_features))
+    coef = rng.standard_normal(n_features) * 2.0 / np.sqrt(n_features)
+    y = (rng.random(n_samples) < 1 / (1 + np.exp(-X @ coef))).astype(int)
+    return X, y
+
+
+def make_problem(method="cg", X=None, y=None, penalty=None, **params):
+    if X is None:
+        X, y = logistic_data()
+    loss = BinaryLogisticLoss()
+    y_encoded = loss.encode(np, y, np.array([0, 1]), X.dtype)
+    splits = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    folds = make_folds(
+        X, y_encoded, splits, loss=loss,
+        penalty=L2Penalty.scalar() if penalty is None else penalty, n_outputs=1,
+    )  # fmt: skip
+    return CrossValidatedProblem(folds, get_linear_solver(method), **params)
+
+
+# A bracket that walks past the minimum, and long first steps that get rejected:
+# every status and the running best must follow the history.
+VERBOSE_RUNS = {
+    "bracket": {"lam0": [LOW], "bracket": 5},
+    "rejections": {"lam0": [HIGH], "init_step": 4.0, "max_step": 6.0},
+}

@@ -17,7 +17,17 @@ def _expected_failed_checks(estimator):
         "check compares with weights computed on all samples, which move the "
         "search's C slightly."
     )
-    return {"check_class_weight_balanced_linear_classifier": per_fold}
+    # Passes or fails by chance of the data (not strict): the folds differ.
+    repeated = (
+        "C is chosen by cross-validation: repeating a sample moves copies of it "
+        "into different folds, which weighting cannot reproduce, so the chosen C "
+        "and the refit model may differ slightly (as for LogisticRegressionCV)."
+    )
+    return {
+        "check_class_weight_balanced_linear_classifier": per_fold,
+        "check_sample_weight_equivalence_on_dense_data": repeated,
+        "check_sample_weight_equivalence_on_sparse_data": repeated,
+    }
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
-from sklearn.model_selection import StratifiedKFold
 
 from skbilevel.hypergrad import LINEAR_SOLVERS, get_linear_solver
 from skbilevel.objectives import (
@@ -28,36 +27,13 @@ from skbilevel.outer import (
     hoag,
     tolerance_schedule,
 )
-from skbilevel.search._progress import SearchProgress
 
-from ._problems import make_fold, make_folds
+from ._problems import HIGH, LOW, VERBOSE_RUNS, make_fold, make_problem
 
-LOW, HIGH = -6.0, 6.0
 GRID = np.linspace(LOW, HIGH, 200)
 GRID_STEP = GRID[1] - GRID[0]
 METHODS = [method for method in LINEAR_SOLVERS if method != "identity"]
 HISTORY_KEYS = {"lam", "value", "grad_norm", "inner_iter", "n_hvp", "elapsed"}
-
-
-def logistic_data(n_samples=200, n_features=20, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_samples, n_features))
-    coef = rng.standard_normal(n_features) * 2.0 / np.sqrt(n_features)
-    y = (rng.random(n_samples) < 1 / (1 + np.exp(-X @ coef))).astype(int)
-    return X, y
-
-
-def make_problem(method="cg", X=None, y=None, penalty=None, **params):
-    if X is None:
-        X, y = logistic_data()
-    loss = BinaryLogisticLoss()
-    y_encoded = loss.encode(np, y, np.array([0, 1]), X.dtype)
-    splits = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
-    folds = make_folds(
-        X, y_encoded, splits, loss=loss,
-        penalty=L2Penalty.scalar() if penalty is None else penalty, n_outputs=1,
-    )  # fmt: skip
-    return CrossValidatedProblem(folds, get_linear_solver(method), **params)
 
 
 @pytest.fixture(scope="module")
@@ -254,67 +230,7 @@ def test_rough_solutions_and_rough_linear_solves_are_not_corrected():
     assert evaluation.residual > 0.1 and not evaluation.corrected
 
 
-# -- progress display --------------------------------------------------------------
-def _rows(out):
-    """Header and data rows of a verbose search (rows start with the index)."""
-    lines = out.splitlines()
-    return lines[0].split(), [ln.split() for ln in lines if ln.split()[0].isdigit()]
-
-
-# A bracket that walks past the minimum, and long first steps that get rejected:
-# every status and the running best must follow the history.
-VERBOSE_RUNS = {
-    "bracket": {"lam0": [LOW], "bracket": 5},
-    "rejections": {"lam0": [HIGH], "init_step": 4.0, "max_step": 6.0},
-}
-
-
-@pytest.mark.parametrize("run", list(VERBOSE_RUNS))
-@pytest.mark.parametrize("verbose", [0, 1, 2])
-def test_verbose_rows_match_the_history(verbose, run, capsys):
-    progress = SearchProgress(
-        verbose, lambda lam: f"lambda={np.mean(lam):+.4f}", max_iter=8
-    )
-    result = hoag(
-        make_problem(), bounds=(LOW, HIGH), max_iter=8, tol=1e-6,
-        callback=progress.evaluation, **VERBOSE_RUNS[run],
-    )  # fmt: skip
-    progress.finish(result)
-    statuses = {
-        "bracket": "past-min",
-        "rejections": "rejected",
-    }
-    out = capsys.readouterr().out
-    if verbose == 0:
-        assert out == ""
-        return
-    header, rows = _rows(out)
-    assert header[:3] == ["eval", "phase", "step"]
-    assert ("residual" in header) == (verbose == 2)
-    assert len(rows) == len(result.history)
-    best = np.inf
-    for row, record in zip(rows, result.history):
-        assert int(row[0]) == record["iteration"] and row[1] == record["phase"]
-        if record["phase"] == "gradient":
-            assert row[2] == f"{record['gradient_step']}/8"
-        assert row[3] == f"lambda={record['lam'][0]:+.4f}"
-        assert float(row[4]) == pytest.approx(record["value"], rel=1e-5)
-        if record["accepted"]:
-            best = min(best, record["value"])
-        assert float(row[5]) == pytest.approx(best, rel=1e-5)
-        expected = {True: "kept", False: "rejected"}[bool(record["accepted"])]
-        if record["phase"] == "bracket" and not record["accepted"]:
-            expected = "past-min"
-        assert row[7] == expected
-        if verbose == 2:
-            assert int(row[10]) == record["inner_iter"]
-            assert int(row[11]) == record["n_hvp"]
-    assert statuses[run] in [row[7] for row in rows]
-    closing = out.splitlines()[-1]
-    assert closing.startswith("Search converged" if result.converged else "Search not")
-    assert result.message in closing and f"{len(result.history)} evaluations" in closing
-
-
+# -- the callback's view of each step -----------------------------------------------
 @pytest.mark.parametrize("run", list(VERBOSE_RUNS))
 def test_callback_sees_each_record_after_its_step_is_decided(run):
     # The callback gets the same verdict as the history: a rejected step or a

@@ -14,10 +14,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import expit, softmax
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.callback import CallbackSupportMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..hypergrad import LINEAR_SOLVERS
@@ -35,7 +35,13 @@ from ..search import (
     materialize_folds,
 )
 from ..solvers import minimize_newton_cg
-from ..utils._array_api import device_of, get_namespace, to_numpy
+from ..utils._array_api import (
+    describe_placement,
+    device_of,
+    get_namespace,
+    same_placement,
+    to_numpy,
+)
 from ..utils._device import (
     DEVICES,
     is_host_input,
@@ -51,6 +57,7 @@ from ..utils._sklearn_compat import (
     _check_sample_weight,
     _fit_context,
 )
+from ..utils._validation import check_classification_labels
 
 __all__ = ["HOAGLogisticRegression"]
 
@@ -58,13 +65,22 @@ _ADAPTER = LogisticRegressionAdapter()
 
 
 def _check_C_bounds(C_bounds):
-    """``(C_low, C_high)`` as two floats, checked."""
-    try:
-        low, high = (float(c) for c in C_bounds)
-    except (TypeError, ValueError):
+    """``(C_low, C_high)`` as two floats, checked.
+
+    As RidgeCV checks its ``alphas``: a bound that is not a real number (a
+    string, None, a bool) is a TypeError, not converted.
+    """
+    if len(C_bounds) != 2:
         raise ValueError(
             f"C_bounds must be a pair of positive numbers (low, high), got {C_bounds!r}."
-        ) from None
+        )
+    for c in C_bounds:
+        if not isinstance(c, Real) or isinstance(c, (bool, np.bool_)):
+            raise TypeError(
+                "C_bounds must be a pair of positive numbers (low, high), got "
+                f"{C_bounds!r}, with a {type(c).__name__}."
+            )
+    low, high = (float(c) for c in C_bounds)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         raise ValueError(
             f"C_bounds must satisfy 0 < low < high with finite values, got {C_bounds!r}."
@@ -151,7 +167,10 @@ class HOAGLogisticRegression(
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, as in ``LogisticRegression``.
     n_jobs : int or None, default=None
-        Folds solved in parallel (threads).
+        Folds solved in parallel as ``joblib.Parallel(n_jobs,
+        prefer="threads")`` runs them: threads by default, the active joblib
+        backend (dask, ray, loky) otherwise, each fold's data shipped once
+        (see the user guide, "Running the folds on a cluster").
     random_state : int, RandomState or None, default=None
         Shuffles the folds when ``cv`` is an int.
     verbose : int, default=0
@@ -305,6 +324,10 @@ class HOAGLogisticRegression(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        # Array-API input (CuPy, torch, array_api_strict...) is fit in its own
+        # namespace and on its own device (``device=None``); scikit-learn's
+        # array-API checks need SCIPY_ARRAY_API=1.
+        tags.array_api_support = True
         return tags
 
     # -- fit ------------------------------------------------------------------
@@ -332,7 +355,7 @@ class HOAGLogisticRegression(
                     f"X and y have inconsistent numbers of samples: {X.shape[0]} "
                     f"and {y.shape[0]}."
                 )
-        check_classification_targets(y)
+        check_classification_labels(y)
         classes = np.unique(y)
         if classes.size < 2:
             raise ValueError(
@@ -341,7 +364,10 @@ class HOAGLogisticRegression(
             )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
-                to_host(sample_weight),
+                # a scalar weight stays a number (to_host would make it 0-d)
+                sample_weight
+                if isinstance(sample_weight, Real)
+                else to_host(sample_weight),
                 np.empty((y.shape[0], 0)),
                 dtype=np.float64,
                 ensure_non_negative=True,
@@ -358,7 +384,7 @@ class HOAGLogisticRegression(
         if self.warm_start and hasattr(self, "C_"):
             # The previous C_, or a single previous C for every hyperparameter;
             # a previous fit of another structure starts afresh.
-            previous = np.atleast_1d(np.asarray(self.C_, dtype=np.float64))
+            previous = np.atleast_1d(np.asarray(to_numpy(self.C_), dtype=np.float64))
             if previous.size in (1, n_hyper):
                 start = np.clip(previous, low, high)
         if start is None and self.C_init is not None:
@@ -529,25 +555,46 @@ class HOAGLogisticRegression(
             intercept = xp.asarray(intercept, copy=True)
         if self.device == "cuda":
             coef, intercept = to_host(coef), to_host(intercept)
+        elif not is_host_input(X):
+            # Every fitted array lives where the input does (scikit-learn's
+            # array-API convention), except classes_: labels may be strings.
+            self.lambda_ = xp.asarray(self.lambda_, device=device)
+            if not np.isscalar(self.C_):
+                self.C_ = xp.asarray(self.C_, device=device)
         self.coef_, self.intercept_ = coef, intercept
 
     # -- prediction -----------------------------------------------------------
     def _host_model(self):
         return isinstance(self.coef_, np.ndarray)
 
-    def decision_function(self, X):
-        """Confidence scores: ``X @ coef_.T + intercept_``.
+    def _check_prediction_input(self, X, method):
+        """``X`` must be where the model is, as scikit-learn's ``check_same_namespace``.
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        array of shape (n_samples,) or (n_samples, n_classes)
-            For binary problems, the score of ``classes_[1]``.
+        ``device="cpu"`` / ``"cuda"`` models are NumPy and take any input (it is
+        brought to the host). A model fit on array-API input needs ``X`` of the
+        same namespace on the same device; a NumPy model needs host ``X`` under
+        ``array_api_dispatch`` (without it, scikit-learn converts ``X`` with
+        ``np.asarray``).
         """
         check_is_fitted(self)
+        if self.device is not None:
+            return
+        if self._host_model():
+            if is_host_input(X) or not get_config()["array_api_dispatch"]:
+                return
+        elif not is_host_input(X) and same_placement(X, self.coef_):
+            return
+        fitted_on = "NumPy" if self._host_model() else describe_placement(self.coef_)
+        given = "NumPy or array-like" if is_host_input(X) else describe_placement(X)
+        raise ValueError(
+            f"Inputs passed to {type(self).__name__}.{method}() must use the same "
+            "namespace and the same device as those passed to fit(): the model was "
+            f"fit on {fitted_on} data, X is {given}. Move X there (xp.asarray(X, "
+            "device=...)) or refit on data where X is; device='cuda' or 'cpu' gives "
+            "a NumPy model that takes any input."
+        )
+
+    def _decision_function(self, X):
         if self._host_model():
             return super().decision_function(to_host(X) if self.device else X)
         X = validate_array_api_X(X, ensure_min_samples=1)
@@ -559,28 +606,52 @@ class HOAGLogisticRegression(
         scores = X @ self.coef_.T + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
+    def decision_function(self, X):
+        """Confidence scores: ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            With ``device=None``, in the namespace and on the device of the
+            data the model was fit on.
+
+        Returns
+        -------
+        array of shape (n_samples,) or (n_samples, n_classes)
+            For binary problems, the score of ``classes_[1]``. In the
+            namespace of ``coef_``.
+        """
+        self._check_prediction_input(X, "decision_function")
+        return self._decision_function(X)
+
     def predict(self, X):
         """Class labels of ``X``.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            With ``device=None``, in the namespace and on the device of the
+            data the model was fit on.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_`` (NumPy, whatever the input namespace).
+        array of shape (n_samples,)
+            Labels from ``classes_``: in the namespace and on the device of
+            ``coef_`` for numeric labels, a NumPy array for other labels
+            (strings have no array-API dtype).
         """
-        check_is_fitted(self)
+        self._check_prediction_input(X, "predict")
         if self._host_model():
             return super().predict(to_host(X) if self.device else X)
-        scores = self.decision_function(X)
-        xp = get_namespace(scores)
+        scores = self._decision_function(X)
+        xp, device = get_namespace(scores), device_of(scores)
         index = (
             xp.astype(scores > 0, xp.int64)
             if scores.ndim == 1
             else xp.argmax(scores, axis=1)
         )
+        if self.classes_.dtype.kind in "biuf":
+            return xp.take(xp.asarray(self.classes_, device=device), index, axis=0)
         return self.classes_[to_numpy(index)]
 
     def predict_proba(self, X):
@@ -589,13 +660,19 @@ class HOAGLogisticRegression(
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            With ``device=None``, in the namespace and on the device of the
+            data the model was fit on.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
-            Columns in the order of ``classes_``.
+        array of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; in the namespace of ``coef_``.
         """
-        scores = self.decision_function(X)
+        self._check_prediction_input(X, "predict_proba")
+        return self._proba(self._decision_function(X))
+
+    @staticmethod
+    def _proba(scores):
         if isinstance(scores, np.ndarray):
             if scores.ndim == 1:
                 proba = expit(scores)
@@ -614,10 +691,13 @@ class HOAGLogisticRegression(
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            With ``device=None``, in the namespace and on the device of the
+            data the model was fit on.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
+        array of shape (n_samples, n_classes)
         """
-        proba = self.predict_proba(X)
+        self._check_prediction_input(X, "predict_log_proba")
+        proba = self._proba(self._decision_function(X))
         return get_namespace(proba).log(proba)

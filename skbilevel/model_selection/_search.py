@@ -34,6 +34,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 from sklearn.utils.validation import indexable
@@ -41,17 +42,19 @@ from sklearn.utils.validation import indexable
 from ..hypergrad import LINEAR_SOLVERS
 from ..outer import TOLERANCE_SCHEDULES
 from ..search import (
-    GradientSearch,
+    PATHS,
     SearchOptions,
     as_engine_array,
     check_splits,
     engine_folds,
     fold_weights,
+    make_search,
     materialize_folds,
     route_fit_params,
     split_estimator,
 )
-from ..utils._device import DEVICES, check_device_available
+from ..utils._array_api import describe_placement, is_sparse
+from ..utils._device import DEVICES, check_device_available, is_host_input, to_host
 from ..utils._sklearn_compat import (
     BaseSearchCV,
     HasMethods,
@@ -63,6 +66,7 @@ from ..utils._sklearn_compat import (
     _get_feature_names,
     _MultimetricScorer,
 )
+from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
 from ._scoring import FoldModels
 from ._space import parse_param_space
@@ -77,6 +81,20 @@ MORE_RESULTS = (
     "hypergradient_norm",
     "step_accepted",
 )
+
+
+def _supports_array_api(estimator):
+    """Whether ``estimator`` (every step of a Pipeline) declares array-API support.
+
+    A Pipeline's own tag says False; it runs on array-API input when its steps do.
+    """
+    steps = getattr(estimator, "steps", None)
+    if steps is None:
+        return get_tags(estimator).array_api_support
+    return all(
+        step is None or isinstance(step, str) or _supports_array_api(step)
+        for _, step in steps
+    )
 
 
 class BilevelSearchCV(BaseSearchCV):
@@ -114,9 +132,11 @@ class BilevelSearchCV(BaseSearchCV):
         ``RidgeClassifier``), weighted by ``sample_weight`` when given
         (``class_weight`` weights the training loss only).
     n_jobs : int, default=None
-        Folds solved in parallel, in threads: they keep warm-start state in
-        shared memory, so under another joblib backend (dask...) they stay in
-        threads; the Pipeline prefix fits go to the backend.
+        Folds solved in parallel as ``joblib.Parallel(n_jobs,
+        prefer="threads")`` runs them: threads by default, the active joblib
+        backend (dask, ray, loky) otherwise, each fold's data shipped once
+        (see the user guide, "Running the folds on a cluster"). The Pipeline
+        prefix fits follow the same backend.
     refit : bool, str or callable, default=True
         As in GridSearchCV: refit ``estimator`` on the whole data with the best
         evaluated point, chosen by the metric named (or the only one); ties are
@@ -180,13 +200,25 @@ class BilevelSearchCV(BaseSearchCV):
         to the CPU, so the fold models, the scorers, ``cv_results_`` and the
         refit ``best_estimator_`` are scikit-learn's, as with ``None``.
 
+    path : {"auto", "closed-form", "gradient"}, default="auto"
+        How the search runs. ``"auto"``: for ``Ridge`` and
+        ``RidgeClassifier`` with one ``alpha`` (or one per target), the
+        closed form: one eigendecomposition per fold gives the exact CV loss
+        and its derivative at every ``alpha``, a scan of the range finds the
+        global minimum (of each target's curve) and a root search on the
+        derivative refines it; otherwise the gradient search (HOAG).
+        ``"closed-form"`` raises ValueError where it does not apply (logistic
+        loss, sparse data with more features than samples in a fold, a
+        device); ``"gradient"`` forces HOAG.
+
     Attributes
     ----------
     cv_results_ : dict of numpy (masked) ndarrays
         One row per evaluated point, in order, with exactly GridSearchCV's keys
         for the same ``scoring`` and ``return_train_score``, plus
         ``outer_iteration`` (index of the evaluation), ``outer_phase``
-        ("bracket", "start" or "gradient"), ``outer_loss`` (mean validation
+        ("bracket", "start" or "gradient"; "scan" and "root" for the
+        closed-form ridge path), ``outer_loss`` (mean validation
         loss the search minimizes: log-loss for classifiers, squared error
         for regressors; from the search's inexact fold fits, corrected to
         first order, except at points re-solved tightly before being
@@ -293,6 +325,7 @@ class BilevelSearchCV(BaseSearchCV):
         "max_time": [None, Interval(Real, 0, None, closed="neither")],
         "callback": [None, callable],
         "device": [None, StrOptions(set(DEVICES))],
+        "path": [StrOptions(set(PATHS))],
     }
 
     def __init__(
@@ -318,6 +351,7 @@ class BilevelSearchCV(BaseSearchCV):
         max_time=None,
         callback=None,
         device=None,
+        path="auto",
     ):
         # BaseSearchCV.__init__ would also set pre_dispatch, which is not ours.
         self.estimator = estimator
@@ -340,12 +374,14 @@ class BilevelSearchCV(BaseSearchCV):
         self.max_time = max_time
         self.callback = callback
         self.device = device
+        self.path = path
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # The engine is array-API generic, but the search converts X to NumPy
-        # (the fold models and scorers see the user's X).
-        tags.array_api_support = False
+        # As GridSearchCV: array-API input is accepted (under array_api_dispatch)
+        # when the estimator accepts it. The search works on a host copy and
+        # best_estimator_ is refit on the input itself (see _host_input).
+        tags.array_api_support = _supports_array_api(self.estimator)
         # Ridge with a 2-d y searches one problem with several outputs.
         tags.target_tags.multi_output = get_tags(
             self.estimator
@@ -375,6 +411,7 @@ class BilevelSearchCV(BaseSearchCV):
         """
         if self.device == "cuda":
             check_device_available()  # a clear error before any work
+        X, y, params, refit_input = self._host_input(X, y, params)
         split = split_estimator(self.estimator)
         adapter = get_adapter(split.final)
         space = parse_param_space(
@@ -385,9 +422,17 @@ class BilevelSearchCV(BaseSearchCV):
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 "is None."
             )
+        if is_classifier(self.estimator):
+            check_classification_labels(y)
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
+        if isinstance(params.get("sample_weight"), Real):
+            # A scalar weight, as the estimators take it; the scorers take
+            # arrays only (GridSearchCV's scores would all be NaN).
+            params["sample_weight"] = _check_sample_weight(
+                params["sample_weight"], X, dtype=np.float64
+            )
         routed_params = self._get_routed_params_for_fit(params)
         sample_weight = params.get("sample_weight")
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
@@ -428,7 +473,13 @@ class BilevelSearchCV(BaseSearchCV):
         params = table.results["params"][best]
         self.best_fold_estimators_ = fold_models.models(params, best)
         del self._result
-        if self.refit:
+        if self.refit and refit_input is not None:
+            X_in, y_in, params_in = refit_input
+            routed_in = self._get_routed_params_for_fit(
+                _check_method_params(X_in, params=params_in)
+            )
+            self._refit_best(X_in, y_in, routed_in.estimator.fit, root_ctx, metadata)
+        elif self.refit:
             self._refit_best(X, y, routed_params.estimator.fit, root_ctx, metadata)
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
@@ -437,6 +488,54 @@ class BilevelSearchCV(BaseSearchCV):
         self.history_ = search.history
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
+
+    def _host_input(self, X, y, params):
+        """Host copies of array-API input for the search; the input for the refit.
+
+        The fold models and scikit-learn's scorers work on NumPy data. Array-API
+        input (CuPy, torch, array_api_strict...) is accepted where GridSearchCV
+        accepts it: under ``array_api_dispatch`` with an estimator (every step
+        of a Pipeline) that supports the array API. It is copied to the host
+        once; the search computes where ``device`` says, and
+        ``best_estimator_`` is refit by scikit-learn on the input itself, so
+        that it lives on the input's device as GridSearchCV's does.
+
+        Returns
+        -------
+        X, y, params
+            NumPy / SciPy data (the arguments themselves for host input).
+        refit_input : tuple (X, y, params) or None
+            The array-API input, for the refit; None for host input.
+        """
+        given = {"X": X, "y": y, **params}
+        on_device = [name for name, a in given.items() if not is_host_input(a)]
+        if not on_device:
+            return X, y, params, None
+        where = describe_placement(given[on_device[0]])
+        if is_sparse(X) and not is_host_input(X):
+            reason = "scikit-learn does not take GPU sparse matrices"
+        elif not get_config()["array_api_dispatch"]:
+            reason = "scikit-learn's array API dispatch is off"
+        elif not _supports_array_api(self.estimator):
+            reason = (
+                f"{type(self.estimator).__name__} (or one of its steps) does not "
+                "support the array API"
+            )
+        else:
+            host = {
+                name: a if is_host_input(a) else to_host(a) for name, a in given.items()
+            }
+            X_host, y_host = host.pop("X"), host.pop("y")
+            return X_host, y_host, host, (X, y, params)
+        raise ValueError(
+            f"{type(self).__name__} got {', '.join(on_device)} as {where} arrays, "
+            f"but {reason}. Pass NumPy / SciPy data instead (cupy.asnumpy(X), "
+            "X.get() for a cupyx sparse matrix, np.from_dlpack(X)), with "
+            "device='cuda' to run the search on the GPU; or, as GridSearchCV "
+            "requires, enable sklearn.set_config(array_api_dispatch=True) (with "
+            "SCIPY_ARRAY_API=1 set before SciPy is imported) for an estimator "
+            "that supports the array API."
+        )
 
     def _search(self, split, adapter, space, X, y, splits, fit_params):
         """Materialize the folds and run the shared search on them."""
@@ -501,7 +600,9 @@ class BilevelSearchCV(BaseSearchCV):
             verbose=self.verbose,
             callback=self.callback,
         )
-        search = GradientSearch(engine, space, options, keep_solutions=True)
+        search = make_search(
+            engine, space, options, keep_solutions=True, path=self.path
+        )
         return FoldModels(self.estimator, split, adapter, encoding, folds, search)
 
     def _set_best(self, table, refit_metric):
@@ -514,7 +615,7 @@ class BilevelSearchCV(BaseSearchCV):
         point is one so re-solved.
         """
         search = table.fold_models.search
-        for _ in range(len(table.candidates)):
+        for _ in range(len(table.candidates) + 1):
             best = self._best_index(refit_metric, table.results)
             if best in search.polished:
                 break

@@ -215,10 +215,11 @@ class InnerObjective:
         """Dense Hessian ``d2G/dw2``, shape (n_params, n_params). Small problems only."""
         xp = self.xp
         model = self.model
+        device = device_of(model.X)
         if model.n_outputs == 1 and not is_sparse(model.X):
             curvature = self.loss.curvature(xp, self.y, model.raw(w))
             c = (
-                xp.ones(model.n_samples, dtype=model.dtype)
+                xp.ones(model.n_samples, dtype=model.dtype, device=device)
                 if curvature is None
                 else curvature
             )
@@ -226,13 +227,13 @@ class InnerObjective:
                 c = c * self.sample_weight
             design = model.X
             if model.fit_intercept:
-                ones = xp.ones((model.n_samples, 1), dtype=model.dtype)
+                ones = xp.ones((model.n_samples, 1), dtype=model.dtype, device=device)
                 design = xp.concat([design, ones], axis=1)
             H = design.T @ (c[:, None] * design)
-            eye = xp.eye(model.n_params, dtype=model.dtype)
+            eye = xp.eye(model.n_params, dtype=model.dtype, device=device)
             return H + eye * self.penalty_curvature(lam)[None, :]
         matvec = self.hessp(w, lam)
-        eye = xp.eye(model.n_params, dtype=model.dtype)
+        eye = xp.eye(model.n_params, dtype=model.dtype, device=device)
         return xp.stack([matvec(eye[i, :]) for i in range(model.n_params)], axis=1)
 
     def cross(self, w, lam, v):

@@ -14,7 +14,7 @@ grids of scikit-learn (``np.logspace``) on an even footing.
 
 import numpy as np
 
-from ..utils._array_api import get_namespace
+from ..utils._array_api import device_of, get_namespace
 
 __all__ = ["L2Penalty"]
 
@@ -92,9 +92,10 @@ class L2Penalty:
     # -- internals ------------------------------------------------------------
     def _map_on(self, xp, like):
         """The group map as an index array of ``xp`` on the device of ``like``."""
-        key = (xp.__name__, str(getattr(like, "device", "")))
+        device = device_of(like)
+        key = (xp.__name__, str(device))
         if key not in self._device_maps:
-            self._device_maps[key] = xp.asarray(self.group_map, device=like.device)
+            self._device_maps[key] = xp.asarray(self.group_map, device=device)
         return self._device_maps[key]
 
     def strength(self, xp, lam):
@@ -124,13 +125,14 @@ class L2Penalty:
         return xp.take(cumulative, ends[1:]) - xp.take(cumulative, ends[:-1])
 
     def _sorted_segments(self, xp, like):
-        key = ("sorted", xp.__name__, str(getattr(like, "device", "")))
+        device = device_of(like)
+        key = ("sorted", xp.__name__, str(device))
         if key not in self._device_maps:
             order = np.argsort(self.group_map, kind="stable")
             ends = np.concatenate([[0], np.cumsum(np.bincount(self.group_map))])
             self._device_maps[key] = (
-                xp.asarray(order, device=like.device),
-                xp.asarray(ends, device=like.device),
+                xp.asarray(order, device=device),
+                xp.asarray(ends, device=device),
             )
         return self._device_maps[key]
 

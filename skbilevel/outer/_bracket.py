@@ -15,6 +15,12 @@ import numpy as np
 
 __all__ = ["Bracket", "hermite_minimizer", "interpolate_bracket", "run_bracket"]
 
+# Tolerance factor of the points reached by a full-width jump.
+LOOSEN = 10.0
+# A secant Newton step shorter than this (in log penalty) ends the bracket: the
+# gradient phase takes over (and HOAG's own step_tol is of this size).
+_MIN_STEP = 1e-3
+
 
 class Bracket(NamedTuple):
     """Outcome of the bracket.
@@ -38,12 +44,17 @@ class Bracket(NamedTuple):
 
 
 def run_bracket(trace, low, high, size):
-    """Evaluate ``h`` at ``size`` points spread over the box, all coordinates equal.
+    """Evaluate ``h`` at up to ``size`` points along the box's diagonal.
 
-    From the strongest penalty down; it ends at the first point worse than the
-    best so far, or whose hypergradient says ``h`` increases further down: past
-    the minimum of a unimodal ``h``, the weakly penalized end (the most
-    expensive inner problems, and flat for the hypergradient) is skipped.
+    From the strongest penalty down. The first step is the box's width over
+    ``size - 1``; from two points on, the step is the secant Newton step on
+    the derivative along the diagonal, ``-h'(t) / h''(t)`` with ``h''`` the
+    change of ``h'`` between the last two points, capped at that width (the
+    full width when the secant curvature is not positive). Near the minimum
+    this lands next to it instead of jumping past it into the weakly
+    penalized end (the most expensive inner problems). The bracket ends at
+    the first point worse than the best so far, or whose hypergradient says
+    ``h`` increases further down, or at the end of the box.
 
     Parameters
     ----------
@@ -63,14 +74,22 @@ def run_bracket(trace, low, high, size):
         common_low, common_high = low.min(), high.max()
     spacing = (common_high - common_low) / (size - 1)
     best, points = None, []
-    for value in np.linspace(common_high, common_low, size):
-        point = np.clip(np.full(low.shape, value), low, high)
-        evaluation, record = trace.run(point, 0, "bracket", accepted=True)
+    t, previous, step = common_high, None, spacing
+    for _ in range(size):
+        point = np.clip(np.full(low.shape, t), low, high)
+        # Points reached by a full-width jump are far from the minimum: their
+        # value and hypergradient are only compared and followed, at a
+        # looser tolerance.
+        loosen = LOOSEN if previous is None or step == spacing else 1.0
+        evaluation, record = trace.run(
+            point, 0, "bracket", accepted=True, loosen=loosen
+        )
         points.append(evaluation)
         worse = best is not None and evaluation.value > best.value
-        # Walking down in lambda is a descent direction iff sum(grad) > 0;
-        # otherwise the minimum lies behind.
-        turned = float(np.sum(evaluation.grad)) <= 0
+        # Walking down in lambda is a descent direction iff the derivative
+        # along the diagonal, sum(grad), is positive; otherwise the minimum
+        # lies behind.
+        slope = float(np.sum(evaluation.grad))
         if worse:
             record["accepted"] = False
         else:
@@ -78,8 +97,17 @@ def run_bracket(trace, low, high, size):
         stop = trace.report(record)
         if stop is not None:
             return Bracket(best, points, spacing, stop)
-        if worse or turned:
+        if worse or slope <= 0 or t <= common_low:
             break
+        step = spacing
+        if previous is not None:
+            curvature = (previous[1] - slope) / (previous[0] - t)
+            if curvature > 0:
+                step = min(spacing, slope / curvature)
+        if step < _MIN_STEP:
+            break  # at the minimum, as far as the bracket can tell
+        previous = (t, slope)
+        t = max(t - step, common_low)
     return Bracket(best, points, spacing, None)
 
 

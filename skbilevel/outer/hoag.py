@@ -84,9 +84,9 @@ class _Trace:
         self.history = []
         self.start = time.perf_counter()
 
-    def run(self, point, k, phase, accepted=None, step=None):
-        """Evaluate ``h`` and its gradient at tolerance ``schedule(k)``."""
-        eps = self.schedule(k)
+    def run(self, point, k, phase, accepted=None, step=None, loosen=1.0):
+        """Evaluate ``h`` and its gradient at tolerance ``loosen * schedule(k)``."""
+        eps = min(loosen * self.schedule(k), 0.1)
         evaluation = self.problem.evaluate(point, inner_tol=eps, linear_tol=eps)
         grad = evaluation.grad
         record = {

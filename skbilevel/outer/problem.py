@@ -3,26 +3,22 @@
 Each fold keeps its inner solution, its L-BFGS memory and its linear-solver
 state between outer iterations, so every evaluation is warm-started from the
 previous one: the whole search costs a small multiple of one cross-validated
-fit.
+fit. The folds are solved by :func:`._fold_eval.evaluate_fold`, a pure
+function of a fold's data and warm start, on the active joblib backend: threads
+by default, the workers of a dask or ray cluster when the user activates one.
 """
 
+import contextlib
 import time
 from typing import NamedTuple
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from ..hypergrad.implicit import hypergradient
-from ..solvers import LBFGSMemory, minimize_lbfgs, minimize_newton_cg
-from ..utils._array_api import device_of, to_numpy
+from ._fold_eval import FoldSettings, evaluate_fold, initial_state
+from ._placement import FoldPlacement, active_backend
 
 __all__ = ["Fold", "Evaluation", "CrossValidatedProblem"]
-
-# The first-order correction of F by -v'g (see CrossValidatedProblem) is applied
-# when the linear solve H v = grad F has at most this relative residual...
-_CORRECTION_RESIDUAL = 0.1
-# ... and the correction is at most this fraction of F.
-_CORRECTION_RELATIVE = 0.05
 
 
 class Fold(NamedTuple):
@@ -83,46 +79,6 @@ class Evaluation(NamedTuple):
     corrected: bool = False
 
 
-class _FoldState:
-    """Mutable warm-start state of one fold."""
-
-    def __init__(self, fold):
-        inner = fold.inner
-        self.w = inner.model.zeros()
-        self.memory = None
-        self.solver_state = None
-        self.penalty_curvature = None
-        # ||dG/dw(0)|| does not depend on lambda (the penalty's gradient vanishes
-        # at 0): a fixed scale for the relative stopping test of every solve.
-        lam0 = inner.xp.zeros(
-            inner.n_hyper, dtype=inner.model.dtype, device=device_of(inner.model.X)
-        )
-        grad0 = inner.value_and_grad(self.w, lam0)[1]
-        self.gradient_scale = max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
-
-
-def _shift_memory(xp, memory, curvature_change):
-    """Update secant pairs for a new ``lambda`` without re-evaluating anything.
-
-    ``lambda`` enters ``G`` only through ``1/2 sum_j c_j w_j^2`` with
-    ``c_j = exp(lambda_{g(j)})``, so the Hessian changes by exactly
-    ``diag(c_new - c_old)``: a pair ``(s, y)`` of the old problem becomes
-    ``(s, y + (c_new - c_old) * s)`` up to the data term's variation along the
-    step. Pairs whose curvature turns non-positive are dropped.
-    """
-    pairs = []
-    for s, y in zip(memory.s, memory.y):
-        y_new = y + curvature_change * s
-        sy = xp.sum(s * y_new)
-        if float(sy) > 1e-10 * float(xp.sum(y_new * y_new)):
-            pairs.append((s, y_new, sy))
-    return LBFGSMemory(
-        tuple(p[0] for p in pairs),
-        tuple(p[1] for p in pairs),
-        tuple(p[2] for p in pairs),
-    )
-
-
 class CrossValidatedProblem:
     """``h(lambda) = (1/K) sum_k F_k(w_k(lambda))`` over ``K`` folds.
 
@@ -137,8 +93,13 @@ class CrossValidatedProblem:
     memory_size : int, default=10
         Secant pairs kept by the inner L-BFGS (and used by SHINE).
     n_jobs : int or None, default=None
-        Folds solved in parallel, with threads (NumPy and SciPy release the GIL
-        in the matrix products that dominate the cost).
+        Folds solved in parallel, as ``joblib.Parallel(n_jobs, prefer="threads")``
+        runs them: with threads when no joblib backend is active (NumPy and
+        SciPy release the GIL in the matrix products that dominate the cost),
+        on the active backend otherwise (``joblib.parallel_config``: loky
+        processes, a dask or ray cluster). The folds' data are shipped once
+        (:mod:`._placement`); each call carries the fold's warm start and
+        returns the new one.
     correct_values : bool, default=True
         Correct each fold's validation loss for the inexactness of its inner
         solve. At an approximate solution ``w`` with training gradient
@@ -156,6 +117,17 @@ class CrossValidatedProblem:
         the value (beyond, the solution is too rough for a first-order
         estimate); values computed without a hypergradient are not corrected.
         :attr:`Evaluation.corrected` says whether every fold was.
+
+    Attributes
+    ----------
+    folds : list of Fold
+        The folds, as given.
+    states : list of FoldState
+        Each fold's warm start (its last inner solution ``w``, L-BFGS memory,
+        linear-solver state), replaced at every evaluation.
+    n_folds : int
+    n_hyper : int
+        Hyperparameters (the length of ``lambda``).
     """
 
     def __init__(
@@ -180,7 +152,9 @@ class CrossValidatedProblem:
         self.memory_size = memory_size
         self.n_jobs = n_jobs
         self.correct_values = correct_values
-        self.states = [_FoldState(fold) for fold in self.folds]
+        self.states = [initial_state(fold) for fold in self.folds]
+        self._placement = FoldPlacement(self.folds)
+        self._parallel = None
 
     @property
     def n_folds(self):
@@ -190,78 +164,28 @@ class CrossValidatedProblem:
         """Current inner solution of every fold (arrays of the data's namespace)."""
         return [state.w for state in self.states]
 
-    def _solve_fold(self, fold, state, lam, inner_tol, linear_tol, gradient, newton):
-        inner, outer = fold.inner, fold.outer
-        xp = inner.xp
-        lam_dev = xp.asarray(
-            lam, dtype=inner.model.dtype, device=device_of(inner.model.X)
-        )
-        curvature = inner.penalty_curvature(lam_dev)
-        memory = state.memory
-        if memory is not None and len(memory):
-            memory = _shift_memory(xp, memory, curvature - state.penalty_curvature)
-        secant_direction = None
-        if gradient and self.linear_solver.opa:
+    def _new_parallel(self):
+        # One fold per task: each is a whole solve, worth a dispatch of its own.
+        return Parallel(n_jobs=self.n_jobs, prefer="threads", batch_size=1)
 
-            def secant_direction(w):
-                return outer.value_and_grad(w)[1]
+    @contextlib.contextmanager
+    def parallel(self):
+        """Run the evaluations inside the block on one ``joblib.Parallel``.
 
-        if newton:
-            result = minimize_newton_cg(
-                lambda w: inner.value_and_grad(w, lam_dev),
-                lambda w: inner.hessp(w, lam_dev),
-                state.w,
-                tol=inner_tol,
-                gtol_scale=state.gradient_scale,
-                max_iter=self.inner_max_iter,
-                memory=memory,
-            )
-        else:
-            result = minimize_lbfgs(
-                lambda w: inner.value_and_grad(w, lam_dev),
-                state.w,
-                tol=inner_tol,
-                gtol_scale=state.gradient_scale,
-                max_iter=self.inner_max_iter,
-                memory_size=self.memory_size,
-                memory=memory,
-                secant_direction=secant_direction,
-            )
-        state.w, state.memory, state.penalty_curvature = (
-            result.x,
-            result.memory,
-            curvature,
-        )
-        if not gradient:
-            return float(outer.value(result.x)), None, result, None, False
-        fold_grad = hypergradient(
-            inner,
-            outer,
-            result.x,
-            lam_dev,
-            self.linear_solver,
-            tol=linear_tol,
-            memory=result.memory,
-            state=state.solver_state,
-        )
-        state.solver_state = fold_grad.solve.state
-        grad = np.asarray(to_numpy(fold_grad.grad), dtype=np.float64)
-        value = float(fold_grad.value)
-        solve = fold_grad.solve
-        corrected = False
-        if (
-            self.correct_values
-            and result.converged
-            and solve.residual is not None
-            and solve.residual <= _CORRECTION_RESIDUAL
-        ):
-            correction = float(xp.sum(solve.solution * result.grad))
-            # First order only: a correction that is not small next to F says
-            # the inner solution is too rough for it (it would overshoot).
-            if abs(correction) <= _CORRECTION_RELATIVE * abs(value):
-                value -= correction
-                corrected = True
-        return value, grad, result, solve, corrected
+        Its workers start once for the block instead of at every evaluation:
+        free for threads and dask, whose workers outlive a call, but ray's
+        joblib backend otherwise starts a new pool of actors per evaluation
+        (seconds each). Nested blocks share the outer one.
+        """
+        if self._parallel is not None:
+            yield self
+            return
+        with self._new_parallel() as parallel:
+            self._parallel = parallel
+            try:
+                yield self
+            finally:
+                self._parallel = None
 
     def evaluate(
         self, lam, *, inner_tol=1e-4, linear_tol=1e-3, gradient=True, newton=False
@@ -291,30 +215,37 @@ class CrossValidatedProblem:
             )
         if not np.all(np.isfinite(lam)):
             raise ValueError("lambda must be finite.")
-        args = [
-            (fold, state, lam, inner_tol, linear_tol, gradient, newton)
-            for fold, state in zip(self.folds, self.states)
-        ]
-        if self.n_jobs in (None, 1) or self.n_folds == 1:
-            results = [self._solve_fold(*a) for a in args]
-        else:
-            results = Parallel(n_jobs=self.n_jobs, require="sharedmem")(
-                delayed(self._solve_fold)(*a) for a in args
-            )
-        values = np.array([r[0] for r in results])
-        grad = np.mean([r[1] for r in results], axis=0) if gradient else None
-        solves = [r[3] for r in results if r[3] is not None]
-        residuals = [s.residual for s in solves if s.residual is not None]
+        settings = FoldSettings(
+            linear_solver=self.linear_solver,
+            inner_max_iter=self.inner_max_iter,
+            memory_size=self.memory_size,
+            correct_values=self.correct_values,
+            inner_tol=inner_tol,
+            linear_tol=linear_tol,
+            gradient=gradient,
+            newton=newton,
+        )
+        folds = self._placement.handles(active_backend())
+        parallel = self._parallel
+        if parallel is None:
+            parallel = self._new_parallel()
+        results = parallel(
+            delayed(evaluate_fold)(fold, state, lam, settings)
+            for fold, state in zip(folds, self.states)
+        )
+        self.states = [r.state for r in results]
+        values = np.array([r.value for r in results])
+        residuals = [r.residual for r in results if r.residual is not None]
         return Evaluation(
             lam=lam,
             value=float(values.mean()),
-            grad=grad,
+            grad=np.mean([r.grad for r in results], axis=0) if gradient else None,
             fold_values=values,
-            inner_iter=sum(r[2].n_iter for r in results),
-            n_fun=sum(r[2].n_fun for r in results) + sum(s.n_grad for s in solves),
-            n_hvp=sum(s.n_hvp for s in solves),
-            inner_converged=all(r[2].converged for r in results),
+            inner_iter=sum(r.n_iter for r in results),
+            n_fun=sum(r.n_fun for r in results) + sum(r.n_grad for r in results),
+            n_hvp=sum(r.n_hvp for r in results),
+            inner_converged=all(r.converged for r in results),
             residual=max(residuals) if residuals else None,
             time=time.perf_counter() - start,
-            corrected=all(r[4] for r in results),
+            corrected=all(r.corrected for r in results),
         )

@@ -4,7 +4,9 @@
   device placement) and their engine objectives;
 - :mod:`._space`: the hyperparameter space (log-space box, start, structure);
 - :mod:`._service`: the search itself (bracket, HOAG, polish, history,
-  warnings);
+  warnings), and the choice of a search for a problem;
+- :mod:`._ridge`: the closed-form search of ridge penalties (the whole K-fold
+  CV curve from one eigendecomposition per fold);
 - :mod:`._progress`: what the search prints.
 """
 
@@ -19,22 +21,33 @@ from ._folds import (
     route_fit_params,
     split_estimator,
 )
-from ._service import POLISH_TOL, GradientSearch, SearchOptions, SearchResult
+from ._ridge import RidgePathSearch
+from ._service import (
+    PATHS,
+    POLISH_TOL,
+    GradientSearch,
+    SearchOptions,
+    SearchResult,
+    make_search,
+)
 from ._space import STRUCTURES, HyperSpace
 
 __all__ = [
     "FoldData",
     "GradientSearch",
     "HyperSpace",
+    "PATHS",
     "POLISH_TOL",
     "STRUCTURES",
     "SearchOptions",
+    "RidgePathSearch",
     "SearchResult",
     "SplitEstimator",
     "as_engine_array",
     "check_splits",
     "engine_folds",
     "fold_weights",
+    "make_search",
     "materialize_folds",
     "route_fit_params",
     "split_estimator",

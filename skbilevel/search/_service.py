@@ -19,7 +19,18 @@ from ..outer import CrossValidatedProblem, hoag
 from ..utils._array_api import to_numpy
 from ._progress import SearchProgress
 
-__all__ = ["GradientSearch", "SearchOptions", "SearchResult", "POLISH_TOL"]
+__all__ = [
+    "GradientSearch",
+    "PATHS",
+    "POLISH_TOL",
+    "SearchOptions",
+    "SearchResult",
+    "make_search",
+]
+
+# How a search may run: chosen by the problem ("auto"), the closed form of the
+# squared loss, or the gradient search (HOAG) that serves every problem.
+PATHS = ("auto", "closed-form", "gradient")
 
 # Relative gradient-norm tolerance of the re-solves at a best point (the
 # polish), and of HOAGLogisticRegression's refit: fold models then match
@@ -202,20 +213,22 @@ class GradientSearch:
             lam0, bracket = (space.lam_low + space.lam_high) / 2, BRACKET
         else:
             lam0, bracket = space.lam_start, 0
-        outer = hoag(
-            self.problem,
-            lam0,
-            bounds=(space.lam_low, space.lam_high),
-            max_iter=options.max_iter,
-            tol=options.tol,
-            tol_schedule=options.tol_schedule,
-            tol_start=options.inner_tol,
-            bracket=bracket,
-            max_time=options.max_time,
-            callback=on_record,
-        )
-        self.history = outer.history
-        best = self.polish_best()
+        # one pool of workers for the whole search (see CrossValidatedProblem)
+        with self.problem.parallel():
+            outer = hoag(
+                self.problem,
+                lam0,
+                bounds=(space.lam_low, space.lam_high),
+                max_iter=options.max_iter,
+                tol=options.tol,
+                tol_schedule=options.tol_schedule,
+                tol_start=options.inner_tol,
+                bracket=bracket,
+                max_time=options.max_time,
+                callback=on_record,
+            )
+            self.history = outer.history
+            best = self.polish_best()
         if search_ctx is not None:
             search_ctx.call_on_fit_task_end(estimator=owner)
         result = SearchResult(
@@ -250,7 +263,9 @@ class GradientSearch:
         int
             Index of the best point in the history.
         """
-        for _ in range(len(self.history)):
+        # each pass polishes a new point: after len(history) passes at most,
+        # the lowest is a polished one
+        for _ in range(len(self.history) + 1):
             best = int(np.argmin([record["value"] for record in self.history]))
             if best in self.polished:
                 break
@@ -296,9 +311,10 @@ class GradientSearch:
     def mean_solution(self):
         """Mean of the folds' current solutions (engine layout, data namespace).
 
-        After :meth:`run`, the folds hold the polished best point: their mean
-        is a warm start for the refit on all the data at that point (each fold
-        was trained on most of the data).
+        After :meth:`run`, the folds hold the last point polished: the best
+        one, or one whose inexact value was as low. Their mean is a warm start
+        for the refit on all the data (each fold was trained on most of it);
+        only its starting point depends on it, not its result.
         """
         solutions = self.problem.solutions()
         total = solutions[0]
@@ -324,3 +340,40 @@ class GradientSearch:
                 )
             )
         return snapshot
+
+
+def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
+    """The search for these folds: closed form where it exists, else HOAG.
+
+    Parameters
+    ----------
+    folds : list of Fold
+        Engine folds.
+    space : HyperSpace
+    options : SearchOptions
+    keep_solutions : bool, default=False
+        See :class:`GradientSearch`.
+    path : {"auto", "closed-form", "gradient"}, default="auto"
+        ``"auto"`` takes the closed form for a squared loss with one penalty
+        for all coefficients or one per target (NumPy / SciPy data, sparse
+        only with more samples than features per fold), the gradient search
+        otherwise; ``"closed-form"`` raises ValueError when it does not
+        apply.
+
+    Returns
+    -------
+    GradientSearch or RidgePathSearch
+    """
+    from ._ridge import RidgePathSearch, closed_form_applies
+
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}.")
+    reason = None if path == "gradient" else closed_form_applies(folds, space)
+    if path != "gradient" and reason is None:
+        return RidgePathSearch(folds, space, options, keep_solutions=keep_solutions)
+    if path == "closed-form":
+        raise ValueError(f"path='closed-form' does not apply: {reason}.")
+    squared = getattr(folds[0].inner.loss, "name", None) == "squared"
+    if options.verbose > 0 and squared:
+        print(f"Gradient search: {reason} (no closed form).", flush=True)
+    return GradientSearch(folds, space, options, keep_solutions=keep_solutions)

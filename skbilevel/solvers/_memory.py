@@ -9,6 +9,8 @@ hypergradient linear system ``H v = grad F``.
 
 from typing import NamedTuple
 
+from ..utils._array_api import device_of
+
 __all__ = ["LBFGSMemory", "empty_memory", "append_pair", "inv_hessian_product"]
 
 
@@ -103,7 +105,8 @@ def inv_hessian_product(xp, memory, v, *, gamma_max=None):
     y_new = memory.y[-1]
     gamma = memory.sy[-1] / xp.sum(y_new * y_new)
     if gamma_max is not None:
-        gamma = xp.minimum(gamma, xp.asarray(gamma_max, dtype=gamma.dtype))
+        cap = xp.asarray(gamma_max, dtype=gamma.dtype, device=device_of(gamma))
+        gamma = xp.minimum(gamma, cap)
     r = gamma * q
     for s, y, sy, alpha in zip(memory.s, memory.y, memory.sy, reversed(alphas)):
         beta = xp.sum(y * r) / sy

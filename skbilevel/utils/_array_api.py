@@ -17,6 +17,8 @@ __all__ = [
     "to_float",
     "to_numpy",
     "device_of",
+    "same_placement",
+    "describe_placement",
     "vdot",
     "norm",
 ]
@@ -56,6 +58,17 @@ def device_of(x):
     if is_sparse(x):
         x = _dense_like(x)
     return array_api_compat.device(x)
+
+
+def same_placement(a, b):
+    """Whether two arrays (dense or sparse) share their namespace and device."""
+    return get_namespace(a) == get_namespace(b) and device_of(a) == device_of(b)
+
+
+def describe_placement(x):
+    """``"<namespace> on <device>"`` of an array, for error messages."""
+    name = get_namespace(x).__name__.removeprefix("array_api_compat.")
+    return f"{name} on {device_of(x)!r}"
 
 
 def to_float(x):

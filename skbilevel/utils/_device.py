@@ -7,6 +7,7 @@ any input to NumPy, and ``"cuda"`` moves NumPy / SciPy data to CuPy once at the
 start of ``fit`` and returns NumPy fitted attributes.
 """
 
+import array_api_compat
 import numpy as np
 import scipy.sparse as sp
 
@@ -26,12 +27,14 @@ DEVICES = ("cpu", "cuda")
 
 def is_host_input(X):
     """True for NumPy arrays, SciPy sparse matrices and anything NumPy converts
-    (lists, pandas DataFrames); False for CuPy and other array-API arrays."""
-    if isinstance(X, np.ndarray) or sp.issparse(X):
+    (lists, pandas DataFrames); False for CuPy, torch and other array-API arrays."""
+    if isinstance(X, (np.ndarray, np.generic)) or sp.issparse(X):
         return True
     if is_sparse(X):  # cupyx.scipy.sparse
         return False
-    return not hasattr(X, "__array_namespace__")
+    # array_api_compat also knows the arrays that have no __array_namespace__
+    # (torch tensors, CuPy before 13).
+    return not array_api_compat.is_array_api_obj(X)
 
 
 def check_device_available():

@@ -1,4 +1,6 @@
-"""BilevelSearchCV against GridSearchCV, scikit-learn's own fits and fine grids."""
+"""BilevelSearchCV (model_selection/_search.py) against GridSearchCV, scikit-learn's
+own fits and fine grids: the chosen value, cv_results_, refit, scoring, weights,
+callbacks, verbose output and scikit-learn's estimator checks."""
 
 import numpy as np
 import pandas as pd
@@ -6,17 +8,16 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn import config_context
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import clone
 from sklearn.datasets import (
     load_breast_cancer,
     load_diabetes,
     load_digits,
-    load_iris,
     make_classification,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
-from sklearn.metrics import get_scorer, log_loss, mean_squared_error
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import get_scorer, log_loss
 from sklearn.model_selection import (
     GridSearchCV,
     GroupKFold,
@@ -25,65 +26,20 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from sklearn.utils.validation import validate_data
-from threadpoolctl import threadpool_limits
 
 from skbilevel import BilevelSearchCV
 from skbilevel.model_selection._search import MORE_RESULTS
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The search for:sklearn.exceptions.ConvergenceWarning",
-    "ignore:lbfgs failed to converge:sklearn.exceptions.ConvergenceWarning",
-)
+from ._references import _grid_cv_loss, _relative, _tight, _validation_loss
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_blas_thread():
-    # The problems here are tiny: BLAS threads only add synchronization (on
-    # two shared cores, they made this module 1.6x slower).
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-# -- references computed with scikit-learn's own estimators ----------------------
-def _tight(estimator):
-    """The same estimator (or pipeline) with a solver tolerance of 1e-10."""
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    prefix = f"{estimator.steps[-1][0]}__" if hasattr(estimator, "steps") else ""
-    params = {f"{prefix}tol": 1e-10}
-    if "max_iter" in final.get_params():
-        params[f"{prefix}max_iter"] = 100000
-    if isinstance(final, LogisticRegression):
-        # Newton-CG reaches 1e-10 in a few warm-started iterations where L-BFGS
-        # crawls (and newton-cholesky is slow on multinomial problems).
-        params[f"{prefix}solver"] = "newton-cg"
-        params[f"{prefix}warm_start"] = True
-    return clone(estimator).set_params(**params)
-
-
-def _validation_loss(model, X, y):
-    """The outer criterion: log-loss for classifiers, MSE for regressors."""
-    if hasattr(model, "predict_proba"):
-        return log_loss(y, model.predict_proba(X), labels=model.classes_)
-    return mean_squared_error(y, model.predict(X))
-
-
-def _grid_cv_loss(estimator, name, grid, X, y, splits):
-    """Mean validation loss at each grid value, as GridSearchCV would compute it
-    (tight fits, warm-started along the grid where the estimator allows)."""
-    losses = np.empty((len(grid), len(splits)))
-    for k, (train, test) in enumerate(splits):
-        model = _tight(estimator)
-        for i, value in enumerate(grid):
-            model.set_params(**{name: value}).fit(X[train], y[train])
-            losses[i, k] = _validation_loss(model, X[test], y[test])
-    return losses.mean(axis=1)
-
-
-def _relative(a, b):
-    return np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b))
+pytestmark = [
+    pytest.mark.usefixtures("one_blas_thread"),
+    pytest.mark.filterwarnings(
+        "ignore:The search for:sklearn.exceptions.ConvergenceWarning",
+        "ignore:lbfgs failed to converge:sklearn.exceptions.ConvergenceWarning",
+    ),
+]
 
 
 # -- the three data sets of the issue ---------------------------------------------
@@ -193,17 +149,12 @@ def test_cv_results_load_in_pandas_with_one_row_per_evaluation(searched):
     frame = pd.DataFrame(search.cv_results_)
     assert len(frame) == len(search.history_) == search.n_iter_
     assert frame["outer_iteration"].tolist() == list(range(len(frame)))
-    assert set(frame["outer_phase"]) <= {"bracket", "start", "gradient"}
+    assert set(frame["outer_phase"]) <= {"bracket", "start", "gradient", "scan", "root"}
     assert_allclose(frame["outer_loss"], [r["value"] for r in search.history_])
     assert frame["rank_test_score"].min() == 1
 
 
 # -- cv_results_ and attributes: GridSearchCV's --------------------------------------
-@pytest.fixture(scope="module")
-def small_classification():
-    return make_classification(n_samples=120, n_features=6, random_state=0)
-
-
 @pytest.mark.parametrize("return_train_score", [False, True])
 @pytest.mark.parametrize(
     "scoring, refit",
@@ -384,57 +335,6 @@ def test_sparse_input_and_threads_give_the_same_search(small_classification):
     assert sp.issparse(sparse.best_fold_estimators_[0].coef_) is False
 
 
-# -- Ridge and RidgeClassifier -------------------------------------------------------
-def test_ridge_one_alpha_per_target_reaches_each_targets_grid_optimum():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(150, 20))
-    # Same noise, a strong and a weak signal: the second target needs ~100x alpha.
-    Y = X @ np.column_stack([rng.normal(size=20), 0.1 * rng.normal(size=20)])
-    Y += rng.normal(size=Y.shape)
-    splits = list(KFold(4).split(X))
-    low, high = np.full(2, 1e-3), np.full(2, 1e4)
-    search = BilevelSearchCV(Ridge(), {"alpha": (low, high)}, cv=splits, tol=1e-6)
-    alpha = search.fit(X, Y).best_params_["alpha"]
-    assert alpha.shape == (2,) and search.best_estimator_.alpha.shape == (2,)
-    assert alpha[1] > 10 * alpha[0]
-    # The targets decouple: each alpha must be optimal for its own target.
-    grid = np.geomspace(1e-3, 1e4, 100)
-    for j in range(2):
-        grid_loss = _grid_cv_loss(Ridge(), "alpha", grid, X, Y[:, j], splits)
-        loss = _grid_cv_loss(Ridge(), "alpha", [alpha[j]], X, Y[:, j], splits)[0]
-        assert loss <= grid_loss.min() * (1 + 1e-5)
-    expected = Ridge(alpha=alpha).fit(X[splits[0][0]], Y[splits[0][0]])
-    assert _relative(search.best_fold_estimators_[0].coef_, expected.coef_) < 1e-6
-
-
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_ridge_classifier_folds_and_outer_loss_match_sklearn(n_classes):
-    X, y = (
-        load_iris(return_X_y=True)
-        if n_classes == 3
-        else load_breast_cancer(return_X_y=True)
-    )
-    X = StandardScaler().fit_transform(X)
-    splits = list(StratifiedKFold(4).split(X, y))
-    search = BilevelSearchCV(RidgeClassifier(), {"alpha": (1e-3, 1e3)}, cv=splits)
-    search.fit(X, y)
-    alpha = search.best_params_["alpha"]
-    losses = []
-    for (train, test), model in zip(splits, search.best_fold_estimators_):
-        expected = RidgeClassifier(alpha=alpha).fit(X[train], y[train])
-        assert model.coef_.shape == expected.coef_.shape
-        assert np.shape(model.intercept_) == np.shape(expected.intercept_)
-        assert _relative(model.coef_, expected.coef_) < 1e-5
-        assert_allclose(model.predict(X[test]), expected.predict(X[test]))
-        # Outer loss: MSE of the {-1, 1} targets, averaged over their columns.
-        targets = expected._label_binarizer.transform(y[test])
-        decision = expected.decision_function(X[test]).reshape(targets.shape)
-        losses.append(np.mean((decision - targets) ** 2))
-    assert search.cv_results_["outer_loss"][search.best_index_] == pytest.approx(
-        np.mean(losses), rel=1e-6
-    )
-
-
 # -- the search itself -------------------------------------------------------------
 def test_callback_stops_and_verbose_prints(small_classification, capsys):
     X, y = small_classification
@@ -477,96 +377,6 @@ def test_error_score_applies_to_failing_scorers(small_classification):
         search.set_params(error_score="raise").fit(X, y)
 
 
-# -- adapters ------------------------------------------------------------------------
-class InverseRidge(RegressorMixin, BaseEstimator):
-    """Ridge regression parametrized by ``shrinkage = 1 / alpha``: a custom
-    estimator minimizing ``||y - X coef - b||^2 + ||coef||^2 / shrinkage``."""
-
-    def __init__(self, shrinkage=1.0):
-        self.shrinkage = shrinkage
-
-    def fit(self, X, y, sample_weight=None):
-        X, y = validate_data(self, X, y)
-        X_mean, y_mean = X.mean(axis=0), y.mean()
-        Xc = X - X_mean
-        gram = Xc.T @ Xc + np.eye(X.shape[1]) / self.shrinkage
-        self.coef_ = np.linalg.solve(gram, Xc.T @ (y - y_mean))
-        self.intercept_ = y_mean - X_mean @ self.coef_
-        return self
-
-    def predict(self, X):
-        return validate_data(self, X, reset=False) @ self.coef_ + self.intercept_
-
-
-def test_register_adapter_for_a_custom_estimator():
-    from skbilevel import register_adapter
-    from skbilevel.model_selection import RidgeAdapter
-
-    class InverseRidgeAdapter(RidgeAdapter):
-        params = ("shrinkage",)
-        log_sign = -1  # lambda = log(alpha) = -log(shrinkage)
-
-    X, y = load_diabetes(return_X_y=True)
-    space = {"shrinkage": (1e-2, 1e4)}
-    with pytest.raises(TypeError, match="does not support InverseRidge"):
-        BilevelSearchCV(InverseRidge(), space).fit(X, y)
-    register_adapter(InverseRidge, InverseRidgeAdapter())
-    search = BilevelSearchCV(InverseRidge(), space, cv=5).fit(X, y)
-    ridge = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e2)}, cv=5).fit(X, y)
-    # Same problem, lambda = -log(shrinkage) = log(alpha): the searches agree up
-    # to their tolerance (diabetes' CV loss is flat to 1e-5 around the optimum).
-    assert np.log(search.best_params_["shrinkage"]) == pytest.approx(
-        -np.log(ridge.best_params_["alpha"]), abs=0.1
-    )
-    assert search.best_score_ == pytest.approx(ridge.best_score_, rel=1e-5)
-    assert type(search.best_estimator_) is InverseRidge
-    alpha = 1 / search.best_params_["shrinkage"]
-    assert_allclose(search.predict(X), Ridge(alpha=alpha).fit(X, y).predict(X))
-    train = next(KFold(5).split(X))[0]
-    expected = Ridge(alpha=alpha).fit(X[train], y[train])
-    assert _relative(search.best_fold_estimators_[0].coef_, expected.coef_) < 1e-4
-    with pytest.raises(TypeError, match="EstimatorAdapter protocol"):
-        register_adapter(InverseRidge, object())
-
-
-@pytest.mark.parametrize(
-    "estimator, space, error, match",
-    [
-        (LinearSVC(), {"C": (1, 2)}, TypeError, "LogisticRegression \\(C\\), Ridge"),
-        (LogisticRegression(), {"tol": (1e-3, 1)}, ValueError, "can search 'C'"),
-        (LogisticRegression(), {"C": (1, 2), "tol": (1, 2)}, ValueError, "exactly one"),
-        (
-            make_pipeline(StandardScaler(), LogisticRegression()),
-            {"C": (1, 2)},
-            ValueError,
-            "'logisticregression__C'",
-        ),
-        (LogisticRegression(), {"C": (2.0, 1.0)}, ValueError, "low >= high"),
-        (LogisticRegression(), {"C": (1.0, 1.0)}, ValueError, "low >= high"),
-        (LogisticRegression(), {"C": (0.0, 1.0)}, ValueError, "non-positive"),
-        (LogisticRegression(), {"C": (1.0, np.inf)}, ValueError, "non-finite"),
-        (LogisticRegression(), {"C": (1.0, 2.0, 5.0)}, ValueError, "outside"),
-        (LogisticRegression(), {"C": [1.0]}, ValueError, r"\(low, high\)"),
-        (LogisticRegression(), {"C": ([1, 2], [3, 4])}, ValueError, "single value"),
-        (LogisticRegression(l1_ratio=1.0), {"C": (1, 2)}, ValueError, "l1_ratio"),
-        (
-            LogisticRegression(solver="liblinear"),
-            {"C": (1, 2)},
-            ValueError,
-            "liblinear",
-        ),
-        (Ridge(positive=True), {"alpha": (1, 2)}, ValueError, "positive"),
-        (Ridge(), {"alpha": ([1, 2, 3], 10.0)}, ValueError, "3 outputs"),
-    ],
-)
-def test_unsupported_configurations_raise_clear_errors(
-    small_classification, estimator, space, error, match
-):
-    X, y = small_classification
-    with pytest.raises(error, match=match):
-        BilevelSearchCV(estimator, space, cv=3).fit(X, y)
-
-
 def test_bad_data_raises(small_classification):
     X, y = small_classification
     X = X.copy()
@@ -580,7 +390,7 @@ def test_bad_data_raises(small_classification):
         search.fit(np.nan_to_num(X), y, check_input=True)
 
 
-# -- scikit-learn's estimator checks and a dask cluster ------------------------------
+# -- scikit-learn's estimator checks (dask and ray: test_distributed.py) ------------
 @parametrize_with_checks(
     [
         BilevelSearchCV(LogisticRegression(), {"C": (1e-3, 1e3)}),
@@ -589,21 +399,3 @@ def test_bad_data_raises(small_classification):
 )
 def test_sklearn_compatible_search(estimator, check):
     check(estimator)
-
-
-@pytest.mark.slow
-def test_n_jobs_under_a_dask_cluster(small_classification):
-    distributed = pytest.importorskip("dask.distributed")
-    from joblib import parallel_backend
-
-    X, y = small_classification
-    pipe = make_pipeline(StandardScaler(), LogisticRegression())
-    space = {"logisticregression__C": (0.01, 100)}
-    reference = BilevelSearchCV(pipe, space, cv=3, n_jobs=2).fit(X, y)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1) as cluster:
-        with distributed.Client(cluster), parallel_backend("dask"):
-            search = BilevelSearchCV(pipe, space, cv=3, n_jobs=2).fit(X, y)
-    assert_allclose(
-        search.cv_results_["outer_loss"], reference.cv_results_["outer_loss"]
-    )
-    assert search.best_params_ == reference.best_params_

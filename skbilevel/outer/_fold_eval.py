@@ -1,0 +1,295 @@
+"""One fold's share of ``h(lambda)``: a pure function of its data and warm start.
+
+:func:`evaluate_fold` reads the fold's data and returns the new warm start
+instead of mutating anything, so it runs wherever a joblib backend sends it
+(a thread, a process, a dask or ray worker): the data are shipped to the
+workers once (:mod:`._placement`), the state -- ``O(memory_size * n_params)``
+floats, against ``O(nnz(X))`` for the data -- travels with each call and
+comes back with its result.
+"""
+
+import threading
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ..hypergrad.implicit import hypergradient
+from ..solvers import LBFGSMemory, minimize_lbfgs, minimize_newton_cg
+from ..utils._array_api import device_of, to_numpy
+from ._placement import resolve
+
+__all__ = [
+    "FoldResult",
+    "FoldSettings",
+    "FoldState",
+    "evaluate_fold",
+    "evaluations_in_this_process",
+    "initial_state",
+]
+
+# The first-order correction of F by -v'g (see CrossValidatedProblem) is applied
+# when the linear solve H v = grad F has at most this relative residual...
+_CORRECTION_RESIDUAL = 0.1
+# ... and the correction is at most this fraction of F.
+_CORRECTION_RELATIVE = 0.05
+
+
+class FoldState(NamedTuple):
+    """Warm start of one fold between evaluations.
+
+    Attributes
+    ----------
+    w : array of shape (n_params,)
+        Last inner solution (namespace and device of the fold's data).
+    memory : LBFGSMemory or None
+        Secant pairs of the last inner solve.
+    solver_state : object
+        The linear solver's state of the last hypergradient solve.
+    penalty_curvature : array of shape (n_params,) or None
+        ``exp(lambda)`` per parameter at the last solve (to shift ``memory``).
+    gradient_scale : float or None
+        ``||dG/dw(0)||``: the scale of every relative stopping test; None until
+        the first evaluation computes it where the data are.
+    """
+
+    w: object
+    memory: object = None
+    solver_state: object = None
+    penalty_curvature: object = None
+    gradient_scale: object = None
+
+
+class FoldSettings(NamedTuple):
+    """What one evaluation asks of every fold (small: it travels with each call).
+
+    Attributes
+    ----------
+    linear_solver : LinearSolver
+    inner_max_iter : int
+    memory_size : int
+    correct_values : bool
+    inner_tol, linear_tol : float
+    gradient, newton : bool
+        See :meth:`CrossValidatedProblem.evaluate`.
+    """
+
+    linear_solver: object
+    inner_max_iter: int
+    memory_size: int
+    correct_values: bool
+    inner_tol: float
+    linear_tol: float
+    gradient: bool
+    newton: bool
+
+
+class FoldResult(NamedTuple):
+    """Validation loss, hypergradient, new warm start and costs of one fold.
+
+    Attributes
+    ----------
+    value : float
+        ``F(w)``, corrected to first order when ``corrected``.
+    grad : ndarray of shape (n_hyper,) or None
+        Hypergradient (NumPy float64), None when not asked for.
+    state : FoldState
+        Warm start for the next evaluation.
+    n_iter, n_fun : int
+        Inner solver iterations and objective evaluations.
+    n_grad, n_hvp : int
+        Inner gradients and Hessian-vector products of the linear solve.
+    converged : bool
+        Whether the inner solve met its tolerance.
+    residual : float or None
+        Relative residual of the linear solve, where computed.
+    corrected : bool
+        Whether ``value`` carries the first-order correction.
+    time : float
+        Wall time of the evaluation where it ran, in seconds.
+    """
+
+    value: float
+    grad: object
+    state: FoldState
+    n_iter: int
+    n_fun: int
+    n_grad: int
+    n_hvp: int
+    converged: bool
+    residual: object
+    corrected: bool
+    time: float
+
+
+_counter_lock = threading.Lock()
+_evaluations = 0
+
+
+def evaluations_in_this_process():
+    """Number of :func:`evaluate_fold` calls run by this process so far.
+
+    Where a joblib backend sent the folds is observable with it: on a dask
+    cluster, ``client.run(evaluations_in_this_process)`` counts them on each
+    worker.
+    """
+    return _evaluations
+
+
+def initial_state(fold):
+    """The cold start of ``fold`` (zero weights; nothing else known yet)."""
+    return FoldState(fold.inner.model.zeros())
+
+
+def _gradient_scale(inner):
+    # ||dG/dw(0)|| does not depend on lambda (the penalty's gradient vanishes
+    # at 0): a fixed scale for the relative stopping test of every solve.
+    lam0 = inner.xp.zeros(
+        inner.n_hyper, dtype=inner.model.dtype, device=device_of(inner.model.X)
+    )
+    grad0 = inner.value_and_grad(inner.model.zeros(), lam0)[1]
+    return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
+
+
+def _shift_memory(xp, memory, curvature_change):
+    """Update secant pairs for a new ``lambda`` without re-evaluating anything.
+
+    ``lambda`` enters ``G`` only through ``1/2 sum_j c_j w_j^2`` with
+    ``c_j = exp(lambda_{g(j)})``, so the Hessian changes by exactly
+    ``diag(c_new - c_old)``: a pair ``(s, y)`` of the old problem becomes
+    ``(s, y + (c_new - c_old) * s)`` up to the data term's variation along the
+    step. Pairs whose curvature turns non-positive are dropped.
+    """
+    pairs = []
+    for s, y in zip(memory.s, memory.y):
+        y_new = y + curvature_change * s
+        sy = xp.sum(s * y_new)
+        if float(sy) > 1e-10 * float(xp.sum(y_new * y_new)):
+            pairs.append((s, y_new, sy))
+    return LBFGSMemory(
+        tuple(p[0] for p in pairs),
+        tuple(p[1] for p in pairs),
+        tuple(p[2] for p in pairs),
+    )
+
+
+def _corrected(xp, value, inner_grad, solve):
+    """``(F - v'g, True)`` where the first-order correction applies, else
+    ``(F, False)`` (see :class:`~skbilevel.outer.CrossValidatedProblem`)."""
+    if solve.residual is None or solve.residual > _CORRECTION_RESIDUAL:
+        return value, False
+    correction = float(xp.sum(solve.solution * inner_grad))
+    # First order only: a correction that is not small next to F says the
+    # inner solution is too rough for it (it would overshoot).
+    if abs(correction) > _CORRECTION_RELATIVE * abs(value):
+        return value, False
+    return value - correction, True
+
+
+def _inner_solve(inner, outer, state, lam, settings):
+    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature)."""
+    curvature = inner.penalty_curvature(lam)
+    memory = state.memory
+    if memory is not None and len(memory):
+        memory = _shift_memory(inner.xp, memory, curvature - state.penalty_curvature)
+    if settings.newton:
+        result = minimize_newton_cg(
+            lambda w: inner.value_and_grad(w, lam),
+            lambda w: inner.hessp(w, lam),
+            state.w,
+            tol=settings.inner_tol,
+            gtol_scale=state.gradient_scale,
+            max_iter=settings.inner_max_iter,
+            memory=memory,
+        )
+        return result, curvature
+    secant_direction = None
+    if settings.gradient and settings.linear_solver.opa:
+
+        def secant_direction(w):
+            return outer.value_and_grad(w)[1]
+
+    result = minimize_lbfgs(
+        lambda w: inner.value_and_grad(w, lam),
+        state.w,
+        tol=settings.inner_tol,
+        gtol_scale=state.gradient_scale,
+        max_iter=settings.inner_max_iter,
+        memory_size=settings.memory_size,
+        memory=memory,
+        secant_direction=secant_direction,
+    )
+    return result, curvature
+
+
+def evaluate_fold(fold, state, lam, settings):
+    """Solve one fold at ``lam`` from ``state``; return :class:`FoldResult`.
+
+    Parameters
+    ----------
+    fold : Fold or a handle of :mod:`._placement`
+        The fold's data (a handle is resolved where the call runs).
+    state : FoldState
+        Its warm start; not modified.
+    lam : ndarray of shape (n_hyper,)
+        Log penalty strengths (NumPy float64).
+    settings : FoldSettings
+
+    Returns
+    -------
+    FoldResult
+    """
+    global _evaluations
+    with _counter_lock:
+        _evaluations += 1
+    start = time.perf_counter()
+    fold = resolve(fold)
+    inner, outer = fold.inner, fold.outer
+    xp = inner.xp
+    if state.gradient_scale is None:
+        state = state._replace(gradient_scale=_gradient_scale(inner))
+    lam = xp.asarray(lam, dtype=inner.model.dtype, device=device_of(inner.model.X))
+    result, curvature = _inner_solve(inner, outer, state, lam, settings)
+    state = state._replace(
+        w=result.x, memory=result.memory, penalty_curvature=curvature
+    )
+    inner_costs = dict(
+        n_iter=result.n_iter, n_fun=result.n_fun, converged=result.converged
+    )
+    if not settings.gradient:
+        return FoldResult(
+            value=float(outer.value(result.x)),
+            grad=None,
+            state=state,
+            **inner_costs,
+            n_grad=0,
+            n_hvp=0,
+            residual=None,
+            corrected=False,
+            time=time.perf_counter() - start,
+        )
+    fold_grad = hypergradient(
+        inner,
+        outer,
+        result.x,
+        lam,
+        settings.linear_solver,
+        tol=settings.linear_tol,
+        memory=result.memory,
+        state=state.solver_state,
+    )
+    solve = fold_grad.solve
+    value, corrected = float(fold_grad.value), False
+    if settings.correct_values and result.converged:
+        value, corrected = _corrected(xp, value, result.grad, solve)
+    return FoldResult(
+        value=value,
+        grad=np.asarray(to_numpy(fold_grad.grad), dtype=np.float64),
+        state=state._replace(solver_state=solve.state),
+        **inner_costs,
+        n_grad=solve.n_grad,
+        n_hvp=solve.n_hvp,
+        residual=solve.residual,
+        corrected=corrected,
+        time=time.perf_counter() - start,
+    )

@@ -1,0 +1,391 @@
+"""The closed-form search of ridge penalties: the whole K-fold CV curve, exactly.
+
+For the squared loss with one ``alpha`` for all coefficients, or one per
+target, nothing needs to be iterated. Centre each training fold (weighted
+means, for the unpenalized intercept) and weight its rows by ``sqrt(s_i)``:
+``A`` (n_train x p) and ``B`` (n_train x q). The fold's ridge solution is
+
+    w(alpha) = (A'A + alpha I)^{-1} A'B.
+
+One symmetric eigendecomposition per fold turns every ``alpha`` into a
+diagonal scaling:
+
+- ``n_train >= p``: ``A'A = V diag(d) V'`` and
+  ``w(alpha) = V diag(1 / (d + alpha)) V'A'B``;
+- ``p > n_train``: ``AA' = U diag(d) U'`` (the kernel) and
+  ``w(alpha) = A'U diag(1 / (d + alpha)) U'B``.
+
+Either way ``w(alpha) = basis @ diag(1 / (d + alpha)) @ C`` with ``C`` of shape
+(rank, q), and the centred validation predictions are
+``M diag(1 / (d + alpha)) C`` with ``M = (X_val - mean) @ basis``, computed once:
+``h(alpha)`` and ``h'(alpha)`` then cost O(n_val * rank * q) for any
+``alpha``, one per target included. A dense scan of the box finds the global
+minimum of each target's CV curve (which need not be unimodal), and a
+safeguarded root search on the exact derivative polishes it.
+
+This is what leave-one-out ``RidgeCV`` does with one decomposition of all the
+data, for K-fold cross-validation at the price of K decompositions.
+"""
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..utils._array_api import to_numpy
+from ._progress import SearchProgress
+
+__all__ = ["RidgePathSearch", "closed_form_applies"]
+
+# Scan density in log(alpha): 3 points per decade (the curve between scan
+# points is then refined exactly), and the root search's precision.
+_SCAN_PER_DECADE = 3
+_ROOT_TOL = 1e-8
+_ROOT_ITER = 100
+
+
+def closed_form_applies(folds, space):
+    """Why the closed form cannot serve this search, or None when it can.
+
+    Parameters
+    ----------
+    folds : list of Fold
+        Engine folds.
+    space : HyperSpace
+    """
+    if space.structure not in ("scalar", "outputs"):
+        return f"{space.structure} penalties need the iterative engine"
+    for fold in folds:
+        if getattr(fold.inner.loss, "name", None) != "squared":
+            return "the loss is not the squared loss"
+        X = fold.inner.model.X
+        if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+            return "the data are not NumPy or SciPy arrays"
+        if sp.issparse(X) and X.shape[0] < X.shape[1]:
+            return "sparse data with more features than samples"
+    return None
+
+
+def _dense(X):
+    return X.toarray() if sp.issparse(X) else X
+
+
+class _FoldPath:
+    """The decomposition of one fold: ``h`` and ``h'`` at any alpha."""
+
+    def __init__(self, fold):
+        inner, outer = fold.inner, fold.outer
+        X = inner.model.X
+        y = np.asarray(to_numpy(inner.y), dtype=np.float64)
+        self.one_target = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        s = inner.sample_weight
+        s = np.ones(X.shape[0]) if s is None else np.asarray(to_numpy(s), float)
+        self.fit_intercept = inner.model.fit_intercept
+        if self.fit_intercept:
+            self.x_mean = np.asarray(X.T @ s).ravel() / s.sum()
+            self.y_mean = s @ Y / s.sum()
+        else:
+            self.x_mean = np.zeros(X.shape[1])
+            self.y_mean = np.zeros(Y.shape[1])
+        root = np.sqrt(s)[:, None]
+        B = root * (Y - self.y_mean)
+        n, p = X.shape
+        if n >= p:
+            # Gram of the centred, weighted rows: X'SX - sum(s) x_mean x_mean'
+            if inner.sample_weight is None:
+                XS = X
+            elif sp.issparse(X):
+                XS = X.multiply(s[:, None]).tocsr()
+            else:
+                XS = X * s[:, None]
+            gram = _dense(X.T @ XS) - s.sum() * np.outer(self.x_mean, self.x_mean)
+            d, self.basis = np.linalg.eigh(gram)
+            # A'B = X'S(Y - y_mean) - x_mean s'(Y - y_mean)
+            centred_Y = Y - self.y_mean
+            xtb = np.asarray(X.T @ (s[:, None] * centred_Y))
+            self.C = self.basis.T @ (xtb - np.outer(self.x_mean, s @ centred_Y))
+        else:
+            A = root * (_dense(X) - self.x_mean)
+            d, U = np.linalg.eigh(A @ A.T)
+            self.basis = None
+            self._A, self._U = A, U
+            self.C = U.T @ B
+        self.d = np.maximum(d, 0.0)
+        X_val = outer.model.X
+        y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
+        self.Y_val = y_val.reshape(len(y_val), -1)
+        s_val = outer.sample_weight
+        self.s_val = (
+            np.ones(X_val.shape[0])
+            if s_val is None
+            else np.asarray(to_numpy(s_val), dtype=np.float64)
+        )
+        centred_val = _dense(X_val) - self.x_mean
+        if self.basis is not None:
+            self.M = centred_val @ self.basis
+        else:
+            self.M = (centred_val @ self._A.T) @ self._U
+        # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2
+        self.factor = outer.scale / self.s_val.sum() * 0.5
+
+    def _scaled(self, alpha):
+        # 1 / (d + alpha), shape (rank, q): one column per target's alpha
+        alpha = np.asarray(alpha, dtype=np.float64).reshape(1, -1)
+        return 1.0 / (self.d[:, None] + alpha)
+
+    def values(self, alpha, derivative=False):
+        """Per-target ``F_t`` (shape (q,)) and ``alpha_t dF_t / dalpha_t``."""
+        inverse = self._scaled(alpha)
+        q = self.C.shape[1]
+        scaled = inverse * self.C
+        if derivative:  # one product for the predictions and their slopes
+            both = self.M @ np.concatenate([scaled, inverse * scaled], axis=1)
+            prediction, slope = both[:, :q], -both[:, q:]
+        else:
+            prediction = self.M @ scaled
+        residual = prediction + self.y_mean - self.Y_val
+        weighted = self.s_val[:, None] * residual
+        values = self.factor * np.sum(weighted * residual, axis=0)
+        if not derivative:
+            return values, None
+        # d prediction / d alpha = -M diag(1 / (d + alpha)^2) C
+        derivatives = 2 * self.factor * np.sum(weighted * slope, axis=0)
+        return values, np.asarray(alpha, float).reshape(-1) * derivatives
+
+    def solutions(self, alphas):
+        """``(coef, intercept)`` in the engine's layout at each of ``alphas``.
+
+        ``alphas`` has shape (n_points, q); the coefficients of all points are
+        computed with one matrix product.
+        """
+        q = self.C.shape[1]
+        scaled = np.concatenate([self._scaled(alpha) * self.C for alpha in alphas], 1)
+        if self.basis is not None:
+            coefs = self.basis @ scaled
+        else:
+            coefs = self._A.T @ (self._U @ scaled)
+        out = []
+        for k in range(len(alphas)):
+            coef = coefs[:, k * q : (k + 1) * q]
+            intercept = self.y_mean - self.x_mean @ coef if self.fit_intercept else None
+            out.append((coef[:, 0] if self.one_target else coef, intercept))
+        return out
+
+
+class RidgePathSearch:
+    """The search of :class:`GradientSearch`'s interface, in closed form.
+
+    Parameters
+    ----------
+    folds : list of Fold
+        Engine folds of the squared loss (NumPy / SciPy data).
+    space : HyperSpace
+        ``"scalar"`` (one alpha) or ``"outputs"`` (one per target).
+    options : SearchOptions
+        Only ``verbose`` and ``callback`` apply.
+    keep_solutions : bool, default=False
+        Accepted for the interface; solutions are computed on demand.
+    """
+
+    def __init__(self, folds, space, options, *, keep_solutions=False):
+        self.folds = folds
+        n_outputs = folds[0].inner.model.n_outputs
+        n_hyper = n_outputs if space.structure == "outputs" else 1
+        self.space = space.resize(n_hyper)
+        self.options = options
+        self.n_outputs = n_outputs
+        self.history = []
+        self.polished = set()
+        self._paths = None
+        self._solutions = []
+
+    @property
+    def param(self):
+        return self.space.name.rsplit("__", 1)[-1]
+
+    def _alpha(self, lam):
+        """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
+        return np.broadcast_to(np.exp(np.asarray(lam, float)), (self.n_outputs,))
+
+    def _evaluate(self, lam, derivative=True):
+        """Per-fold, per-target values (K, q) and log-derivatives (K, q)."""
+        results = [path.values(self._alpha(lam), derivative) for path in self._paths]
+        values = np.array([r[0] for r in results])
+        grads = np.array([r[1] for r in results]) if derivative else None
+        return values, grads
+
+    def _record(self, lam, phase, start, accepted=True):
+        lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+        values, grads = self._evaluate(lam)
+        fold_values = values.sum(axis=1)
+        per_target = grads.mean(axis=0)
+        grad = per_target if lam.size > 1 else np.array([per_target.sum()])
+        record = {
+            "iteration": len(self.history),
+            "phase": phase,
+            "lam": lam.copy(),
+            "value": float(fold_values.mean()),
+            "fold_values": fold_values,
+            "grad": grad,
+            "grad_norm": float(np.linalg.norm(grad)),
+            "accepted": accepted,
+            "step_size": None,
+            "inner_tol": 0.0,
+            "inner_iter": 0,
+            "n_fun": 0,
+            "n_hvp": 0,
+            "inner_converged": True,
+            "value_corrected": False,
+            "residual": None,
+            "time": 0.0,
+            "elapsed": time.perf_counter() - start,
+            "gradient_step": 0,
+            self.param: self.space.values(lam),
+        }
+        self.history.append(record)
+        self.polished.add(record["iteration"])
+        return record, values.mean(axis=0)
+
+    def run(self, callback_ctx=None, owner=None):
+        """Scan the box, then find each target's minimum exactly.
+
+        Returns
+        -------
+        SearchResult
+        """
+        from ._service import SearchResult  # the result type of every search
+
+        options, space = self.options, self.space
+        start = time.perf_counter()
+        progress = SearchProgress(options.verbose, space.describe, 0)
+        if options.verbose > 0:
+            print(
+                f"Fitting {len(self.folds)} folds: closed-form search of "
+                f"{space.name} (one eigendecomposition per fold)",
+                flush=True,
+            )
+        self._paths = [_FoldPath(fold) for fold in self.folds]
+        setup = time.perf_counter() - start
+        low, high = space.lam_low, space.lam_high
+        # the scan runs over the widest box; each target keeps to its own
+        scan_low, scan_high = float(low.min()), float(high.max())
+        n_points = max(
+            int(np.ceil((scan_high - scan_low) / np.log(10) * _SCAN_PER_DECADE)) + 1, 3
+        )
+        grid = np.linspace(scan_high, scan_low, n_points)
+        table = []
+        stop = None
+        search_ctx = self._begin(callback_ctx, owner)
+        for k, value in enumerate(grid):
+            lam = np.clip(np.full(low.shape, value), low, high)
+            record, per_target = self._record(lam, "scan", start)
+            if k == 0:
+                record["time"] = setup
+            table.append(per_target)
+            if self._report(record, progress, search_ctx, owner):
+                stop = "stopped by callback"
+                break
+        if stop is None:
+            lam = self._minimize(grid[: len(table)], np.array(table), low, high)
+            record, _ = self._record(lam, "root", start)
+            self._report(record, progress, search_ctx, owner)
+            message = "global minimum of the scanned CV curve, refined exactly"
+        else:
+            message = stop
+        values = [r["value"] for r in self.history]
+        best = int(np.argmin(values))
+        result = SearchResult(
+            lam=self.history[best]["lam"].copy(),
+            value=self.history[best]["value"],
+            best_index=best,
+            n_iter=0,
+            converged=stop is None,
+            message=message,
+            history=self.history,
+        )
+        progress.finish(result)
+        if search_ctx is not None:
+            search_ctx.call_on_fit_task_end(estimator=owner)
+        return result
+
+    def _begin(self, callback_ctx, owner):
+        if callback_ctx is None:
+            return None
+        ctx = callback_ctx.subcontext(task_name="search", max_subtasks=None)
+        ctx.call_on_fit_task_begin(estimator=owner)
+        return ctx
+
+    def _report(self, record, progress, search_ctx, owner):
+        progress.evaluation(record)
+        callback = self.options.callback
+        stop = callback is not None and bool(callback(record))
+        if search_ctx is not None:
+            evaluation_ctx = search_ctx.subcontext(task_name="evaluation")
+            evaluation_ctx.call_on_fit_task_begin(estimator=owner)
+            stop |= bool(evaluation_ctx.call_on_fit_task_end(estimator=owner))
+        return stop
+
+    def _minimize(self, grid, table, low, high):
+        """Each target's (or the sum's) minimizer: the best scan point, refined
+        by a root search on the exact derivative between its neighbours."""
+        per_target = low.size > 1
+        curves = table if per_target else table.sum(axis=1, keepdims=True)
+        best = np.argmin(curves, axis=0)  # scan index per hyperparameter
+        left = grid[np.minimum(best + 1, len(grid) - 1)]  # grid walks down
+        right = grid[np.maximum(best - 1, 0)]
+        lo, hi = np.maximum(left, low), np.minimum(right, high)
+
+        def slope(lam):
+            grads = self._evaluate(lam)[1].mean(axis=0)
+            return grads if per_target else np.array([grads.sum()])
+
+        lam = grid[best].astype(float)
+        a, b = lo.copy(), hi.copy()
+        g_a, g_b = slope(a), slope(b)
+        # a bracket holds a root where h' goes from negative to positive
+        bracketed = (g_a < 0) & (g_b > 0)
+        flat = 1e-12 * np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at round-off
+        # Regula falsi with the Illinois modification (superlinear, and the
+        # bracket always shrinks): a few evaluations instead of bisection's 35.
+        for _ in range(_ROOT_ITER):
+            active = bracketed & (b - a > _ROOT_TOL)
+            if not np.any(active):
+                break
+            t = np.where(
+                active, b - g_b * (b - a) / np.where(active, g_b - g_a, 1), lam
+            )
+            g_t = slope(t)
+            left = active & (g_t < 0)
+            right = active & (g_t >= 0)
+            # Illinois: halve the slope kept at the end that did not move
+            g_b = np.where(left, g_b / 2, np.where(right, g_t, g_b))
+            g_a = np.where(right, g_a / 2, np.where(left, g_t, g_a))
+            a = np.where(left, t, a)
+            b = np.where(right, t, b)
+            # a root found to round-off closes its bracket
+            done = active & (np.abs(g_t) <= flat)
+            a, b = np.where(done, t, a), np.where(done, t, b)
+        # without a sign change, the best scan point (an end of the box, or
+        # a flat stretch) is the minimum
+        return np.clip(np.where(bracketed, (a + b) / 2, lam), low, high)
+
+    def polish_best(self):
+        """Every value is exact: the best point needs no re-solve."""
+        return int(np.argmin([r["value"] for r in self.history]))
+
+    def polish(self, index):
+        """Nothing to re-solve: the closed form is exact."""
+        self.polished.add(index)
+
+    def solutions(self, index):
+        """Every fold's ``(coef, intercept)`` at evaluated point ``index``.
+
+        Computed for every evaluated point at the first call (one matrix
+        product per fold), then cached.
+        """
+        if len(self._solutions) != len(self.history):
+            alphas = [self._alpha(record["lam"]) for record in self.history]
+            per_fold = [path.solutions(alphas) for path in self._paths]
+            self._solutions = [list(point) for point in zip(*per_fold)]
+        return self._solutions[index]

@@ -1,0 +1,200 @@
+"""The closed-form search of ridge penalties (skbilevel/search/_ridge.py)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.datasets import load_diabetes, make_classification, make_regression
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skbilevel import BilevelSearchCV
+from skbilevel.hypergrad import get_linear_solver
+from skbilevel.model_selection import RidgeAdapter
+from skbilevel.objectives import L2Penalty
+from skbilevel.outer import CrossValidatedProblem
+from skbilevel.search import (
+    RidgePathSearch,
+    SearchOptions,
+    engine_folds,
+    fold_weights,
+    make_search,
+    materialize_folds,
+)
+from skbilevel.search._ridge import _FoldPath
+
+CASES = {
+    # n_samples, n_features, n_targets, sparse, weighted, fit_intercept
+    "gram": (60, 8, 1, False, False, True),
+    "kernel-weighted": (40, 70, 3, False, True, True),
+    "sparse-no-intercept": (80, 10, 2, True, True, False),
+}
+
+
+def _folds(case, per_target):
+    n, p, q, sparse, weighted, fit_intercept = CASES[case]
+    X, y = make_regression(n, p, n_targets=q, noise=5.0, random_state=0)
+    y = y + 30.0
+    if sparse:
+        X[np.abs(X) < 0.7] = 0.0
+        X = sp.csr_matrix(X)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, n) if weighted else None
+    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), y)
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    data = materialize_folds(X, y, splits)
+
+    def penalty(n_features):
+        if per_target:
+            return L2Penalty.per_output(n_features, q)
+        return L2Penalty.scalar()
+
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(data, y, weights, lambda y_train, w: w),
+        penalty=penalty,
+        fit_intercept=fit_intercept,
+    )
+    return folds, X, y, weights, splits, encoding
+
+
+def _h(paths, alpha, per_target):
+    values = np.array([path.values(alpha, True)[0] for path in paths])
+    grads = np.array([path.values(alpha, True)[1] for path in paths]).mean(axis=0)
+    return values.sum(axis=1), grads if per_target else np.array([grads.sum()])
+
+
+@pytest.mark.parametrize("per_target", [False, True], ids=["scalar", "per-target"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_h_and_derivative_match_the_iterative_engine(case, per_target):
+    folds, *_ = _folds(case, per_target)
+    q = folds[0].inner.model.n_outputs
+    if per_target and q == 1:
+        pytest.skip("one target")
+    lam = np.linspace(-1.0, 2.0, q) if per_target else np.array([0.7])
+    problem = CrossValidatedProblem(folds, get_linear_solver("exact"))
+    reference = problem.evaluate(lam, inner_tol=1e-12, linear_tol=1e-12)
+    paths = [_FoldPath(fold) for fold in folds]
+    alpha = np.broadcast_to(np.exp(lam), (q,))
+    fold_values, grad = _h(paths, alpha, per_target)
+    assert_allclose(fold_values, reference.fold_values, rtol=1e-10)
+    assert_allclose(grad, reference.grad, rtol=1e-4, atol=1e-9 * abs(reference.value))
+    # and finite differences of the closed form itself, in log alpha
+    eps = 1e-5
+    for j in range(lam.size):
+        step = np.zeros(lam.size)
+        step[j] = eps
+        up = _h(paths, np.broadcast_to(np.exp(lam + step), (q,)), per_target)[0]
+        down = _h(paths, np.broadcast_to(np.exp(lam - step), (q,)), per_target)[0]
+        assert grad[j] == pytest.approx((up.mean() - down.mean()) / (2 * eps), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fold_solutions_are_ridge_fits(case):
+    folds, X, y, weights, splits, encoding = _folds(case, per_target=False)
+    fit_intercept = CASES[case][5]
+    paths = [_FoldPath(fold) for fold in folds]
+    alphas = [np.full(y.shape[1] if y.ndim > 1 else 1, a) for a in (0.1, 10.0)]
+    for path, (train, _) in zip(paths, splits):
+        for alpha, (coef, intercept) in zip(alphas, path.solutions(alphas)):
+            ridge = Ridge(alpha=alpha[0], fit_intercept=fit_intercept, tol=1e-12)
+            ridge.fit(
+                X[train],
+                (y - encoding.context["offset"])[train],
+                sample_weight=None if weights is None else weights[train],
+            )
+            assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
+            if fit_intercept:
+                assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
+
+
+def test_scalar_alpha_is_the_fine_grids_argmin():
+    X, y = load_diabetes(return_X_y=True)
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    grid = np.logspace(-4, 4, 201)
+    reference = GridSearchCV(
+        Ridge(), {"alpha": grid}, cv=splits, scoring="neg_mean_squared_error"
+    ).fit(X, y)
+    search = BilevelSearchCV(
+        Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits, scoring="neg_mean_squared_error"
+    ).fit(X, y)
+    step = np.log(grid[1] / grid[0])
+    alpha = search.best_params_["alpha"]
+    assert abs(np.log(alpha / reference.best_params_["alpha"])) <= step
+    # and its CV loss is at least as good as the grid's best
+    ours = cross_validate(
+        Ridge(alpha=alpha), X, y, cv=splits, scoring="neg_mean_squared_error"
+    )["test_score"].mean()
+    assert ours >= reference.best_score_ - 1e-9 * abs(reference.best_score_)
+    assert search.history_[-1]["phase"] == "root"
+    assert search.history_[-1]["grad_norm"] < 1e-6 * search.history_[-1]["value"]
+
+
+def test_each_target_gets_its_own_global_optimum():
+    # Targets of very different noise levels: their optimal alphas differ by
+    # orders of magnitude; each must be at its own grid optimum.
+    X, Y = make_regression(150, 12, n_targets=3, noise=0.0, random_state=0)
+    rng = np.random.default_rng(0)
+    Y = Y + rng.standard_normal(Y.shape) * np.array([0.1, 30.0, 300.0])
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    search = BilevelSearchCV(
+        Ridge(), {"alpha": ([1e-3] * 3, [1e5] * 3)}, cv=splits
+    ).fit(X, Y)
+    alphas = np.asarray(search.best_params_["alpha"])
+    grid = np.logspace(-3, 5, 161)
+    step = np.log(grid[1] / grid[0])
+    for j in range(3):
+        reference = GridSearchCV(
+            Ridge(), {"alpha": grid}, cv=splits, scoring="neg_mean_squared_error"
+        ).fit(X, Y[:, j])
+        assert abs(np.log(alphas[j] / reference.best_params_["alpha"])) <= step, j
+    assert alphas[2] > 10 * alphas[0]
+
+
+def test_pipeline_weights_and_ridge_classifier_take_the_closed_form(capsys):
+    X, y = make_classification(200, 8, random_state=0)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, y.size)
+    pipe = make_pipeline(StandardScaler(), RidgeClassifier())
+    space = {"ridgeclassifier__alpha": (1e-3, 1e3)}
+    closed = BilevelSearchCV(pipe, space, cv=4, verbose=1).fit(
+        X, y, ridgeclassifier__sample_weight=weights
+    )
+    assert "closed-form search" in capsys.readouterr().out
+    gradient = BilevelSearchCV(pipe, space, cv=4, path="gradient", tol=1e-7).fit(
+        X, y, ridgeclassifier__sample_weight=weights
+    )
+    best = min(r["value"] for r in closed.history_)
+    # the gradient search cannot beat the exact global minimum
+    assert min(r["value"] for r in gradient.history_) >= best * (1 - 1e-7)
+    assert min(r["value"] for r in gradient.history_) <= best * (1 + 1e-3)
+
+
+def test_path_choice_and_its_errors(capsys):
+    X, y = make_regression(30, 60, random_state=0)
+    X_sparse = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0.0))
+    BilevelSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=3, verbose=1).fit(X_sparse, y)
+    out = capsys.readouterr().out
+    assert "Gradient search: sparse data with more features than samples" in out
+    with pytest.raises(ValueError, match="closed-form.*does not apply"):
+        BilevelSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=3, path="closed-form").fit(
+            X_sparse, y
+        )
+    Xc, yc = make_classification(60, 4, random_state=0)
+    with pytest.raises(ValueError, match="not the squared loss"):
+        BilevelSearchCV(
+            LogisticRegression(), {"C": (1e-2, 1e2)}, cv=3, path="closed-form"
+        ).fit(Xc, yc)
+
+
+def test_make_search_picks_by_problem():
+    folds, *_ = _folds("gram", per_target=False)
+    from skbilevel.search import HyperSpace
+
+    space = HyperSpace.from_values("alpha", 1e-3, 1e3, log_sign=1)
+    assert isinstance(make_search(folds, space, SearchOptions()), RidgePathSearch)
+    gradient = make_search(folds, space, SearchOptions(), path="gradient")
+    assert not isinstance(gradient, RidgePathSearch)
+    with pytest.raises(ValueError, match="path must be one of"):
+        make_search(folds, space, SearchOptions(), path="eigen")

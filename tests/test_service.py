@@ -1,0 +1,249 @@
+"""The search service (search/_service.py): the best point is the lowest of the
+history and polished, the kept fold solutions are scikit-learn's fits there, and
+the warnings, callback and progress lines of a run.
+
+The problem: binary logistic regression on 90 x 5 samples, 3 folds; its CV
+log-loss is lowest near ``C = 13`` in ``[0.01, 100]``.
+"""
+
+from functools import partial
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from skbilevel.hypergrad import get_linear_solver
+from skbilevel.model_selection import LogisticRegressionAdapter
+from skbilevel.objectives import L2Penalty
+from skbilevel.outer import CrossValidatedProblem
+from skbilevel.search import (
+    POLISH_TOL,
+    GradientSearch,
+    HyperSpace,
+    SearchOptions,
+    engine_folds,
+    fold_weights,
+    materialize_folds,
+)
+
+SPACE = HyperSpace.from_values("clf__C", 1e-2, 1e2, log_sign=-1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=90, n_features=5, random_state=0)
+    return X, y, list(StratifiedKFold(3).split(X, y))
+
+
+def _folds(data, per_feature=False):
+    """Fresh engine folds (each search warm-starts, and so changes, its own)."""
+    X, y, splits = data
+    adapter, clf = LogisticRegressionAdapter(), LogisticRegression()
+    encoding = adapter.encode_targets(clf, y)
+    folds = materialize_folds(X, y, splits)
+    weights = fold_weights(folds, y, None, partial(adapter.training_weights, clf))
+
+    def penalty(n_features):
+        return L2Penalty.per_feature(n_features) if per_feature else L2Penalty.scalar()
+
+    return engine_folds(folds, encoding, weights, penalty=penalty, fit_intercept=True)
+
+
+def _exact(data, lam):
+    """The CV loss at ``lam`` from fold fits to 1e-10, on folds of its own."""
+    problem = CrossValidatedProblem(_folds(data), get_linear_solver("cg"))
+    return problem.evaluate(np.atleast_1d(lam), inner_tol=1e-10, gradient=False)
+
+
+@pytest.fixture(scope="module")
+def searched(data):
+    search = GradientSearch(_folds(data), SPACE, SearchOptions(), keep_solutions=True)
+    return search, search.run()
+
+
+# -- the best point ------------------------------------------------------------------
+def test_best_point_is_the_lowest_of_the_history_and_polished(searched, data):
+    search, result = searched
+    values = [record["value"] for record in result.history]
+    assert result.best_index == int(np.argmin(values))
+    assert result.value == values[result.best_index]
+    assert_array_equal(result.lam, result.history[result.best_index]["lam"])
+    assert result.best_index in search.polished
+    exact = _exact(data, result.lam)
+    assert result.value == pytest.approx(exact.value, rel=1e-7)
+    assert_allclose(
+        result.history[result.best_index]["fold_values"], exact.fold_values, rtol=1e-7
+    )
+    assert result.converged and 1 <= result.n_iter <= SearchOptions().max_iter
+    assert result.history is search.history
+    for record in result.history:  # each record names the parameter, as "C"
+        assert_allclose(record["C"], np.exp(-record["lam"]), rtol=1e-15)
+    phases = [record["phase"] for record in result.history]
+    assert phases[0] == "bracket" and "start" not in phases
+
+
+def test_the_box_is_broadcast_to_the_folds_hyperparameters(data):
+    search = GradientSearch(_folds(data, per_feature=True), SPACE, SearchOptions())
+    assert search.problem.n_hyper == 5
+    assert_allclose(search.space.lam_low, np.full(5, -np.log(100.0)))
+    assert_allclose(search.space.lam_high, np.full(5, np.log(100.0)))
+    assert search.param == "C"
+
+
+def _with_history(data, lams, values):
+    """A search whose history holds ``values`` (inexact on purpose) at ``lams``."""
+    search = GradientSearch(_folds(data), SPACE, SearchOptions())
+    search.history = [
+        {"lam": np.array([lam]), "value": value, "time": 0.0}
+        for lam, value in zip(lams, values)
+    ]
+    return search
+
+
+def test_polish_best_polishes_until_the_lowest_is_polished(data, monkeypatch):
+    # Inexact values ranking the points wrongly: 0 looks best, then 1; once
+    # polished, both rise above their true values' ~0.08 and ~0.12.
+    lams = [-2.0, 0.0, 2.0]
+    search = _with_history(data, lams, [0.0, 0.01, 10.0])
+    polished = []
+    polish = search.polish
+    monkeypatch.setattr(search, "polish", lambda i: polished.append(i) or polish(i))
+    best = search.polish_best()
+    exact = [_exact(data, lam).value for lam in lams[:2]]
+    assert polished == [0, 1] and search.polished == {0, 1}
+    assert best == int(np.argmin(exact)) == 0
+    for record, value in zip(search.history, exact):
+        assert record["value"] == pytest.approx(value, rel=1e-7)
+        assert record["time"] > 0
+    assert search.history[2]["value"] == 10.0  # never the lowest: left alone
+
+
+def test_polish_best_stops_when_the_polished_point_stays_lowest(data):
+    search = _with_history(data, [-2.0, 0.0], [0.0, 10.0])
+    assert search.polish_best() == 0
+    assert search.polished == {0}
+    assert search.history[0]["value"] == pytest.approx(_exact(data, -2.0).value)
+
+
+# -- warnings and callback ------------------------------------------------------------
+def test_max_iter_zero_with_a_start_evaluates_it_and_warns(data):
+    space = HyperSpace.from_values("clf__C", 1e-2, 1e2, log_sign=-1, start=3.0)
+    search = GradientSearch(_folds(data), space, SearchOptions(max_iter=0))
+    with pytest.warns(ConvergenceWarning, match="max_iter") as caught:
+        result = search.run()
+    (warning,) = caught
+    assert "The search for C stopped before convergence" in str(warning.message)
+    assert [record["phase"] for record in result.history] == ["start"]
+    assert result.history[0]["C"] == pytest.approx([3.0])
+    assert (result.n_iter, result.best_index, result.converged) == (0, 0, False)
+    assert result.value == pytest.approx(_exact(data, -np.log(3.0)).value, rel=1e-7)
+
+
+def test_truthy_callback_stops_the_search(data):
+    seen = []
+
+    def callback(record):
+        seen.append(record["C"].copy())
+        return np.True_ if len(seen) == 3 else None
+
+    search = GradientSearch(_folds(data), SPACE, SearchOptions(callback=callback))
+    with pytest.warns(ConvergenceWarning, match="callback"):
+        result = search.run()
+    assert len(result.history) == len(seen) == 3
+    assert_allclose(seen, [record["C"] for record in result.history])
+
+
+@pytest.mark.parametrize("falsy", [None, 0, False, np.False_])
+def test_falsy_callback_does_not_stop(searched, data, falsy):
+    _, reference = searched
+    options = SearchOptions(callback=lambda record: falsy)
+    result = GradientSearch(_folds(data), SPACE, options).run()
+    assert len(result.history) == len(reference.history) and result.converged
+
+
+# -- kept solutions -------------------------------------------------------------------
+def test_kept_solutions_at_the_polished_point_are_sklearns_fits(searched, data):
+    X, y, splits = data
+    search, result = searched
+    for index, record in enumerate(result.history):
+        C = float(record["C"][0])
+        solutions = search.solutions(index)
+        assert len(solutions) == len(splits)
+        errors = []
+        for (coef, intercept), (train, _) in zip(solutions, splits):
+            assert coef.dtype == intercept.dtype == np.float64
+            assert coef.shape == (5,) and intercept.shape == (1,)
+            expected = LogisticRegression(C=C, tol=1e-10).fit(X[train], y[train])
+            errors.append(
+                max(
+                    np.max(np.abs(coef - expected.coef_.ravel())),
+                    np.max(np.abs(intercept - expected.intercept_)),
+                )
+            )
+        if index in search.polished:
+            assert max(errors) < 1e-5
+        else:
+            # the search's own solves: inexact (measured 3e-5 to 2e-2)
+            assert max(errors) > 1e-5
+
+
+def test_solutions_need_keep_solutions(data):
+    search = GradientSearch(_folds(data), SPACE, SearchOptions())
+    with pytest.raises(RuntimeError, match="keep_solutions=False"):
+        search.solutions(0)
+
+
+def test_mean_solution_is_the_mean_of_the_folds_solutions(searched):
+    search, result = searched
+    expected = np.mean(np.stack(search.problem.solutions()), axis=0)
+    assert_allclose(search.mean_solution(), expected, rtol=1e-15)
+    # After the run, the folds hold the polished best point.
+    kept = search.solutions(result.best_index)
+    for w, (coef, intercept) in zip(search.problem.solutions(), kept):
+        assert_array_equal(w, np.concatenate([coef, intercept]))
+
+
+def test_polish_best_when_every_point_needs_a_polish(data):
+    # Both inexact values are low; polished, 0 (~0.08) is lower than 1 (~0.12).
+    search = _with_history(data, [-2.0, 0.0], [0.0, 0.01])
+    best = search.polish_best()
+    assert search.polished == {0, 1}
+    assert best == int(np.argmin([record["value"] for record in search.history]))
+
+
+def test_folds_hold_the_last_polished_point_after_two_polishes(data):
+    # The best is 0, but 1 was polished last: the folds (and mean_solution,
+    # the refit's warm start) hold point 1, as documented.
+    search = _with_history(data, [-2.0, 0.0, 2.0], [0.0, 0.01, 10.0])
+    assert search.polish_best() == 0 and search.polished == {0, 1}
+    reference = CrossValidatedProblem(_folds(data), get_linear_solver("cg"))
+    reference.evaluate([0.0], inner_tol=POLISH_TOL, gradient=False, newton=True)
+    assert_allclose(
+        search.mean_solution(), np.mean(reference.solutions(), axis=0), rtol=1e-6
+    )
+
+
+# -- what a run prints ------------------------------------------------------------------
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_verbose_prints_the_header_and_the_polish(data, verbose, capsys):
+    options = SearchOptions(verbose=verbose)
+    search = GradientSearch(_folds(data), SPACE, options)
+    result = search.run()
+    lines = capsys.readouterr().out.splitlines()
+    if verbose == 0:
+        assert lines == []
+        return
+    assert lines[0] == "Fitting 3 folds: gradient search of clf__C in [0.01, 100]"
+    assert lines[1].split()[:3] == ["eval", "phase", "step"]
+    best = result.best_index
+    (polish,) = [line for line in lines if line.startswith("Re-solved")]
+    assert polish.startswith(
+        f"Re-solved the folds of evaluation {best} "
+        f"({SPACE.describe(result.lam)}) to tol 1e-08: CV loss {result.value:.6g}, "
+    )
+    assert lines.index(polish) == 2 + len(result.history)  # after the rows
+    assert lines[-1].startswith("Search converged after")
