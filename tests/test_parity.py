@@ -85,3 +85,5 @@ def test_both_estimators_run_the_same_search(case):
         search.cv_results_["outer_loss"][best], rel=1e-12
     )
     assert hoag.converged_ == search.converged_
+    # scored by the log-loss, the search declares the same C best
+    assert search.best_params_["C"] == pytest.approx(hoag.C_, rel=1e-10)

@@ -198,3 +198,36 @@ def test_make_search_picks_by_problem():
     assert not isinstance(gradient, RidgePathSearch)
     with pytest.raises(ValueError, match="path must be one of"):
         make_search(folds, space, SearchOptions(), path="eigen")
+
+
+def test_per_target_boxes_of_their_own_reach_the_interior_optimum():
+    # Each target scans its own box: an upper bound just above one target's
+    # optimum must not pin that target to the bound.
+    X, Y = make_regression(150, 12, n_targets=2, noise=0.0, random_state=0)
+    rng = np.random.default_rng(0)
+    Y = Y + rng.standard_normal(Y.shape) * np.array([30.0, 300.0])
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    wide = BilevelSearchCV(Ridge(), {"alpha": ([1e-3] * 2, [1e5] * 2)}, cv=splits)
+    optimum = np.asarray(wide.fit(X, Y).best_params_["alpha"])
+    high = np.array([1.1 * optimum[0], 1e5])
+    narrow = BilevelSearchCV(Ridge(), {"alpha": ([1e-3] * 2, high)}, cv=splits)
+    alphas = np.asarray(narrow.fit(X, Y).best_params_["alpha"])
+    assert_allclose(alphas, optimum, rtol=1e-5)
+    assert alphas[0] < high[0] / 1.05
+
+
+def test_features_with_large_offsets_are_centred_exactly():
+    # Columns such as years or timestamps: means far above their spread.
+    X, y = make_regression(80, 5, noise=5.0, random_state=0)
+    X_offset = X + np.array([1e6, 1e7, 0.0, -1e5, 1e8])
+    splits = list(KFold(4, shuffle=True, random_state=0).split(X))
+    plain = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=splits).fit(X, y)
+    offset = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=splits)
+    offset.fit(X_offset, y)
+    # float64 keeps ~16 digits of x: an offset of 1e8 leaves ~1e-8 of the spread
+    assert_allclose(
+        offset.cv_results_["outer_loss"], plain.cv_results_["outer_loss"], rtol=1e-6
+    )
+    assert offset.best_params_["alpha"] == pytest.approx(
+        plain.best_params_["alpha"], rel=1e-5
+    )

@@ -26,12 +26,12 @@ from ..objectives import InnerObjective
 from ..outer import TOLERANCE_SCHEDULES
 from ..search import (
     POLISH_TOL,
-    GradientSearch,
     HyperSpace,
     SearchOptions,
     check_splits,
     engine_folds,
     fold_weights,
+    make_search,
     materialize_folds,
 )
 from ..solvers import minimize_newton_cg
@@ -151,7 +151,9 @@ class HOAGLogisticRegression(
         Outer (hyperparameter) steps at most, bracket excluded.
     tol : float, default=1e-4
         Stop when the projected hypergradient (of the mean CV log-loss with
-        respect to ``log(1/C)``) has a smaller Euclidean norm.
+        respect to ``log(1/C)``) has a smaller Euclidean norm, or when the
+        decrease of the CV loss predicted for the next step is below ``tol``
+        times its value.
     inner_tol : float, default=1e-4
         Starting relative tolerance of the inner solves and linear systems; it
         decreases along ``tol_schedule``.
@@ -207,9 +209,11 @@ class HOAGLogisticRegression(
         Chosen penalty: a float for one ``C``; per feature or per group (groups
         in sorted label order) otherwise.
     cv_loss_ : float
-        Mean cross-validated log-loss at ``C_``, as the search evaluated it:
-        from fold fits at the search's last inner tolerance, each corrected
-        to first order for its inexactness (see the user guide).
+        Mean cross-validated log-loss at ``C_``, from fold fits re-solved to
+        a relative gradient norm of 1e-8 (the polish; see the user guide).
+    lambda_ : ndarray of shape (n_hyper,)
+        ``-log C_`` (the search's log-space coordinates), in the namespace and
+        on the device of the input for array-API input.
     n_iter_ : int
         Iterations of the search: evaluations of the CV loss (bracket, start
         and gradient steps); ``max_iter`` bounds the gradient steps among them.
@@ -221,8 +225,9 @@ class HOAGLogisticRegression(
         ("bracket", "start" or "gradient"), ``inner_iter``, ``n_hvp``,
         ``elapsed`` and more.
     converged_ : bool
-        Whether the search met ``tol`` (or could not move by more than 1e-3 in
-        log C) before ``max_iter``.
+        Whether the search met ``tol`` (projected hypergradient norm, or
+        predicted decrease of the CV loss), or could not move by more than
+        1e-3 in log C, before ``max_iter`` or ``max_time``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -256,7 +261,7 @@ class HOAGLogisticRegression(
     _parameter_constraints = {
         "penalty_groups": [None, StrOptions({"features"}), "array-like"],
         "C_init": [None, Interval(Real, 0, None, closed="neither")],
-        "C_bounds": [tuple, list],
+        "C_bounds": ["array-like"],
         "cv": ["cv_object"],
         "hypergradient": [StrOptions(set(LINEAR_SOLVERS)), HasMethods(["solve"])],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -349,6 +354,9 @@ class HOAGLogisticRegression(
         else:
             X = validate_array_api_X(X)
             self.n_features_in_ = X.shape[1]
+            # array-API input has no column names: forget those of an
+            # earlier fit
+            self.__dict__.pop("feature_names_in_", None)
             y = column_or_1d(to_host(y), warn=True)
             if y.shape[0] != X.shape[0]:
                 raise ValueError(
@@ -394,19 +402,7 @@ class HOAGLogisticRegression(
         return space.resize(n_hyper)
 
     def _options(self):
-        return SearchOptions(
-            hypergradient=self.hypergradient,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            inner_tol=self.inner_tol,
-            inner_max_iter=self.inner_max_iter,
-            memory_size=self.memory_size,
-            tol_schedule=self.tol_schedule,
-            max_time=self.max_time,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
-            callback=self.callback,
-        )
+        return SearchOptions.from_estimator(self)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -453,7 +449,7 @@ class HOAGLogisticRegression(
             penalty=lambda n_features: space.penalty(n_features, encoding.n_outputs),
             fit_intercept=self.fit_intercept,
         )
-        search = GradientSearch(engine, space, self._options())
+        search = make_search(engine, space, self._options())
         result = search.run(callback_ctx=root_ctx, owner=self)
         self._set_search_results(result)
         refit_ctx = root_ctx.subcontext(task_name="refit")

@@ -209,7 +209,12 @@ class BilevelSearchCV(BaseSearchCV):
         derivative refines it; otherwise the gradient search (HOAG).
         ``"closed-form"`` raises ValueError where it does not apply (logistic
         loss, sparse data with more features than samples in a fold, a
-        device); ``"gradient"`` forces HOAG.
+        device); ``"gradient"`` forces HOAG. The closed form has no
+        iterations: ``max_iter``, ``tol``, ``inner_tol``, ``inner_max_iter``,
+        ``memory_size``, ``tol_schedule``, ``hypergradient`` and ``max_time``
+        do not apply to it, and its per-fold decompositions run in the
+        calling process (``n_jobs`` and joblib backends serve the gradient
+        search).
 
     Attributes
     ----------
@@ -587,19 +592,7 @@ class BilevelSearchCV(BaseSearchCV):
                 f"param_space[{space.name!r}] has bounds for {space.lam_low.size} "
                 f"outputs, but y has {n_outputs}."
             )
-        options = SearchOptions(
-            hypergradient=self.hypergradient,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            inner_tol=self.inner_tol,
-            inner_max_iter=self.inner_max_iter,
-            memory_size=self.memory_size,
-            tol_schedule=self.tol_schedule,
-            max_time=self.max_time,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
-            callback=self.callback,
-        )
+        options = SearchOptions.from_estimator(self)
         search = make_search(
             engine, space, options, keep_solutions=True, path=self.path
         )

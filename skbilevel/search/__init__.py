@@ -32,23 +32,17 @@ from ._service import (
 )
 from ._space import STRUCTURES, HyperSpace
 
+# The service's API. The fold plumbing (check_splits, materialize_folds,
+# engine_folds...) is importable from here for the estimators and benchmarks
+# but is not public: it may change with them.
 __all__ = [
-    "FoldData",
     "GradientSearch",
     "HyperSpace",
     "PATHS",
     "POLISH_TOL",
+    "RidgePathSearch",
     "STRUCTURES",
     "SearchOptions",
-    "RidgePathSearch",
     "SearchResult",
-    "SplitEstimator",
-    "as_engine_array",
-    "check_splits",
-    "engine_folds",
-    "fold_weights",
     "make_search",
-    "materialize_folds",
-    "route_fit_params",
-    "split_estimator",
 ]

@@ -91,20 +91,23 @@ class _FoldPath:
         root = np.sqrt(s)[:, None]
         B = root * (Y - self.y_mean)
         n, p = X.shape
-        if n >= p:
-            # Gram of the centred, weighted rows: X'SX - sum(s) x_mean x_mean'
-            if inner.sample_weight is None:
-                XS = X
-            elif sp.issparse(X):
-                XS = X.multiply(s[:, None]).tocsr()
-            else:
-                XS = X * s[:, None]
+        if n >= p and sp.issparse(X):
+            # Sparse X stays sparse: the Gram of the centred, weighted rows is
+            # X'SX - sum(s) x_mean x_mean' (a difference that loses digits for
+            # features whose mean dwarfs their spread; sparse features are
+            # rarely so)
+            XS = X if inner.sample_weight is None else X.multiply(s[:, None]).tocsr()
             gram = _dense(X.T @ XS) - s.sum() * np.outer(self.x_mean, self.x_mean)
             d, self.basis = np.linalg.eigh(gram)
             # A'B = X'S(Y - y_mean) - x_mean s'(Y - y_mean)
             centred_Y = Y - self.y_mean
             xtb = np.asarray(X.T @ (s[:, None] * centred_Y))
             self.C = self.basis.T @ (xtb - np.outer(self.x_mean, s @ centred_Y))
+        elif n >= p:
+            # dense: centre explicitly (exact for any offset of the features)
+            A = root * (X - self.x_mean)
+            d, self.basis = np.linalg.eigh(A.T @ A)
+            self.C = self.basis.T @ (A.T @ B)
         else:
             A = root * (_dense(X) - self.x_mean)
             d, U = np.linalg.eigh(A @ A.T)
@@ -268,17 +271,15 @@ class RidgePathSearch:
         self._paths = [_FoldPath(fold) for fold in self.folds]
         setup = time.perf_counter() - start
         low, high = space.lam_low, space.lam_high
-        # the scan runs over the widest box; each target keeps to its own
-        scan_low, scan_high = float(low.min()), float(high.max())
-        n_points = max(
-            int(np.ceil((scan_high - scan_low) / np.log(10) * _SCAN_PER_DECADE)) + 1, 3
-        )
-        grid = np.linspace(scan_high, scan_low, n_points)
+        # each hyperparameter scans its own box, with the same number of
+        # points (3 per decade of the widest box)
+        widest = float(np.max(high - low))
+        n_points = max(int(np.ceil(widest / np.log(10) * _SCAN_PER_DECADE)) + 1, 3)
+        lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
         table = []
         stop = None
         search_ctx = self._begin(callback_ctx, owner)
-        for k, value in enumerate(grid):
-            lam = np.clip(np.full(low.shape, value), low, high)
+        for k, lam in enumerate(lams):
             record, per_target = self._record(lam, "scan", start)
             if k == 0:
                 record["time"] = setup
@@ -287,7 +288,7 @@ class RidgePathSearch:
                 stop = "stopped by callback"
                 break
         if stop is None:
-            lam = self._minimize(grid[: len(table)], np.array(table), low, high)
+            lam = self._minimize(lams[: len(table)], np.array(table))
             record, _ = self._record(lam, "root", start)
             self._report(record, progress, search_ctx, owner)
             message = "global minimum of the scanned CV curve, refined exactly"
@@ -326,25 +327,35 @@ class RidgePathSearch:
             stop |= bool(evaluation_ctx.call_on_fit_task_end(estimator=owner))
         return stop
 
-    def _minimize(self, grid, table, low, high):
+    def _minimize(self, lams, table):
         """Each target's (or the sum's) minimizer: the best scan point, refined
-        by a root search on the exact derivative between its neighbours."""
-        per_target = low.size > 1
-        curves = table if per_target else table.sum(axis=1, keepdims=True)
-        best = np.argmin(curves, axis=0)  # scan index per hyperparameter
-        left = grid[np.minimum(best + 1, len(grid) - 1)]  # grid walks down
-        right = grid[np.maximum(best - 1, 0)]
-        lo, hi = np.maximum(left, low), np.minimum(right, high)
+        by a root search on the exact derivative on the side where it
+        descends.
 
-        def slope(lam):
-            grads = self._evaluate(lam)[1].mean(axis=0)
+        ``lams`` has shape (n_points, n_hyper), from the top of each box down;
+        ``table`` the per-target CV losses there, shape (n_points, q).
+        """
+        per_target = lams.shape[1] > 1
+        curves = table if per_target else table.sum(axis=1, keepdims=True)
+        n_points, columns = lams.shape[0], np.arange(lams.shape[1])
+        best = np.argmin(curves, axis=0)  # scan index per hyperparameter
+        lam = lams[best, columns]
+
+        def slope(point):
+            grads = self._evaluate(point)[1].mean(axis=0)
             return grads if per_target else np.array([grads.sum()])
 
-        lam = grid[best].astype(float)
-        a, b = lo.copy(), hi.copy()
-        g_a, g_b = slope(a), slope(b)
+        g_best = slope(lam)
+        # h' > 0 at the best point: the minimum lies below it (towards the
+        # next scan point down, index best + 1); h' < 0: above it
+        below = lams[np.minimum(best + 1, n_points - 1), columns]
+        above = lams[np.maximum(best - 1, 0), columns]
+        a = np.where(g_best > 0, below, lam)
+        b = np.where(g_best > 0, lam, above)
+        g_a = np.where(g_best > 0, slope(below), g_best)
+        g_b = np.where(g_best > 0, g_best, slope(above))
         # a bracket holds a root where h' goes from negative to positive
-        bracketed = (g_a < 0) & (g_b > 0)
+        bracketed = (g_a < 0) & (g_b > 0) & (b > a)
         flat = 1e-12 * np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at round-off
         # Regula falsi with the Illinois modification (superlinear, and the
         # bracket always shrinks): a few evaluations instead of bisection's 35.
@@ -368,7 +379,7 @@ class RidgePathSearch:
             a, b = np.where(done, t, a), np.where(done, t, b)
         # without a sign change, the best scan point (an end of the box, or
         # a flat stretch) is the minimum
-        return np.clip(np.where(bracketed, (a + b) / 2, lam), low, high)
+        return np.where(bracketed, (a + b) / 2, lam)
 
     def polish_best(self):
         """Every value is exact: the best point needs no re-solve."""

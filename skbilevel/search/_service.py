@@ -84,6 +84,11 @@ class SearchOptions(NamedTuple):
     verbose: int = 0
     callback: object = None
 
+    @classmethod
+    def from_estimator(cls, estimator):
+        """The options an estimator holds as parameters of the same names."""
+        return cls(**{name: getattr(estimator, name) for name in cls._fields})
+
 
 class SearchResult(NamedTuple):
     """What a search found.
