@@ -321,11 +321,7 @@ class GradientSearch:
         for the refit on all the data (each fold was trained on most of it);
         only its starting point depends on it, not its result.
         """
-        solutions = self.problem.solutions()
-        total = solutions[0]
-        for w in solutions[1:]:
-            total = total + w
-        return total / len(solutions)
+        return mean_of(self.problem.solutions())
 
     def solutions(self, index):
         """Every fold's ``(coef, intercept)`` (NumPy) at evaluated point ``index``."""
@@ -334,17 +330,29 @@ class GradientSearch:
         return self._solutions[index]
 
     def _snapshot(self):
-        """Copy of every fold's current solution as (coef, intercept), on the host."""
-        snapshot = []
-        for fold, w in zip(self.problem.folds, self.problem.solutions()):
-            coef, intercept = fold.inner.model.split(w)
-            snapshot.append(
-                (
-                    np.array(to_numpy(coef), dtype=np.float64),
-                    None if intercept is None else np.array(to_numpy(intercept)),
-                )
+        return snapshot(self.problem)
+
+
+def snapshot(problem):
+    """Copy of every fold's current solution as (coef, intercept), on the host."""
+    copies = []
+    for fold, w in zip(problem.folds, problem.solutions()):
+        coef, intercept = fold.inner.model.split(w)
+        copies.append(
+            (
+                np.array(to_numpy(coef), dtype=np.float64),
+                None if intercept is None else np.array(to_numpy(intercept)),
             )
-        return snapshot
+        )
+    return copies
+
+
+def mean_of(solutions):
+    """Mean of a list of arrays of any namespace (no stacking: CuPy-safe)."""
+    total = solutions[0]
+    for w in solutions[1:]:
+        total = total + w
+    return total / len(solutions)
 
 
 def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
@@ -365,11 +373,16 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
         otherwise; ``"closed-form"`` raises ValueError when it does not
         apply.
 
+    The "features" and "groups" structures take the vector search
+    (:mod:`._vector`: the scalar search, then a descent stopped on held-out
+    halves of the validation folds).
+
     Returns
     -------
-    GradientSearch or RidgePathSearch
+    GradientSearch, RidgePathSearch or VectorSearch
     """
     from ._ridge import RidgePathSearch, closed_form_applies
+    from ._vector import VECTOR_STRUCTURES, vector_search
 
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}.")
@@ -378,6 +391,8 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
         return RidgePathSearch(folds, space, options, keep_solutions=keep_solutions)
     if path == "closed-form":
         raise ValueError(f"path='closed-form' does not apply: {reason}.")
+    if space.structure in VECTOR_STRUCTURES:
+        return vector_search(folds, space, options, keep_solutions=keep_solutions)
     squared = getattr(folds[0].inner.loss, "name", None) == "squared"
     if options.verbose > 0 and squared:
         print(f"Gradient search: {reason} (no closed form).", flush=True)
