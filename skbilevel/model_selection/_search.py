@@ -199,6 +199,10 @@ class BilevelSearchCV(BaseSearchCV):
         CuPy (``pip install "skbilevel[gpu]"``); the fold solutions come back
         to the CPU, so the fold models, the scorers, ``cv_results_`` and the
         refit ``best_estimator_`` are scikit-learn's, as with ``None``.
+        Array-API input (CuPy, torch, array_api_strict) is accepted under
+        scikit-learn's ``array_api_dispatch`` when the estimator (every step
+        of a Pipeline) supports it: the search works on a host copy and
+        ``best_estimator_`` is refit on the input (see the GPU page).
 
     path : {"auto", "closed-form", "gradient"}, default="auto"
         How the search runs. ``"auto"``: for ``Ridge`` and
