@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..utils._array_api import to_numpy
-from ._progress import SearchProgress
+from ._service import Reporter, SearchResult
 
 __all__ = ["RidgePathSearch", "closed_form_applies"]
 
@@ -257,11 +257,9 @@ class RidgePathSearch:
         -------
         SearchResult
         """
-        from ._service import SearchResult  # the result type of every search
-
         options, space = self.options, self.space
         start = time.perf_counter()
-        progress = SearchProgress(options.verbose, space.describe, 0)
+        reporter = Reporter(options, space, callback_ctx, owner, 0)
         if options.verbose > 0:
             print(
                 f"Fitting {len(self.folds)} folds: closed-form search of "
@@ -278,19 +276,18 @@ class RidgePathSearch:
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
         table = []
         stop = None
-        search_ctx = self._begin(callback_ctx, owner)
         for k, lam in enumerate(lams):
             record, per_target = self._record(lam, "scan", start)
             if k == 0:
                 record["time"] = setup
             table.append(per_target)
-            if self._report(record, progress, search_ctx, owner):
+            if reporter.report(record):
                 stop = "stopped by callback"
                 break
         if stop is None:
             lam = self._minimize(lams[: len(table)], np.array(table))
             record, _ = self._record(lam, "root", start)
-            self._report(record, progress, search_ctx, owner)
+            reporter.report(record)
             message = "global minimum of the scanned CV curve, refined exactly"
         else:
             message = stop
@@ -305,27 +302,8 @@ class RidgePathSearch:
             message=message,
             history=self.history,
         )
-        progress.finish(result)
-        if search_ctx is not None:
-            search_ctx.call_on_fit_task_end(estimator=owner)
+        reporter.finish(result)
         return result
-
-    def _begin(self, callback_ctx, owner):
-        if callback_ctx is None:
-            return None
-        ctx = callback_ctx.subcontext(task_name="search", max_subtasks=None)
-        ctx.call_on_fit_task_begin(estimator=owner)
-        return ctx
-
-    def _report(self, record, progress, search_ctx, owner):
-        progress.evaluation(record)
-        callback = self.options.callback
-        stop = callback is not None and bool(callback(record))
-        if search_ctx is not None:
-            evaluation_ctx = search_ctx.subcontext(task_name="evaluation")
-            evaluation_ctx.call_on_fit_task_begin(estimator=owner)
-            stop |= bool(evaluation_ctx.call_on_fit_task_end(estimator=owner))
-        return stop
 
     def _minimize(self, lams, table):
         """Each target's (or the sum's) minimizer: the best scan point, refined

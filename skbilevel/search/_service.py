@@ -22,6 +22,7 @@ from ._progress import SearchProgress
 __all__ = [
     "GradientSearch",
     "PATHS",
+    "Reporter",
     "POLISH_TOL",
     "SearchOptions",
     "SearchResult",
@@ -122,6 +123,53 @@ class SearchResult(NamedTuple):
     history: list
 
 
+class Reporter:
+    """Where every decided record of a search goes: the verbose display, the
+    user's ``callback`` and scikit-learn's callback contexts.
+
+    Parameters
+    ----------
+    options : SearchOptions
+        Its ``verbose`` and ``callback``.
+    space : HyperSpace
+        Describes the points in the display.
+    callback_ctx : CallbackContext or None
+        The estimator's fit context (1.9's ``set_callbacks`` API): the search
+        becomes its subtask, each evaluation a subtask of the search.
+    owner : estimator instance or None
+        The estimator whose fit runs the search (the hooks receive it).
+    max_iter : int
+        Gradient steps allowed, for the display's step counter.
+    """
+
+    def __init__(self, options, space, callback_ctx, owner, max_iter):
+        self.progress = SearchProgress(options.verbose, space.describe, max_iter)
+        self.callback, self.owner = options.callback, owner
+        self.context = None
+        if callback_ctx is not None:
+            # the number of evaluations is not known in advance
+            self.context = callback_ctx.subcontext(
+                task_name="search", max_subtasks=None
+            )
+            self.context.call_on_fit_task_begin(estimator=owner)
+
+    def report(self, record):
+        """Hand on a decided record; True when someone asks to stop."""
+        self.progress.evaluation(record)
+        stop = self.callback is not None and bool(self.callback(record))
+        if self.context is not None:
+            evaluation = self.context.subcontext(task_name="evaluation")
+            evaluation.call_on_fit_task_begin(estimator=self.owner)
+            stop |= bool(evaluation.call_on_fit_task_end(estimator=self.owner))
+        return stop
+
+    def finish(self, result):
+        """Close the search's task and print why it stopped."""
+        if self.context is not None:
+            self.context.call_on_fit_task_end(estimator=self.owner)
+        self.progress.finish(result)
+
+
 class GradientSearch:
     """One gradient search over fixed folds.
 
@@ -184,24 +232,13 @@ class GradientSearch:
         SearchResult
         """
         space, options = self.space, self.options
-        progress = SearchProgress(options.verbose, space.describe, options.max_iter)
-        search_ctx = None
-        if callback_ctx is not None:
-            # the number of evaluations is not known in advance
-            search_ctx = callback_ctx.subcontext(task_name="search", max_subtasks=None)
-            search_ctx.call_on_fit_task_begin(estimator=owner)
+        reporter = Reporter(options, space, callback_ctx, owner, options.max_iter)
 
         def on_record(record):
             record[self.param] = space.values(record["lam"])
             if self.keep_solutions:
                 self._solutions.append(self._snapshot())
-            progress.evaluation(record)
-            stop = options.callback is not None and bool(options.callback(record))
-            if search_ctx is not None:
-                evaluation_ctx = search_ctx.subcontext(task_name="evaluation")
-                evaluation_ctx.call_on_fit_task_begin(estimator=owner)
-                stop |= bool(evaluation_ctx.call_on_fit_task_end(estimator=owner))
-            return stop
+            return reporter.report(record)
 
         if options.verbose > 0:
             ends = np.sort(
@@ -234,8 +271,6 @@ class GradientSearch:
             )
             self.history = outer.history
             best = self.polish_best()
-        if search_ctx is not None:
-            search_ctx.call_on_fit_task_end(estimator=owner)
         result = SearchResult(
             lam=self.history[best]["lam"].copy(),
             value=self.history[best]["value"],
@@ -245,7 +280,7 @@ class GradientSearch:
             message=outer.message,
             history=self.history,
         )
-        progress.finish(result)
+        reporter.finish(result)
         if not result.converged:
             warnings.warn(
                 f"The search for {self.param} stopped before convergence "
