@@ -34,8 +34,11 @@ def test_demo_prints_the_comparison_and_saves_the_plot(tmp_path):
     rows = {}
     for line in run.stdout.splitlines():
         for method in METHODS:
-            if line.startswith(method):
-                rows[method] = [float(x) for x in line[len(method) :].split()]
+            cells = line[len(method) :].split()
+            # a table row: the method, then its five numbers (the summary
+            # sentence after the table also starts with a method's name)
+            if line.startswith(method) and len(cells) == 5:
+                rows[method] = [float(x) for x in cells]
     assert list(rows) == METHODS
     # time, ratio, C, CV log-loss, test accuracy
     assert rows["BilevelSearchCV"][1] == 1.0
