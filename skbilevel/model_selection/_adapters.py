@@ -99,8 +99,6 @@ class EstimatorAdapter:
     per_output : bool
         Whether the parameter may hold one value per output (``Ridge``'s
         ``alpha`` of shape (n_targets,)).
-    outer_loss : str
-        Name of the outer criterion, for messages and documentation.
     fit_params : tuple of str
         Fit parameters the adapter understands (``sample_weight``).
     """
@@ -108,7 +106,6 @@ class EstimatorAdapter:
     params = ()
     log_sign = 1
     per_output = False
-    outer_loss = "validation loss"
     fit_params = ("sample_weight",)
 
     def check_estimator(self, estimator, param):
@@ -198,7 +195,6 @@ class LogisticRegressionAdapter(EstimatorAdapter):
 
     params = ("C",)
     log_sign = -1
-    outer_loss = "log-loss"
 
     def check_estimator(self, estimator, param):
         super().check_estimator(estimator, param)
@@ -273,7 +269,6 @@ class RidgeAdapter(EstimatorAdapter):
     params = ("alpha",)
     log_sign = 1
     per_output = True
-    outer_loss = "mean squared error"
 
     def check_estimator(self, estimator, param):
         super().check_estimator(estimator, param)
@@ -327,7 +322,6 @@ class RidgeClassifierAdapter(RidgeAdapter):
     """
 
     per_output = False
-    outer_loss = "mean squared error of the {-1, 1} targets"
 
     def encode_targets(self, estimator, y):
         check_classification_targets(y)
