@@ -390,9 +390,9 @@ class HOAGLogisticRegression(
             )
         return X, y, sample_weight
 
-    def _space(self, n_features, n_outputs):
+    def _space(self, bounds, n_features, n_outputs):
         """The search space: ``C_bounds``, the start, ``penalty_groups``."""
-        low, high = _check_C_bounds(self.C_bounds)
+        low, high = bounds
         structure = _penalty_structure(self.penalty_groups, n_features)
         space = HyperSpace.from_values("C", low, high, log_sign=-1, **structure)
         n_hyper = space.n_hyper(n_features, n_outputs)
@@ -430,7 +430,7 @@ class HOAGLogisticRegression(
         self : HOAGLogisticRegression
             Fitted estimator.
         """
-        _check_C_bounds(self.C_bounds)
+        bounds = _check_C_bounds(self.C_bounds)  # before any work on the data
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         root_ctx = self._init_callback_context(max_subtasks=2).call_on_fit_task_begin(
@@ -438,7 +438,7 @@ class HOAGLogisticRegression(
         )
         encoding = _ADAPTER.encode_targets(self, y)
         self.classes_ = encoding.context["classes_"]
-        space = self._space(X.shape[1], encoding.n_outputs)
+        space = self._space(bounds, X.shape[1], encoding.n_outputs)
         _, splits = check_splits(
             self.cv,
             np.empty((y.shape[0], 0)),

@@ -22,7 +22,7 @@ from ._bracket import interpolate_bracket, run_bracket
 from ._step import StepControl
 from .schedules import tolerance_schedule
 
-__all__ = ["OuterResult", "hoag"]
+__all__ = ["OuterResult", "hoag", "history_record"]
 
 
 class OuterResult(NamedTuple):
@@ -75,6 +75,39 @@ def check_bounds(bounds, n_hyper):
     return low, high
 
 
+def history_record(
+    evaluation, *, iteration, phase, accepted, step, inner_tol, elapsed, gradient_step
+):
+    """One entry of a search's history: an :class:`Evaluation` and its fate.
+
+    Every search (HOAG, the closed-form ridge path, the vector search) writes
+    its history with these keys, which the estimators, the progress display
+    and ``cv_results_`` read.
+    """
+    grad = evaluation.grad
+    return {
+        "iteration": iteration,
+        "phase": phase,
+        "lam": evaluation.lam.copy(),
+        "value": evaluation.value,
+        "fold_values": evaluation.fold_values.copy(),
+        "grad": grad.copy(),
+        "grad_norm": float(np.linalg.norm(grad)),
+        "accepted": accepted,
+        "step_size": step,
+        "inner_tol": inner_tol,
+        "inner_iter": evaluation.inner_iter,
+        "n_fun": evaluation.n_fun,
+        "n_hvp": evaluation.n_hvp,
+        "inner_converged": evaluation.inner_converged,
+        "value_corrected": evaluation.corrected,
+        "residual": evaluation.residual,
+        "time": evaluation.time,
+        "elapsed": elapsed,
+        "gradient_step": gradient_step,
+    }
+
+
 class _Trace:
     """Evaluates points, records them in the history, reports decided records."""
 
@@ -88,28 +121,16 @@ class _Trace:
         """Evaluate ``h`` and its gradient at tolerance ``loosen * schedule(k)``."""
         eps = min(loosen * self.schedule(k), 0.1)
         evaluation = self.problem.evaluate(point, inner_tol=eps, linear_tol=eps)
-        grad = evaluation.grad
-        record = {
-            "iteration": len(self.history),
-            "phase": phase,
-            "lam": evaluation.lam.copy(),
-            "value": evaluation.value,
-            "fold_values": evaluation.fold_values.copy(),
-            "grad": grad.copy(),
-            "grad_norm": float(np.linalg.norm(grad)),
-            "accepted": accepted,
-            "step_size": step,
-            "inner_tol": eps,
-            "inner_iter": evaluation.inner_iter,
-            "n_fun": evaluation.n_fun,
-            "n_hvp": evaluation.n_hvp,
-            "inner_converged": evaluation.inner_converged,
-            "value_corrected": evaluation.corrected,
-            "residual": evaluation.residual,
-            "time": evaluation.time,
-            "elapsed": time.perf_counter() - self.start,
-            "gradient_step": k,
-        }
+        record = history_record(
+            evaluation,
+            iteration=len(self.history),
+            phase=phase,
+            accepted=accepted,
+            step=step,
+            inner_tol=eps,
+            elapsed=time.perf_counter() - self.start,
+            gradient_step=k,
+        )
         self.history.append(record)
         return evaluation, record
 

@@ -32,6 +32,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ..outer import Evaluation
+from ..outer.hoag import history_record
 from ..utils._array_api import to_numpy
 from ._service import Reporter, SearchResult
 
@@ -70,6 +72,22 @@ def _dense(X):
     return X.toarray() if sp.issparse(X) else X
 
 
+def _centred_products(X, mean, root, B, block=4096):
+    """``(A'A, A'B)`` with ``A = root * (X - mean)``, by blocks of rows.
+
+    The centred copy of a block, never of the whole fold: same flops as one
+    product, memory of ``block`` rows.
+    """
+    p = X.shape[1]
+    gram, xtb = np.zeros((p, p)), np.zeros((p, B.shape[1]))
+    for start in range(0, X.shape[0], block):
+        rows = slice(start, start + block)
+        A = root[rows] * (X[rows] - mean)
+        gram += A.T @ A
+        xtb += A.T @ B[rows]
+    return gram, xtb
+
+
 class _FoldPath:
     """The decomposition of one fold: ``h`` and ``h'`` at any alpha."""
 
@@ -105,9 +123,9 @@ class _FoldPath:
             self.C = self.basis.T @ (xtb - np.outer(self.x_mean, s @ centred_Y))
         elif n >= p:
             # dense: centre explicitly (exact for any offset of the features)
-            A = root * (X - self.x_mean)
-            d, self.basis = np.linalg.eigh(A.T @ A)
-            self.C = self.basis.T @ (A.T @ B)
+            gram, xtb = _centred_products(X, self.x_mean, root, B)
+            d, self.basis = np.linalg.eigh(gram)
+            self.C = self.basis.T @ xtb
         else:
             A = root * (_dense(X) - self.x_mean)
             d, U = np.linalg.eigh(A @ A.T)
@@ -205,7 +223,8 @@ class RidgePathSearch:
 
     @property
     def param(self):
-        return self.space.name.rsplit("__", 1)[-1]
+        """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
+        return self.space.param
 
     def _alpha(self, lam):
         """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
@@ -224,28 +243,29 @@ class RidgePathSearch:
         fold_values = values.sum(axis=1)
         per_target = grads.mean(axis=0)
         grad = per_target if lam.size > 1 else np.array([per_target.sum()])
-        record = {
-            "iteration": len(self.history),
-            "phase": phase,
-            "lam": lam.copy(),
-            "value": float(fold_values.mean()),
-            "fold_values": fold_values,
-            "grad": grad,
-            "grad_norm": float(np.linalg.norm(grad)),
-            "accepted": accepted,
-            "step_size": None,
-            "inner_tol": 0.0,
-            "inner_iter": 0,
-            "n_fun": 0,
-            "n_hvp": 0,
-            "inner_converged": True,
-            "value_corrected": False,
-            "residual": None,
-            "time": 0.0,
-            "elapsed": time.perf_counter() - start,
-            "gradient_step": 0,
-            self.param: self.space.values(lam),
-        }
+        evaluation = Evaluation(
+            lam=lam,
+            value=float(fold_values.mean()),
+            grad=grad,
+            fold_values=fold_values,
+            inner_iter=0,
+            n_fun=0,
+            n_hvp=0,
+            inner_converged=True,
+            residual=None,
+            time=0.0,
+        )
+        record = history_record(
+            evaluation,
+            iteration=len(self.history),
+            phase=phase,
+            accepted=accepted,
+            step=None,
+            inner_tol=0.0,
+            elapsed=time.perf_counter() - start,
+            gradient_step=0,
+        )
+        record[self.param] = self.space.values(lam)
         self.history.append(record)
         self.polished.add(record["iteration"])
         return record, values.mean(axis=0)
@@ -274,18 +294,19 @@ class RidgePathSearch:
         widest = float(np.max(high - low))
         n_points = max(int(np.ceil(widest / np.log(10) * _SCAN_PER_DECADE)) + 1, 3)
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
-        table = []
+        table, slopes = [], []
         stop = None
         for k, lam in enumerate(lams):
             record, per_target = self._record(lam, "scan", start)
             if k == 0:
                 record["time"] = setup
             table.append(per_target)
+            slopes.append(record["grad"])
             if reporter.report(record):
                 stop = "stopped by callback"
                 break
         if stop is None:
-            lam = self._minimize(lams[: len(table)], np.array(table))
+            lam = self._minimize(lams[: len(table)], np.array(table), np.array(slopes))
             record, _ = self._record(lam, "root", start)
             reporter.report(record)
             message = "global minimum of the scanned CV curve, refined exactly"
@@ -305,13 +326,15 @@ class RidgePathSearch:
         reporter.finish(result)
         return result
 
-    def _minimize(self, lams, table):
+    def _minimize(self, lams, table, slopes):
         """Each target's (or the sum's) minimizer: the best scan point, refined
         by a root search on the exact derivative on the side where it
         descends.
 
         ``lams`` has shape (n_points, n_hyper), from the top of each box down;
-        ``table`` the per-target CV losses there, shape (n_points, q).
+        ``table`` the per-target CV losses there, shape (n_points, q);
+        ``slopes`` the scan's derivatives in log alpha, shape (n_points,
+        n_hyper) (the bracket's ends are scan points: no re-evaluation).
         """
         per_target = lams.shape[1] > 1
         curves = table if per_target else table.sum(axis=1, keepdims=True)
@@ -323,15 +346,16 @@ class RidgePathSearch:
             grads = self._evaluate(point)[1].mean(axis=0)
             return grads if per_target else np.array([grads.sum()])
 
-        g_best = slope(lam)
+        g_best = slopes[best, columns]
         # h' > 0 at the best point: the minimum lies below it (towards the
         # next scan point down, index best + 1); h' < 0: above it
-        below = lams[np.minimum(best + 1, n_points - 1), columns]
-        above = lams[np.maximum(best - 1, 0), columns]
+        index_below = np.minimum(best + 1, n_points - 1)
+        index_above = np.maximum(best - 1, 0)
+        below, above = lams[index_below, columns], lams[index_above, columns]
         a = np.where(g_best > 0, below, lam)
         b = np.where(g_best > 0, lam, above)
-        g_a = np.where(g_best > 0, slope(below), g_best)
-        g_b = np.where(g_best > 0, g_best, slope(above))
+        g_a = np.where(g_best > 0, slopes[index_below, columns], g_best)
+        g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
         # a bracket holds a root where h' goes from negative to positive
         bracketed = (g_a < 0) & (g_b > 0) & (b > a)
         flat = 1e-12 * np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at round-off

@@ -170,7 +170,27 @@ class Reporter:
         self.progress.finish(result)
 
 
-class GradientSearch:
+class KeptSolutions:
+    """What the iterative searches share: the parameter's name and the fold
+    solutions kept at every evaluated point (``keep_solutions=True``), in
+    ``self._kept``, for the estimators that score them as fold models."""
+
+    @property
+    def param(self):
+        """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
+        return self.space.param
+
+    def solutions(self, index):
+        """Every fold's ``(coef, intercept)`` (NumPy) at evaluated point ``index``."""
+        if not self.keep_solutions:
+            raise RuntimeError("This search was created with keep_solutions=False.")
+        return self._kept[index]
+
+    def _snapshot(self):
+        return snapshot(self.problem)
+
+
+class GradientSearch(KeptSolutions):
     """One gradient search over fixed folds.
 
     Parameters
@@ -199,12 +219,7 @@ class GradientSearch:
         self.keep_solutions = keep_solutions
         self.history = []
         self.polished = set()
-        self._solutions = []
-
-    @property
-    def param(self):
-        """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
-        return self.space.name.rsplit("__", 1)[-1]
+        self._kept = []
 
     def run(self, callback_ctx=None, owner=None):
         """Bracket (without a start), HOAG, then polish the best point.
@@ -237,7 +252,7 @@ class GradientSearch:
         def on_record(record):
             record[self.param] = space.values(record["lam"])
             if self.keep_solutions:
-                self._solutions.append(self._snapshot())
+                self._kept.append(self._snapshot())
             return reporter.report(record)
 
         if options.verbose > 0:
@@ -325,7 +340,7 @@ class GradientSearch:
             record["lam"], inner_tol=POLISH_TOL, gradient=False, newton=True
         )
         if self.keep_solutions:
-            self._solutions[index] = self._snapshot()
+            self._kept[index] = self._snapshot()
         self.polished.add(index)
         record["value"] = evaluation.value
         record["fold_values"] = evaluation.fold_values
@@ -357,15 +372,6 @@ class GradientSearch:
         only its starting point depends on it, not its result.
         """
         return mean_of(self.problem.solutions())
-
-    def solutions(self, index):
-        """Every fold's ``(coef, intercept)`` (NumPy) at evaluated point ``index``."""
-        if not self.keep_solutions:
-            raise RuntimeError("This search was created with keep_solutions=False.")
-        return self._solutions[index]
-
-    def _snapshot(self):
-        return snapshot(self.problem)
 
 
 def snapshot(problem):

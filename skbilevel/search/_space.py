@@ -122,10 +122,15 @@ class HyperSpace(NamedTuple):
             lam_start=grow(self.lam_start, "start"),
         )
 
+    @property
+    def param(self):
+        """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
+        return self.name.rsplit("__", 1)[-1]
+
     def values(self, lam):
         """``lambda`` -> the parameter's value(s), an ndarray."""
         return np.exp(self.log_sign * np.asarray(lam, dtype=np.float64))
 
     def describe(self, lam):
         """``lambda`` as one token: ``C=0.25`` or a range ``C=[0.01..3.2]``."""
-        return describe_values(self.name.rsplit("__", 1)[-1], self.values(lam))
+        return describe_values(self.param, self.values(lam))

@@ -45,7 +45,13 @@ from ..outer import CrossValidatedProblem, Fold, hoag
 from ..utils._array_api import to_numpy
 from ._folds import _take_rows
 from ._progress import SearchProgress
-from ._service import POLISH_TOL, GradientSearch, SearchResult, mean_of, snapshot
+from ._service import (
+    POLISH_TOL,
+    GradientSearch,
+    KeptSolutions,
+    SearchResult,
+    mean_of,
+)
 
 __all__ = [
     "DEFAULT_STRATEGY",
@@ -171,7 +177,7 @@ class _HyperRegularized:
         return evaluation._replace(value=value, grad=grad)
 
 
-class VectorSearch:
+class VectorSearch(KeptSolutions):
     """Many penalties, started at the single best one, kept if held-out data agree.
 
     Parameters
@@ -288,14 +294,9 @@ class VectorSearch:
         self.significance = None
         self._samples = None
         self._n_scalar = 0
-        self._solutions = {}
-        self._snapshots = []
+        self._kept = []
         self._selected_w = None
         self._selected = None
-
-    @property
-    def param(self):
-        return self.space.name.rsplit("__", 1)[-1]
 
     # -- criteria ------------------------------------------------------------------
     def _heldout_values(self):
@@ -343,9 +344,7 @@ class VectorSearch:
             record[self.param] = self.space.values(record["lam"])
         self._n_scalar = len(self.history)
         if self.keep_solutions:
-            self._snapshots = [
-                self.scalar.solutions(i) for i in range(len(self.history))
-            ]
+            self._kept = [self.scalar.solutions(i) for i in range(len(self.history))]
         if self.n_hyper == 1 or not self.splittable:
             self._selected = scalar_result.best_index
             self._selected_w = self.scalar.mean_solution()
@@ -386,7 +385,7 @@ class VectorSearch:
             record[self.param] = self.space.values(record["lam"])
             self.history.append(record)
             if self.keep_solutions:
-                self._snapshots.append(self._snapshot())
+                self._kept.append(self._snapshot())
             progress.evaluation(record)
             stop = options.callback is not None and bool(options.callback(record))
             if record["heldout_value"] < best["value"]:
@@ -489,7 +488,7 @@ class VectorSearch:
         )
         record["time"] += evaluation.time
         if self.keep_solutions:
-            self._snapshots[index] = self._snapshot()
+            self._kept[index] = self._snapshot()
         self.polished.add(index)
         if not evaluation.inner_converged:
             warnings.warn(
@@ -509,15 +508,6 @@ class VectorSearch:
         """Mean of the folds' solutions at the returned point (refit warm start)."""
         solutions = self._selected_w
         return solutions if not isinstance(solutions, list) else mean_of(solutions)
-
-    def solutions(self, index):
-        """Every fold's ``(coef, intercept)`` (NumPy) at evaluated point ``index``."""
-        if not self.keep_solutions:
-            raise RuntimeError("This search was created with keep_solutions=False.")
-        return self._snapshots[index]
-
-    def _snapshot(self):
-        return snapshot(self.problem)
 
 
 def _scalar_inner(inner):
