@@ -353,14 +353,7 @@ class GradientSearch(KeptSolutions):
                 f"iterations, {evaluation.time:.2f}s.",
                 flush=True,
             )
-        if not evaluation.inner_converged:
-            warnings.warn(
-                f"The fold fits at {self.space.describe(record['lam'])} did not "
-                f"reach the tolerance {POLISH_TOL:g}; increase inner_max_iter, scale "
-                "the data, or narrow the bounds of the search.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        warn_if_not_polished(evaluation, self.space)
         return evaluation
 
     def mean_solution(self):
@@ -372,6 +365,18 @@ class GradientSearch(KeptSolutions):
         only its starting point depends on it, not its result.
         """
         return mean_of(self.problem.solutions())
+
+
+def warn_if_not_polished(evaluation, space):
+    """ConvergenceWarning when a re-solve to ``POLISH_TOL`` did not get there."""
+    if not evaluation.inner_converged:
+        warnings.warn(
+            f"The fold fits at {space.describe(evaluation.lam)} did not reach the "
+            f"tolerance {POLISH_TOL:g}; increase inner_max_iter, scale the data, or "
+            "narrow the bounds of the search.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 def snapshot(problem):

@@ -34,10 +34,7 @@ the plain gradient search on the whole CV loss (a bracket along the diagonal,
 then HOAG on every coordinate), kept for comparisons.
 """
 
-import warnings
-
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from ..hypergrad import get_linear_solver
 from ..objectives import InnerObjective, L2Penalty, ValidationLoss
@@ -51,6 +48,7 @@ from ._service import (
     KeptSolutions,
     SearchResult,
     mean_of,
+    warn_if_not_polished,
 )
 
 __all__ = [
@@ -490,14 +488,7 @@ class VectorSearch(KeptSolutions):
         if self.keep_solutions:
             self._kept[index] = self._snapshot()
         self.polished.add(index)
-        if not evaluation.inner_converged:
-            warnings.warn(
-                f"The fold fits at {self.space.describe(record['lam'])} did not "
-                f"reach the tolerance {POLISH_TOL:g}; increase inner_max_iter, scale "
-                "the data, or narrow the bounds of the search.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        warn_if_not_polished(evaluation, self.space)
         return list(self.problem.solutions())
 
     def polish_best(self):
