@@ -18,6 +18,7 @@ from skbilevel.outer import CrossValidatedProblem
 from skbilevel.search import (
     RidgePathSearch,
     SearchOptions,
+    SharedRows,
     engine_folds,
     fold_weights,
     make_search,
@@ -231,3 +232,104 @@ def test_features_with_large_offsets_are_centred_exactly():
     assert offset.best_params_["alpha"] == pytest.approx(
         plain.best_params_["alpha"], rel=1e-5
     )
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("offset", [0.0, 1e3], ids=["centred", "offset"])
+def test_shared_kernel_gives_each_folds_own_path(fit_intercept, offset):
+    # Fold kernels taken as blocks of one kernel of all rows (centred once)
+    # must give what each fold's own kernel gives: values, slopes, solutions.
+    X, Y = make_regression(45, 80, n_targets=2, noise=5.0, random_state=0)
+    X = X + offset * np.arange(1, 81) / 80
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
+    data = materialize_folds(X, Y, splits)
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(data, Y, weights, lambda y_train, w: w),
+        penalty=lambda p: L2Penalty.per_output(p, 2),
+        fit_intercept=fit_intercept,
+    )
+    rows = SharedRows(X, splits, fit_intercept)
+    assert rows.applies(folds)
+    alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
+    for k, fold in enumerate(folds):
+        own, shared = _FoldPath(fold), _FoldPath(fold, rows.blocks(k))
+        for a, b in zip(own.curve(alphas), shared.curve(alphas)):
+            assert_allclose(b, a, rtol=1e-7, atol=1e-10 * np.abs(a).max())
+        for (coef_a, int_a), (coef_b, int_b) in zip(
+            own.solutions(alphas), shared.solutions(alphas)
+        ):
+            # (offset features without an intercept: a kernel of condition
+            # ~1e10, whose two summation orders agree to ~1e-7)
+            assert_allclose(coef_b, coef_a, rtol=1e-6, atol=1e-8)
+            if fit_intercept:
+                assert_allclose(int_b, int_a, rtol=1e-7)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_curve_derivatives_are_those_of_the_values(case):
+    folds, *_ = _folds(case, per_target=True)
+    q = folds[0].inner.model.n_outputs
+    lam = np.linspace(-1.0, 1.5, q)
+    eps = 1e-4
+    for fold in folds:
+        path = _FoldPath(fold)
+        values, slopes, bends = path.curve(np.exp([lam, lam + eps, lam - eps]))
+        assert_allclose(values[0], path.values(np.exp(lam))[0], rtol=1e-12)
+        assert_allclose(slopes[0], path.values(np.exp(lam), True)[1], rtol=1e-10)
+        assert_allclose(
+            slopes[0], (values[1] - values[2]) / (2 * eps), rtol=1e-6, atol=1e-12
+        )
+        assert_allclose(
+            bends[0], (slopes[1] - slopes[2]) / (2 * eps), rtol=1e-5, atol=1e-11
+        )
+
+
+SCORINGS = [
+    None,
+    "r2",
+    "neg_mean_squared_error",
+    "neg_root_mean_squared_error",
+    ["r2", "neg_mean_squared_error"],
+    {"fit": "r2", "error": "neg_root_mean_squared_error"},
+    "neg_mean_absolute_error",  # scored through the fold models
+]
+
+
+@pytest.mark.parametrize("n_targets", [1, 3])
+@pytest.mark.parametrize("scoring", SCORINGS, ids=str)
+def test_scores_from_predictions_equal_scikit_learns(scoring, n_targets):
+    # The closed form scores squared-error metrics from its validation
+    # predictions: every split score must equal scikit-learn's at that alpha.
+    X, y = make_regression(70, 6, n_targets=n_targets, noise=10.0, random_state=0)
+    y = y + 50.0
+    splits = list(KFold(4, shuffle=True, random_state=0).split(X))
+    search = BilevelSearchCV(
+        Ridge(fit_intercept=n_targets == 1),
+        {"alpha": (1e-2, 1e2)},
+        cv=splits,
+        scoring=scoring,
+        refit=False if isinstance(scoring, (list, dict)) else True,
+    ).fit(X, y)
+    results = search.cv_results_
+    if scoring is None or isinstance(scoring, str):
+        names, metrics = ["score"], [scoring]
+    elif isinstance(scoring, list):
+        names, metrics = scoring, scoring
+    else:
+        names, metrics = list(scoring), list(scoring.values())
+    for row in (0, 7, len(results["params"]) - 1):
+        alpha = results["params"][row]["alpha"]
+        for name, metric in zip(names, metrics):
+            reference = cross_validate(
+                Ridge(alpha=alpha, fit_intercept=n_targets == 1),
+                X,
+                y,
+                cv=splits,
+                scoring=metric,
+            )["test_score"]
+            ours = [results[f"split{k}_test_{name}"][row] for k in range(4)]
+            assert_allclose(ours, reference, rtol=1e-9, atol=1e-9)

@@ -8,11 +8,95 @@ own ``_score`` scores them.
 
 import time
 
-from sklearn.base import clone
+import numpy as np
+from sklearn.base import RegressorMixin, clone, is_regressor
+from sklearn.pipeline import Pipeline
 
 from ..utils._sklearn_compat import _check_method_params, _safe_indexing, _score
+from ._adapters import RidgeAdapter
 
-__all__ = ["FoldModels"]
+__all__ = ["FoldModels", "prediction_metrics"]
+
+
+def _squared_errors(y, predictions):
+    """Per-point, per-output sums of squared errors and of squared deviations.
+
+    ``predictions`` has shape (n_points, n_samples, n_outputs); the sums have
+    shape (n_points, n_outputs) and (n_outputs,).
+    """
+    y = y.reshape(len(y), -1)
+    error = np.sum((predictions - y) ** 2, axis=1)
+    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    return error, total, len(y)
+
+
+def _r2(y, predictions):
+    # r2_score(multioutput="uniform_average", force_finite=True)
+    error, total, _ = _squared_errors(y, predictions)
+    constant = total == 0
+    scores = np.where(
+        constant,
+        np.where(error == 0, 1.0, 0.0),
+        1 - error / np.where(constant, 1.0, total),
+    )
+    return scores.mean(axis=1)
+
+
+def _neg_mse(y, predictions):
+    error, _, n = _squared_errors(y, predictions)
+    return -np.mean(error / n, axis=1)
+
+
+def _neg_rmse(y, predictions):
+    error, _, n = _squared_errors(y, predictions)
+    return -np.mean(np.sqrt(error / n), axis=1)
+
+
+# scorer name -> the metric as a function of (y_true, predictions), equal to
+# scikit-learn's scorer of that name (unweighted)
+_PREDICTION_METRICS = {
+    "r2": _r2,
+    "neg_mean_squared_error": _neg_mse,
+    "neg_root_mean_squared_error": _neg_rmse,
+}
+
+
+def prediction_metrics(scoring, estimator, adapter, score_params):
+    """The metrics of ``scoring`` as functions of the validation predictions.
+
+    A closed-form search knows every fold model's validation predictions
+    without building the models; the squared-error metrics of a regressor
+    (``r2``, the default ``estimator.score`` of a regressor, and the
+    (root) mean squared error) are then computed for all points at once, as
+    ``RidgeCV`` scores its alphas. Anything else (other metrics, callables,
+    weighted scoring, classifiers, custom adapters) is scored through the
+    fold models.
+
+    Returns
+    -------
+    dict or None
+        ``{None: metric}`` for a single metric, ``{name: metric}`` for several,
+        None when the fold models must be scored.
+    """
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if score_params or type(adapter) is not RidgeAdapter or not is_regressor(final):
+        return None
+    if scoring is None:
+        default = type(final).score is RegressorMixin.score and (
+            final is estimator or type(estimator).score is Pipeline.score
+        )
+        return {None: _r2} if default else None
+    if isinstance(scoring, str):
+        names = {None: scoring}
+    elif isinstance(scoring, (list, tuple, set)):
+        names = {name: name for name in scoring}
+    elif isinstance(scoring, dict):
+        names = dict(scoring)
+    else:
+        return None
+    if not all(isinstance(n, str) and n in _PREDICTION_METRICS for n in names.values()):
+        return None
+    return {key: _PREDICTION_METRICS[name] for key, name in names.items()}
 
 
 class FoldModels:
@@ -34,6 +118,8 @@ class FoldModels:
         self.estimator, self.split = estimator, split
         self.adapter, self.encoding = adapter, encoding
         self.folds, self.search = folds, search
+        # set by the owner when the metrics follow from the predictions
+        self.metrics = None
 
     def _model(self, fold, params, solution):
         """The user's estimator fitted on ``fold`` from an engine solution."""
@@ -78,6 +164,12 @@ class FoldModels:
         """
         n_splits = len(self.folds)
         history = self.search.history
+        if (
+            self.metrics is not None
+            and not return_train_score
+            and hasattr(self.search, "predictions")
+        ):
+            return self._score_predictions(indices, y)
         out = [None] * (len(candidate_params) * n_splits)
         for k, fold in enumerate(self.folds):
             data = {"test": fold.test}
@@ -106,4 +198,35 @@ class FoldModels:
                     if kind == "test":
                         entry["score_time"] = time.perf_counter() - start
                 out[i * n_splits + k] = entry
+        return out
+
+    def _score_predictions(self, indices, y):
+        """:meth:`score` from the search's validation predictions.
+
+        Every point of a fold is scored at once; ``score_time`` is the fold's
+        share per point.
+        """
+        n_splits, n_points = len(self.folds), len(indices)
+        history = self.search.history
+        offset = self.encoding.context.get("offset", 0.0)
+        per_point = [self.search.predictions(index) for index in indices]
+        out = [None] * (n_points * n_splits)
+        for k, fold in enumerate(self.folds):
+            start = time.perf_counter()
+            y_true = np.asarray(_safe_indexing(y, fold.test), dtype=np.float64)
+            stacked = np.stack([point[k] for point in per_point])
+            stacked = stacked.reshape(n_points, len(y_true), -1) + offset
+            scores = {
+                key: metric(y_true, stacked) for key, metric in self.metrics.items()
+            }
+            score_time = (time.perf_counter() - start) / n_points
+            for i, index in enumerate(indices):
+                point = {key: float(values[i]) for key, values in scores.items()}
+                out[i * n_splits + k] = {
+                    "fit_error": None,
+                    "n_test_samples": fold.test.size,
+                    "fit_time": history[index]["time"] / n_splits,
+                    "test_scores": point.pop(None) if None in point else point,
+                    "score_time": score_time,
+                }
         return out

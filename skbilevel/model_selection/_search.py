@@ -44,6 +44,7 @@ from ..outer import TOLERANCE_SCHEDULES
 from ..search import (
     PATHS,
     SearchOptions,
+    SharedRows,
     as_engine_array,
     check_splits,
     engine_folds,
@@ -68,7 +69,7 @@ from ..utils._sklearn_compat import (
 )
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
-from ._scoring import FoldModels
+from ._scoring import FoldModels, prediction_metrics
 from ._space import parse_param_space
 
 __all__ = ["BilevelSearchCV"]
@@ -461,6 +462,9 @@ class BilevelSearchCV(BaseSearchCV):
         fold_models = self._search(
             split, adapter, space, X, y, splits, routed_params.estimator.fit
         )
+        fold_models.metrics = prediction_metrics(
+            self.scoring, self.estimator, adapter, routed_params.scorer.score
+        )
         search = fold_models.search
         table = _CandidateTable(
             self, fold_models, X, y, scorers, routed_params.scorer.score
@@ -558,10 +562,14 @@ class BilevelSearchCV(BaseSearchCV):
                 f"{unexpected}; BilevelSearchCV forwards {list(adapter.fit_params)}."
             )
         encoding = adapter.encode_targets(split.final, y)
+        rows = None
         if split.prefix is None:
+            X_engine = as_engine_array(X)
             folds = materialize_folds(
-                as_engine_array(X), y, splits, feature_names=_get_feature_names(X)
+                X_engine, y, splits, feature_names=_get_feature_names(X)
             )
+            if self.device != "cuda":
+                rows = SharedRows(X_engine, splits, adapter.fit_intercept(split.final))
         else:
             folds = materialize_folds(
                 X,
@@ -598,7 +606,7 @@ class BilevelSearchCV(BaseSearchCV):
             )
         options = SearchOptions.from_estimator(self)
         search = make_search(
-            engine, space, options, keep_solutions=True, path=self.path
+            engine, space, options, keep_solutions=True, path=self.path, rows=rows
         )
         return FoldModels(self.estimator, split, adapter, encoding, folds, search)
 

@@ -21,7 +21,7 @@ from ._folds import (  # noqa: F401 (the fold plumbing: see __all__ below)
     route_fit_params,
     split_estimator,
 )
-from ._ridge import RidgePathSearch
+from ._ridge import RidgePathSearch, SharedRows
 from ._service import (
     PATHS,
     POLISH_TOL,
@@ -41,6 +41,7 @@ __all__ = [
     "PATHS",
     "POLISH_TOL",
     "RidgePathSearch",
+    "SharedRows",
     "STRUCTURES",
     "SearchOptions",
     "SearchResult",

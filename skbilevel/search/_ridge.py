@@ -37,7 +37,7 @@ from ..outer.hoag import history_record
 from ..utils._array_api import to_numpy
 from ._service import Reporter, SearchResult
 
-__all__ = ["RidgePathSearch", "closed_form_applies"]
+__all__ = ["RidgePathSearch", "SharedRows", "closed_form_applies"]
 
 # Scan density in log(alpha): 3 points per decade (the curve between scan
 # points is then refined exactly), and the root search's precision.
@@ -88,10 +88,63 @@ def _centred_products(X, mean, root, B, block=4096):
     return gram, xtb
 
 
-class _FoldPath:
-    """The decomposition of one fold: ``h`` and ``h'`` at any alpha."""
+def _centred_transpose(X, mean, V, block=4096):
+    """``(X - mean)' V`` by blocks of rows (no centred copy of ``X``)."""
+    out = np.zeros((X.shape[1], V.shape[1]))
+    for start in range(0, X.shape[0], block):
+        rows = slice(start, start + block)
+        out += (_dense(X[rows]) - mean).T @ V[rows]
+    return out
 
-    def __init__(self, fold):
+
+class SharedRows:
+    """Products of all rows, computed once for every fold's kernel.
+
+    When every fold's data are rows of one dense array (no per-fold
+    transform), the fold kernels are blocks of one kernel of all the rows,
+    centred once by the column means: one product ``n^2 p`` instead of one
+    per fold (``K (n - n/K)^2 p``), and no centred copy of each fold.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    splits : list of (ndarray, ndarray)
+        Each fold's training and validation rows of ``X``.
+    fit_intercept : bool
+    """
+
+    def __init__(self, X, splits, fit_intercept):
+        self.X, self.splits, self.fit_intercept = X, splits, fit_intercept
+        self._kernel = None
+
+    def applies(self, folds):
+        """Whether every fold takes the kernel (more features than samples)."""
+        return (
+            isinstance(self.X, np.ndarray)
+            and len(self.splits) == len(folds)
+            and all(len(train) < self.X.shape[1] for train, _ in self.splits)
+        )
+
+    def blocks(self, index):
+        """The fold's training kernel, validation x training cross products
+        and the centre used (rows centred by the column means)."""
+        if self._kernel is None:
+            centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
+            Z = self.X - centre
+            self._kernel, self._centre = Z @ Z.T, centre
+        train, test = self.splits[index]
+        kernel = self._kernel
+        return kernel[np.ix_(train, train)], kernel[np.ix_(test, train)], self._centre
+
+
+class _FoldPath:
+    """The decomposition of one fold: ``h`` and ``h'`` at any alpha.
+
+    ``blocks``: the fold's blocks of a kernel shared by all folds
+    (:meth:`SharedRows.blocks`), or None to compute the fold's own.
+    """
+
+    def __init__(self, fold, blocks=None):
         inner, outer = fold.inner, fold.outer
         X = inner.model.X
         y = np.asarray(to_numpy(inner.y), dtype=np.float64)
@@ -108,7 +161,9 @@ class _FoldPath:
             self.y_mean = np.zeros(Y.shape[1])
         root = np.sqrt(s)[:, None]
         B = root * (Y - self.y_mean)
+        X_val = outer.model.X
         n, p = X.shape
+        self.basis = None
         if n >= p and sp.issparse(X):
             # Sparse X stays sparse: the Gram of the centred, weighted rows is
             # X'SX - sum(s) x_mean x_mean' (a difference that loses digits for
@@ -127,13 +182,8 @@ class _FoldPath:
             d, self.basis = np.linalg.eigh(gram)
             self.C = self.basis.T @ xtb
         else:
-            A = root * (_dense(X) - self.x_mean)
-            d, U = np.linalg.eigh(A @ A.T)
-            self.basis = None
-            self._A, self._U = A, U
-            self.C = U.T @ B
+            d = self._kernel_path(X, X_val, s, root, B, blocks)
         self.d = np.maximum(d, 0.0)
-        X_val = outer.model.X
         y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
         self.Y_val = y_val.reshape(len(y_val), -1)
         s_val = outer.sample_weight
@@ -142,13 +192,39 @@ class _FoldPath:
             if s_val is None
             else np.asarray(to_numpy(s_val), dtype=np.float64)
         )
-        centred_val = _dense(X_val) - self.x_mean
         if self.basis is not None:
-            self.M = centred_val @ self.basis
-        else:
-            self.M = (centred_val @ self._A.T) @ self._U
+            self.M = (_dense(X_val) - self.x_mean) @ self.basis
         # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2
         self.factor = outer.scale / self.s_val.sum() * 0.5
+
+    def _kernel_path(self, X, X_val, s, root, B, blocks):
+        """More features than samples: eigendecompose the fold's kernel.
+
+        ``Z = X - centre`` (the fold's own mean, or the shared centre of all
+        rows); the weighted fold mean of ``Z`` is ``m = Z's / S``, and the
+        kernel of the fold-centred rows follows from ``ZZ'`` without another
+        copy: ``(Z - 1m')(Z - 1m')' = ZZ' - u1' - 1u' + c`` with
+        ``u = ZZ's / S``, ``c = s'u / S`` (the same for the validation
+        rows' cross products, with ``v = Z_val Z's / S``).
+        """
+        if blocks is None:
+            Z = _dense(X) - self.x_mean
+            kernel, cross = Z @ Z.T, (_dense(X_val) - self.x_mean) @ Z.T
+            del Z
+        else:
+            kernel, cross, _ = blocks
+        if self.fit_intercept:
+            total = s.sum()
+            u, v = kernel @ s / total, cross @ s / total
+            c = s @ u / total
+            kernel = kernel - u[:, None] - u[None, :] + c
+            cross = cross - v[:, None] - u[None, :] + c
+        weights = root[:, 0]
+        d, U = np.linalg.eigh(weights[:, None] * kernel * weights[None, :])
+        self._X, self._weighted_U = X, weights[:, None] * U
+        self.C = U.T @ B
+        self.M = cross @ self._weighted_U
+        return d
 
     def _scaled(self, alpha):
         # 1 / (d + alpha), shape (rank, q): one column per target's alpha
@@ -174,6 +250,45 @@ class _FoldPath:
         derivatives = 2 * self.factor * np.sum(weighted * slope, axis=0)
         return values, np.asarray(alpha, float).reshape(-1) * derivatives
 
+    def curve(self, alphas):
+        """``F_t`` and its first two derivatives in ``log alpha_t``, at many alphas.
+
+        ``alphas`` has shape (n_points, q); returns three arrays of that shape,
+        from one matrix product for all points.
+        """
+        alphas = np.asarray(alphas, dtype=np.float64)
+        n_points, q = alphas.shape
+        inverse = 1.0 / (self.d[:, None, None] + alphas[None])  # (rank, n, q)
+        scaled = inverse * self.C[:, None, :]
+        # predictions P, dP/dalpha = -M inv^2 C, d2P/dalpha2 = 2 M inv^3 C
+        stacked = np.stack([scaled, inverse * scaled, inverse**2 * scaled], axis=1)
+        every = self.M @ stacked.reshape(len(self.d), -1)
+        every = every.reshape(len(self.M), 3, n_points, q)
+        residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
+        slope, bend = -every[:, 1], 2 * every[:, 2]
+        weight = self.s_val[:, None, None]
+        values = self.factor * np.sum(weight * residual**2, axis=0)
+        first = 2 * self.factor * np.sum(weight * residual * slope, axis=0)
+        second = 2 * self.factor * np.sum(weight * (slope**2 + residual * bend), axis=0)
+        # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
+        return values, alphas * first, alphas * first + alphas**2 * second
+
+    def predictions(self, alphas):
+        """Validation predictions at each of ``alphas`` (shape (n_points, q)).
+
+        Returns a list of arrays of shape (n_val,) for one target, else
+        (n_val, q): what the fold model's ``predict`` returns, from one matrix
+        product for all points.
+        """
+        q = self.C.shape[1]
+        scaled = np.concatenate([self._scaled(alpha) * self.C for alpha in alphas], 1)
+        every = self.M @ scaled
+        out = []
+        for k in range(len(alphas)):
+            prediction = every[:, k * q : (k + 1) * q] + self.y_mean
+            out.append(prediction[:, 0] if self.one_target else prediction)
+        return out
+
     def solutions(self, alphas):
         """``(coef, intercept)`` in the engine's layout at each of ``alphas``.
 
@@ -184,8 +299,8 @@ class _FoldPath:
         scaled = np.concatenate([self._scaled(alpha) * self.C for alpha in alphas], 1)
         if self.basis is not None:
             coefs = self.basis @ scaled
-        else:
-            coefs = self._A.T @ (self._U @ scaled)
+        else:  # A' U z with A = root (X - x_mean)
+            coefs = _centred_transpose(self._X, self.x_mean, self._weighted_U @ scaled)
         out = []
         for k in range(len(alphas)):
             coef = coefs[:, k * q : (k + 1) * q]
@@ -207,10 +322,13 @@ class RidgePathSearch:
         Only ``verbose`` and ``callback`` apply.
     keep_solutions : bool, default=False
         Accepted for the interface; solutions are computed on demand.
+    rows : SharedRows or None, default=None
+        All folds' rows of one array: fold kernels come from one product.
     """
 
-    def __init__(self, folds, space, options, *, keep_solutions=False):
+    def __init__(self, folds, space, options, *, keep_solutions=False, rows=None):
         self.folds = folds
+        self.rows = rows if rows is not None and rows.applies(folds) else None
         n_outputs = folds[0].inner.model.n_outputs
         n_hyper = n_outputs if space.structure == "outputs" else 1
         self.space = space.resize(n_hyper)
@@ -220,6 +338,7 @@ class RidgePathSearch:
         self.polished = set()
         self._paths = None
         self._solutions = []
+        self._predictions = []
 
     @property
     def param(self):
@@ -230,23 +349,33 @@ class RidgePathSearch:
         """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
         return np.broadcast_to(np.exp(np.asarray(lam, float)), (self.n_outputs,))
 
-    def _evaluate(self, lam, derivative=True):
-        """Per-fold, per-target values (K, q) and log-derivatives (K, q)."""
-        results = [path.values(self._alpha(lam), derivative) for path in self._paths]
-        values = np.array([r[0] for r in results])
-        grads = np.array([r[1] for r in results]) if derivative else None
-        return values, grads
+    def _evaluate(self, lams):
+        """CV loss and its log-derivatives at points ``lams`` (n, n_hyper).
 
-    def _record(self, lam, phase, start, accepted=True):
+        Returns ``fold_values`` (K, n) and the per-hyperparameter mean slopes
+        and curvatures over folds, each (n, n_hyper): one matrix product per
+        fold for all points.
+        """
+        lams = np.asarray(lams, dtype=np.float64).reshape(len(lams), -1)
+        alphas = np.broadcast_to(np.exp(lams), (len(lams), self.n_outputs))
+        curves = [path.curve(alphas) for path in self._paths]
+        values = np.array([c[0] for c in curves])  # (K, n, q)
+        slopes = np.mean([c[1] for c in curves], axis=0)
+        bends = np.mean([c[2] for c in curves], axis=0)
+        if lams.shape[1] == 1:  # one alpha for all targets: the sum's slope
+            slopes, bends = (
+                slopes.sum(axis=1, keepdims=True),
+                bends.sum(axis=1, keepdims=True),
+            )
+        return values, slopes, bends
+
+    def _record(self, lam, fold_values, grad, phase, start):
+        """One history record (every closed-form point is exact: polished)."""
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
-        values, grads = self._evaluate(lam)
-        fold_values = values.sum(axis=1)
-        per_target = grads.mean(axis=0)
-        grad = per_target if lam.size > 1 else np.array([per_target.sum()])
         evaluation = Evaluation(
             lam=lam,
             value=float(fold_values.mean()),
-            grad=grad,
+            grad=np.asarray(grad, dtype=np.float64),
             fold_values=fold_values,
             inner_iter=0,
             n_fun=0,
@@ -259,7 +388,7 @@ class RidgePathSearch:
             evaluation,
             iteration=len(self.history),
             phase=phase,
-            accepted=accepted,
+            accepted=True,
             step=None,
             inner_tol=0.0,
             elapsed=time.perf_counter() - start,
@@ -268,7 +397,7 @@ class RidgePathSearch:
         record[self.param] = self.space.values(lam)
         self.history.append(record)
         self.polished.add(record["iteration"])
-        return record, values.mean(axis=0)
+        return record
 
     def run(self, callback_ctx=None, owner=None):
         """Scan the box, then find each target's minimum exactly.
@@ -286,7 +415,11 @@ class RidgePathSearch:
                 f"{space.name} (one eigendecomposition per fold)",
                 flush=True,
             )
-        self._paths = [_FoldPath(fold) for fold in self.folds]
+        self._paths = [
+            _FoldPath(fold, None if self.rows is None else self.rows.blocks(k))
+            for k, fold in enumerate(self.folds)
+        ]
+        self.rows = None  # the shared kernel is no longer needed
         setup = time.perf_counter() - start
         low, high = space.lam_low, space.lam_high
         # each hyperparameter scans its own box, with the same number of
@@ -294,20 +427,26 @@ class RidgePathSearch:
         widest = float(np.max(high - low))
         n_points = max(int(np.ceil(widest / np.log(10) * _SCAN_PER_DECADE)) + 1, 3)
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
-        table, slopes = [], []
+        values, slopes, bends = self._evaluate(lams)
+        scan_time = time.perf_counter() - start - setup
         stop = None
         for k, lam in enumerate(lams):
-            record, per_target = self._record(lam, "scan", start)
-            if k == 0:
-                record["time"] = setup
-            table.append(per_target)
-            slopes.append(record["grad"])
+            record = self._record(
+                lam, values[:, k].sum(axis=1), slopes[k], "scan", start
+            )
+            # the setup and the scan's one product per fold, spread evenly
+            record["time"] = (setup + scan_time) / len(lams)
             if reporter.report(record):
                 stop = "stopped by callback"
                 break
         if stop is None:
-            lam = self._minimize(lams[: len(table)], np.array(table), np.array(slopes))
-            record, _ = self._record(lam, "root", start)
+            lam = self._minimize(lams, values.mean(axis=0), slopes, bends)
+            at = time.perf_counter()
+            point_values, point_slopes, _ = self._evaluate(lam[None])
+            record = self._record(
+                lam, point_values[:, 0].sum(axis=1), point_slopes[0], "root", start
+            )
+            record["time"] += time.perf_counter() - at
             reporter.report(record)
             message = "global minimum of the scanned CV curve, refined exactly"
         else:
@@ -326,26 +465,21 @@ class RidgePathSearch:
         reporter.finish(result)
         return result
 
-    def _minimize(self, lams, table, slopes):
+    def _minimize(self, lams, table, slopes, bends):
         """Each target's (or the sum's) minimizer: the best scan point, refined
-        by a root search on the exact derivative on the side where it
-        descends.
+        by a safeguarded Newton search for the root of the exact derivative
+        on the side where the curve descends.
 
         ``lams`` has shape (n_points, n_hyper), from the top of each box down;
         ``table`` the per-target CV losses there, shape (n_points, q);
-        ``slopes`` the scan's derivatives in log alpha, shape (n_points,
-        n_hyper) (the bracket's ends are scan points: no re-evaluation).
+        ``slopes`` and ``bends`` the first and second derivatives in
+        ``log alpha`` there, shape (n_points, n_hyper).
         """
         per_target = lams.shape[1] > 1
         curves = table if per_target else table.sum(axis=1, keepdims=True)
         n_points, columns = lams.shape[0], np.arange(lams.shape[1])
         best = np.argmin(curves, axis=0)  # scan index per hyperparameter
         lam = lams[best, columns]
-
-        def slope(point):
-            grads = self._evaluate(point)[1].mean(axis=0)
-            return grads if per_target else np.array([grads.sum()])
-
         g_best = slopes[best, columns]
         # h' > 0 at the best point: the minimum lies below it (towards the
         # next scan point down, index best + 1); h' < 0: above it
@@ -358,30 +492,36 @@ class RidgePathSearch:
         g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
         # a bracket holds a root where h' goes from negative to positive
         bracketed = (g_a < 0) & (g_b > 0) & (b > a)
-        flat = 1e-12 * np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at round-off
-        # Regula falsi with the Illinois modification (superlinear, and the
-        # bracket always shrinks): a few evaluations instead of bisection's 35.
+        t, g_t, dg_t = lam, g_best, bends[best, columns]
+        scale = np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at the scan points
+        # Newton on h' from the best scan point, kept inside the shrinking
+        # bracket (a step that leaves it, or a non-positive curvature, takes
+        # the regula falsi point instead): quadratic near the root, never
+        # worse than the bracket's secant.
         for _ in range(_ROOT_ITER):
             active = bracketed & (b - a > _ROOT_TOL)
             if not np.any(active):
                 break
-            t = np.where(
-                active, b - g_b * (b - a) / np.where(active, g_b - g_a, 1), lam
-            )
-            g_t = slope(t)
-            left = active & (g_t < 0)
-            right = active & (g_t >= 0)
-            # Illinois: halve the slope kept at the end that did not move
-            g_b = np.where(left, g_b / 2, np.where(right, g_t, g_b))
-            g_a = np.where(right, g_a / 2, np.where(left, g_t, g_a))
-            a = np.where(left, t, a)
-            b = np.where(right, t, b)
-            # a root found to round-off closes its bracket
-            done = active & (np.abs(g_t) <= flat)
+            newton = t - g_t / np.where(dg_t > 0, dg_t, 1.0)
+            secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
+            inside = (dg_t > 0) & (newton > a) & (newton < b)
+            step = np.where(inside, newton, secant)
+            converged = active & (np.abs(step - t) <= _ROOT_TOL)
+            t = np.where(active, step, t)
+            _, new_g, new_dg = self._evaluate(t[None])
+            g_t = np.where(active, new_g[0], g_t)
+            dg_t = np.where(active, new_dg[0], dg_t)
+            left, right = active & (g_t < 0), active & (g_t >= 0)
+            a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
+            b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
+            # a Newton step below the tolerance, or a root found to round-off,
+            # closes the bracket
+            flat = np.abs(g_t) <= 1e-12 * scale
+            done = active & (converged | flat)
             a, b = np.where(done, t, a), np.where(done, t, b)
         # without a sign change, the best scan point (an end of the box, or
         # a flat stretch) is the minimum
-        return np.where(bracketed, (a + b) / 2, lam)
+        return np.where(bracketed, t, lam)
 
     def polish_best(self):
         """Every value is exact: the best point needs no re-solve."""
@@ -402,3 +542,16 @@ class RidgePathSearch:
             per_fold = [path.solutions(alphas) for path in self._paths]
             self._solutions = [list(point) for point in zip(*per_fold)]
         return self._solutions[index]
+
+    def predictions(self, index):
+        """Every fold's validation predictions at evaluated point ``index``.
+
+        The fold models' ``predict`` on the validation folds, without building
+        them: lets the squared-error metrics score every point at once.
+        Computed for every evaluated point at the first call, then cached.
+        """
+        if len(self._predictions) != len(self.history):
+            alphas = [self._alpha(record["lam"]) for record in self.history]
+            per_fold = [path.predictions(alphas) for path in self._paths]
+            self._predictions = [list(point) for point in zip(*per_fold)]
+        return self._predictions[index]

@@ -401,7 +401,7 @@ def mean_of(solutions):
     return total / len(solutions)
 
 
-def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
+def make_search(folds, space, options, *, keep_solutions=False, path="auto", rows=None):
     """The search for these folds: closed form where it exists, else HOAG.
 
     Parameters
@@ -418,6 +418,9 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
         only with more samples than features per fold), the gradient search
         otherwise; ``"closed-form"`` raises ValueError when it does not
         apply.
+    rows : SharedRows or None, default=None
+        When every fold's data are rows of one array (no per-fold transform):
+        the closed form computes the products of all rows once.
 
     The "features" and "groups" structures take the vector search
     (:mod:`._vector`: the scalar search, then a descent stopped on held-out
@@ -434,7 +437,9 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto"):
         raise ValueError(f"path must be one of {PATHS}, got {path!r}.")
     reason = None if path == "gradient" else closed_form_applies(folds, space)
     if path != "gradient" and reason is None:
-        return RidgePathSearch(folds, space, options, keep_solutions=keep_solutions)
+        return RidgePathSearch(
+            folds, space, options, keep_solutions=keep_solutions, rows=rows
+        )
     if path == "closed-form":
         raise ValueError(f"path='closed-form' does not apply: {reason}.")
     if space.structure in VECTOR_STRUCTURES:
