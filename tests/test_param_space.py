@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skbilevel import BilevelSearchCV
 from skbilevel.model_selection import LogisticRegressionAdapter, RidgeAdapter
-from skbilevel.model_selection._space import parse_param_space
+from skbilevel.model_selection._space import estimator_params, parse_param_space
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,32 @@ def test_array_bounds_search_one_value_per_output():
 def test_bounds_of_the_wrong_type_or_shape_raise(bounds, error, match):
     with pytest.raises(error, match=match):
         parse_param_space({"alpha": bounds}, Ridge(), None, RidgeAdapter())
+
+
+# -- penalty_groups: one value per feature or per group --------------------------------
+def test_penalty_groups_give_the_vector_structures():
+    adapter = LogisticRegressionAdapter()
+    space = parse_param_space(
+        {"C": (1e-2, [1e2, 1e3, 1e4])}, LogisticRegression(), None, adapter,
+        penalty_groups=["b", "a", "c", "a"],
+    )  # fmt: skip
+    assert (space.structure, space.n_hyper(4, 1)) == ("groups", 3)
+    assert_allclose(space.lam_low, -np.log([1e2, 1e3, 1e4]))
+    space = parse_param_space(
+        {"C": (1e-2, 1e2)}, LogisticRegression(), None, adapter,
+        penalty_groups="features",
+    )  # fmt: skip
+    assert (space.structure, space.n_hyper(7, 3)) == ("features", 7)
+
+
+def test_estimator_params_keep_vector_values_off_the_estimator():
+    adapter = RidgeAdapter()
+    space = parse_param_space(
+        {"alpha": (1e-2, 1e2)}, Ridge(), None, adapter, penalty_groups="features"
+    )
+    assert estimator_params(space, {"alpha": np.array([2.0, 3.0])}) == {}
+    same = estimator_params(space, {"alpha": np.array([2.0, 2.0])})
+    assert same == {"alpha": 2.0} and isinstance(same["alpha"], float)
+    per_output = parse_param_space({"alpha": ([1, 2], 10.0)}, Ridge(), None, adapter)
+    values = {"alpha": np.array([2.0, 3.0])}
+    assert estimator_params(per_output, values) is values

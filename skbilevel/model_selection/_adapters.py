@@ -99,6 +99,13 @@ class EstimatorAdapter:
     per_output : bool
         Whether the parameter may hold one value per output (``Ridge``'s
         ``alpha`` of shape (n_targets,)).
+    per_feature : bool
+        Whether ``BilevelSearchCV(..., penalty_groups=...)`` may search one
+        value per feature or per group of features. Such a value is not one
+        the estimator can hold: the fold models and the refit carry the
+        engine's solution with the parameter left as given, which is only
+        right when predictions do not use the parameter (True for linear
+        models that predict from ``coef_`` and ``intercept_``).
     fit_params : tuple of str
         Fit parameters the adapter understands (``sample_weight``).
     """
@@ -106,6 +113,7 @@ class EstimatorAdapter:
     params = ()
     log_sign = 1
     per_output = False
+    per_feature = True
     fit_params = ("sample_weight",)
 
     def check_estimator(self, estimator, param):

@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from ..utils._sklearn_compat import _check_method_params, _safe_indexing, _score
 from ._adapters import RidgeAdapter
+from ._space import estimator_params
 
 __all__ = ["FoldModels", "prediction_metrics"]
 
@@ -123,7 +124,9 @@ class FoldModels:
 
     def _model(self, fold, params, solution):
         """The user's estimator fitted on ``fold`` from an engine solution."""
-        model = clone(self.estimator).set_params(**params)
+        model = clone(self.estimator).set_params(
+            **estimator_params(self.search.space, params)
+        )
         final = model.steps[-1][1] if self.split.final_name is not None else model
         coef, intercept = solution
         self.adapter.set_solution(final, coef, intercept, self.encoding)

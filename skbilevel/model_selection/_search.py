@@ -54,6 +54,7 @@ from ..search import (
     route_fit_params,
     split_estimator,
 )
+from ..search._vector import VECTOR_STRUCTURES
 from ..utils._array_api import describe_placement, is_sparse
 from ..utils._device import DEVICES, check_device_available, is_host_input, to_host
 from ..utils._sklearn_compat import (
@@ -70,7 +71,8 @@ from ..utils._sklearn_compat import (
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
 from ._scoring import FoldModels, prediction_metrics
-from ._space import parse_param_space
+from ._space import check_vector_space, estimator_params, parse_param_space
+from ._vector_penalty import check_same_features, refit_vector_penalty
 
 __all__ = ["BilevelSearchCV"]
 
@@ -124,7 +126,26 @@ class BilevelSearchCV(BaseSearchCV):
         ``(low, high, start)``, searched in log space. Without ``start`` a
         coarse bracket of a few fits from the strongest penalty down picks it.
         For ``Ridge`` with ``y`` of shape (n_samples, n_targets), bounds given
-        as arrays of shape (n_targets,) search one ``alpha`` per target.
+        as arrays of shape (n_targets,) search one ``alpha`` per target. With
+        ``penalty_groups``, bounds are scalars or arrays of shape
+        (n_features,) / (n_groups,).
+    penalty_groups : None, "features" or array-like of shape (n_features,), \
+            default=None
+        Structure of the searched penalty, as in
+        :class:`~skbilevel.HOAGLogisticRegression`. ``None``: one value (or
+        one per target, see ``param_space``). ``"features"``: one value per
+        feature of the final estimator, i.e. per column it sees after a
+        Pipeline's earlier steps. An array: one value per group,
+        ``penalty_groups[j]`` being the group label of that column ``j``
+        (values in sorted label order). The search first finds the best single
+        value, then descends the many penalties on half of each validation
+        fold and keeps them only if the other half prefers them significantly
+        (see ``penalty_gain_`` and the user guide, "Many penalties"). The
+        earlier steps must give the same features in every fold; the
+        estimator (``LogisticRegression``, ``Ridge``...) cannot hold such a
+        value, so the fold models and ``best_estimator_`` carry the solution
+        with the parameter as given (see ``refit``). ``path="closed-form"``
+        does not apply.
     scoring : str, callable, list, tuple or dict, default=None
         Metrics reported for every evaluated point, as in GridSearchCV. They do
         not steer the search: the gradient descends the mean validation loss of
@@ -142,7 +163,16 @@ class BilevelSearchCV(BaseSearchCV):
         As in GridSearchCV: refit ``estimator`` on the whole data with the best
         evaluated point, chosen by the metric named (or the only one); ties are
         broken by the lower outer loss. Before a point is declared best, its
-        folds are re-solved tightly and it is rescored.
+        folds are re-solved tightly and it is rescored. With
+        ``penalty_groups``, the best point is the many-penalty point the
+        search kept (``penalty_gain_ > 0``), else the best of the single-value
+        points by the metric, refit as without ``penalty_groups``; a callable
+        ``refit`` chooses among all rows. A many-penalty point cannot be refit
+        by ``set_params(**best_params_).fit``: the Pipeline's earlier steps are
+        fit on all data by scikit-learn, then the final step's training
+        problem at those penalties is solved by the engine (relative gradient
+        norm 1e-8, from the folds' mean solution) and set as its ``coef_`` /
+        ``intercept_``, its parameter left as given.
     cv : int, cross-validation generator or iterable, default=None
         As in GridSearchCV (None: 5-fold, stratified for classifiers). With an
         int (or None) and ``random_state`` set, the folds are shuffled.
@@ -233,11 +263,17 @@ class BilevelSearchCV(BaseSearchCV):
         for regressors; from the search's inexact fold fits, corrected to
         first order, except at points re-solved tightly before being
         declared best, where it is exact), ``hypergradient_norm`` and
-        ``step_accepted``. ``fit_time`` is the evaluation's time divided
-        evenly among the folds. Loads with ``pandas.DataFrame``.
+        ``step_accepted``; with ``penalty_groups``, ``outer_stage``
+        ("scalar": the single-value search, then "vector") and ``params``
+        holding arrays of one value per feature or group (``outer_loss`` of an
+        unpolished "vector" row is on the descent halves of the validation
+        folds). ``fit_time`` is the evaluation's time divided evenly among
+        the folds. Loads with ``pandas.DataFrame``.
     best_estimator_ : estimator
         ``estimator`` (the user's class) refit on all data with
-        ``best_params_``; only with ``refit``.
+        ``best_params_``; only with ``refit``. With ``penalty_groups`` see
+        ``refit``: its parameter is the single value, or left as given at a
+        many-penalty point.
     best_score_ : float
         Mean cross-validated score of ``best_estimator_``.
     best_params_ : dict
@@ -264,6 +300,11 @@ class BilevelSearchCV(BaseSearchCV):
     history_ : list of dict
         The engine's record of each evaluation (``lam``, parameter value,
         ``value``, ``fold_values``, ``grad``, ``inner_iter``, ``time``...).
+    penalty_gain_ : float or None
+        With ``penalty_groups``: relative decrease of the validation loss on
+        the held-out halves of the folds from the best single value to the
+        many penalties kept (0.0 when the single value was kept), as
+        ``HOAGLogisticRegression.penalty_gain_``; None without.
     n_iter_ : int
         Iterations of the search: evaluations of the CV loss, bracket
         included (one row of ``cv_results_`` each); ``max_iter`` bounds the
@@ -315,6 +356,15 @@ class BilevelSearchCV(BaseSearchCV):
     >>> C = search.best_params_["logisticregression__C"]
     >>> bool(0.1 < C < 10), round(float(-search.best_score_), 2)
     (True, 0.08)
+
+    One ``C`` per feature (after the scaler), kept only where held-out halves
+    of the validation folds prefer it:
+
+    >>> search = BilevelSearchCV(
+    ...     pipe, {"logisticregression__C": (1e-4, 1e4)}, penalty_groups="features"
+    ... ).fit(X, y)
+    >>> search.best_params_["logisticregression__C"].shape
+    (30,)
     """
 
     _parameter_constraints = {
@@ -324,6 +374,7 @@ class BilevelSearchCV(BaseSearchCV):
             if name != "pre_dispatch"
         },
         "param_space": [dict],
+        "penalty_groups": [None, StrOptions({"features"}), "array-like"],
         "random_state": ["random_state"],
         "hypergradient": [StrOptions(set(LINEAR_SOLVERS)), HasMethods(["solve"])],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -343,6 +394,7 @@ class BilevelSearchCV(BaseSearchCV):
         estimator,
         param_space,
         *,
+        penalty_groups=None,
         scoring=None,
         n_jobs=None,
         refit=True,
@@ -366,6 +418,7 @@ class BilevelSearchCV(BaseSearchCV):
         # BaseSearchCV.__init__ would also set pre_dispatch, which is not ours.
         self.estimator = estimator
         self.param_space = param_space
+        self.penalty_groups = penalty_groups
         self.scoring = scoring
         self.n_jobs = n_jobs
         self.refit = refit
@@ -425,8 +478,13 @@ class BilevelSearchCV(BaseSearchCV):
         split = split_estimator(self.estimator)
         adapter = get_adapter(split.final)
         space = parse_param_space(
-            self.param_space, split.final, split.final_name, adapter
+            self.param_space,
+            split.final,
+            split.final_name,
+            adapter,
+            penalty_groups=self.penalty_groups,
         )
+        self._check_penalty_groups(refit_input)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -491,16 +549,42 @@ class BilevelSearchCV(BaseSearchCV):
             routed_in = self._get_routed_params_for_fit(
                 _check_method_params(X_in, params=params_in)
             )
-            self._refit_best(X_in, y_in, routed_in.estimator.fit, root_ctx, metadata)
+            self._refit_best(
+                X_in, y_in, routed_in.estimator.fit, root_ctx, metadata, fold_models
+            )
         elif self.refit:
-            self._refit_best(X, y, routed_params.estimator.fit, root_ctx, metadata)
+            self._refit_best(
+                X, y, routed_params.estimator.fit, root_ctx, metadata, fold_models
+            )
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
         )
         self.cv_results_ = table.finish()
         self.history_ = search.history
+        self.penalty_gain_ = (
+            None
+            if self.penalty_groups is None
+            else getattr(search, "penalty_gain", None)
+        )
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
+
+    def _check_penalty_groups(self, refit_input):
+        """What ``penalty_groups`` cannot be combined with, before any work."""
+        if self.penalty_groups is None:
+            return
+        if self.path == "closed-form":
+            raise ValueError(
+                "path='closed-form' searches one alpha for all features (or one per "
+                "target); penalty_groups needs the iterative search: use "
+                "path='auto' or path='gradient'."
+            )
+        if refit_input is not None:
+            raise ValueError(
+                "penalty_groups is not supported with array-API input: the refit "
+                "of one penalty per feature runs on NumPy / SciPy data. Pass "
+                "NumPy data (with device='cuda' to search on the GPU)."
+            )
 
     def _host_input(self, X, y, params):
         """Host copies of array-API input for the search; the input for the refit.
@@ -591,6 +675,10 @@ class BilevelSearchCV(BaseSearchCV):
             partial(adapter.training_weights, split.final),
         )
         n_outputs = encoding.n_outputs
+        if space.structure in VECTOR_STRUCTURES:
+            estimator_name = type(split.final).__name__
+            check_same_features(folds, estimator_name)
+            check_vector_space(space, folds[0].n_features_in, n_outputs, estimator_name)
         engine = engine_folds(
             folds,
             encoding,
@@ -618,10 +706,24 @@ class BilevelSearchCV(BaseSearchCV):
         (validation losses off by up to ~1e-4 relative): before a point is
         declared best it is re-solved tightly and rescored, until the best
         point is one so re-solved.
+
+        With ``penalty_groups`` the many penalties are the search's choice,
+        not the metric's: every "vector" row is scored on whole validation
+        folds, half of which its descent saw, so the metric would prefer
+        them whether or not they generalize. The search's held-out test
+        decides (``penalty_gain > 0``); otherwise the metric chooses among
+        the single-value rows. A callable ``refit`` chooses among all rows.
         """
         search = table.fold_models.search
+        rows = None
+        if self.penalty_groups is not None and not callable(self.refit):
+            stages = [record.get("stage") for record in search.history]
+            if getattr(search, "penalty_gain", 0.0):
+                rows = [self._result.best_index]  # polished by the search
+            elif "scalar" in stages:
+                rows = [i for i, stage in enumerate(stages) if stage == "scalar"]
         for _ in range(len(table.candidates) + 1):
-            best = self._best_index(refit_metric, table.results)
+            best = self._best_index(refit_metric, table.results, rows)
             if best in search.polished:
                 break
             search.polish(best)
@@ -640,6 +742,15 @@ class BilevelSearchCV(BaseSearchCV):
         self.converged_ = result.converged
         history = result.history
         scalar = search.space.structure == "scalar"
+        more_results = {
+            "outer_iteration": [record["iteration"] for record in history],
+            "outer_phase": [record["phase"] for record in history],
+            "outer_loss": [record["value"] for record in history],
+            "hypergradient_norm": [record["grad_norm"] for record in history],
+            "step_accepted": [bool(record["accepted"]) for record in history],
+        }
+        if all("stage" in record for record in history):
+            more_results["outer_stage"] = [record["stage"] for record in history]
         evaluate_candidates(
             [
                 {
@@ -650,26 +761,26 @@ class BilevelSearchCV(BaseSearchCV):
                 for record in history
             ],
             indices=list(range(len(history))),
-            more_results={
-                "outer_iteration": [record["iteration"] for record in history],
-                "outer_phase": [record["phase"] for record in history],
-                "outer_loss": [record["value"] for record in history],
-                "hypergradient_norm": [record["grad_norm"] for record in history],
-                "step_accepted": [bool(record["accepted"]) for record in history],
-            },
+            more_results=more_results,
         )
 
-    def _best_index(self, refit_metric, results):
-        """GridSearchCV's choice; ties in the metric go to the lower outer loss."""
+    def _best_index(self, refit_metric, results, rows=None):
+        """GridSearchCV's choice (among ``rows``, all when None); ties in the
+        metric go to the lower outer loss."""
         if callable(self.refit):
             return self._select_best_index(self.refit, refit_metric, results)
         ranks = results[f"rank_test_{refit_metric}"]
-        tied = np.flatnonzero(ranks == ranks.min())
+        rows = np.arange(ranks.size) if rows is None else np.asarray(rows)
+        tied = rows[ranks[rows] == ranks[rows].min()]
         return int(tied[np.argmin(results["outer_loss"][tied])])
 
-    def _refit_best(self, X, y, fit_params, root_ctx, metadata):
+    def _refit_best(self, X, y, fit_params, root_ctx, metadata, fold_models):
+        space = fold_models.search.space
+        params = estimator_params(space, self.best_params_)
+        # one value per feature or group: no value of the parameter gives it
+        many = space.structure in VECTOR_STRUCTURES and not params
         self.best_estimator_ = clone(self.estimator).set_params(
-            **clone(self.best_params_, safe=False)
+            **clone(params, safe=False)
         )
         refit_ctx = root_ctx.subcontext(task_name="refit-with-best-params")
         with refit_ctx.propagate_callback_context(self.best_estimator_):
@@ -677,7 +788,19 @@ class BilevelSearchCV(BaseSearchCV):
                 estimator=self, X=X, y=y, metadata=metadata
             )
             start = time.perf_counter()
-            self.best_estimator_.fit(X, y, **fit_params)
+            if many:
+                refit_vector_penalty(
+                    self.best_estimator_,
+                    fold_models,
+                    self.best_index_,
+                    X,
+                    y,
+                    fit_params,
+                    max_iter=max(self.inner_max_iter, 1000),
+                    verbose=self.verbose,
+                )
+            else:
+                self.best_estimator_.fit(X, y, **fit_params)
             self.refit_time_ = time.perf_counter() - start
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):

@@ -11,6 +11,12 @@ One value per output (``Ridge`` with one ``alpha`` per target) is asked for by
 giving any of ``low``, ``high``, ``start`` as an array of shape (n_targets,);
 scalars broadcast. This mirrors ``Ridge(alpha=array)`` itself and needs no
 extra switch.
+
+One value per feature or per group of features is asked for by
+``penalty_groups`` (as in ``HOAGLogisticRegression``): scalar bounds
+broadcast, 1-d bounds give one value per feature or group (sorted labels).
+The estimator itself cannot hold such a value: :func:`estimator_params` says
+what the fold models and the refit set on it.
 """
 
 from numbers import Real
@@ -18,11 +24,19 @@ from numbers import Real
 import numpy as np
 
 from ..search import HyperSpace
+from ..search._vector import VECTOR_STRUCTURES
 
-__all__ = ["parse_param_space"]
+__all__ = [
+    "check_vector_space",
+    "estimator_params",
+    "parse_param_space",
+    "penalty_structure",
+]
 
 
-def parse_param_space(param_space, final_estimator, final_name, adapter):
+def parse_param_space(
+    param_space, final_estimator, final_name, adapter, penalty_groups=None
+):
     """Check ``param_space`` against the final estimator and its adapter.
 
     Parameters
@@ -34,12 +48,17 @@ def parse_param_space(param_space, final_estimator, final_name, adapter):
     final_name : str or None
         Name of that step inside a Pipeline, None for a bare estimator.
     adapter : EstimatorAdapter
+    penalty_groups : None, "features" or array-like of shape (n_features,), \
+            default=None
+        One value per feature or per group of features of the final step
+        (see :func:`penalty_structure`).
 
     Returns
     -------
     HyperSpace
-        Named as given (``"clf__C"``); structure ``"outputs"`` when a bound is
-        an array (one value per output), else ``"scalar"``.
+        Named as given (``"clf__C"``); structure ``"features"`` or
+        ``"groups"`` with ``penalty_groups``, else ``"outputs"`` when a bound
+        is an array (one value per output), else ``"scalar"``.
     """
     estimator_name = type(final_estimator).__name__
     prefix = f"{final_name}__" if final_name else ""
@@ -61,7 +80,20 @@ def parse_param_space(param_space, final_estimator, final_name, adapter):
             f"{supported}."
         )
     adapter.check_estimator(final_estimator, param)
+    structure = penalty_structure(penalty_groups)
+    if structure and not getattr(adapter, "per_feature", True):
+        raise ValueError(
+            f"penalty_groups={_describe_groups(penalty_groups)} needs one "
+            f"{param} per feature or group, which {estimator_name}'s adapter "
+            f"({type(adapter).__name__}) does not support; use penalty_groups=None."
+        )
     low, high, start = _check_bounds(name, bounds)
+    if structure:
+        # 1-d bounds give one value per feature or group, checked once the
+        # final step's features are known (check_vector_space)
+        return HyperSpace.from_values(
+            name, low, high, log_sign=adapter.log_sign, start=start, **structure
+        )
     per_output = any(np.ndim(a) == 1 for a in (low, high, start) if a is not None)
     if per_output and not adapter.per_output:
         raise ValueError(
@@ -76,6 +108,131 @@ def parse_param_space(param_space, final_estimator, final_name, adapter):
         start=start,
         structure="outputs" if per_output else "scalar",
     )
+
+
+def penalty_structure(penalty_groups):
+    """``penalty_groups`` -> the ``structure`` (and ``groups``) of a HyperSpace.
+
+    Parameters
+    ----------
+    penalty_groups : None, "features" or array-like of shape (n_features,)
+        ``"features"``: one value per feature; an array: the group label of
+        each feature of the final step, one value per label.
+
+    Returns
+    -------
+    dict
+        Empty for None (the structure follows the bounds), else the keyword
+        arguments of :meth:`HyperSpace.from_values`.
+    """
+    if penalty_groups is None:
+        return {}
+    if isinstance(penalty_groups, str):  # "features": the constraints checked it
+        return {"structure": "features"}
+    groups = np.asarray(penalty_groups)
+    if groups.ndim != 1:
+        raise ValueError(
+            "penalty_groups must be 'features' or a 1-d array of group labels, one "
+            f"per feature of the final step; got an array of shape {groups.shape}."
+        )
+    if any(_is_number(label) and not np.isfinite(label) for label in groups.tolist()):
+        raise ValueError(
+            "penalty_groups must not contain NaN or infinite labels: every "
+            "feature needs a group."
+        )
+    try:
+        n_groups = np.unique(groups).size
+    except TypeError:
+        raise ValueError(
+            "penalty_groups labels must be comparable (all numbers or all "
+            "strings) to be sorted into groups."
+        ) from None
+    if n_groups < 2:
+        raise ValueError(
+            f"penalty_groups has a single group ({n_groups and groups[0]!r}): it "
+            "would search one value for all features; use penalty_groups=None."
+        )
+    return {"structure": "groups", "groups": groups}
+
+
+def _describe_groups(penalty_groups):
+    if isinstance(penalty_groups, str):
+        return repr(penalty_groups)
+    return f"<array of {len(penalty_groups)} group labels>"
+
+
+def check_vector_space(space, n_features, n_outputs, estimator_name):
+    """Check a "features" or "groups" space against the final step's data.
+
+    Parameters
+    ----------
+    space : HyperSpace
+        From :func:`parse_param_space` with ``penalty_groups``.
+    n_features : int
+        Features the final step sees (after a Pipeline's earlier steps).
+    n_outputs : int
+        Raw predictions per sample (targets of ``Ridge``, classes).
+    estimator_name : str
+        Class of the final step, for the messages.
+    """
+    if space.structure == "groups" and space.groups.shape != (n_features,):
+        raise ValueError(
+            f"penalty_groups has {space.groups.shape[0]} group labels, but "
+            f"{estimator_name} sees {n_features} features (after the Pipeline's "
+            "earlier steps, if any): give one label per feature of the final step."
+        )
+    n_hyper = space.n_hyper(n_features, n_outputs)
+    if n_hyper < 2:
+        raise ValueError(
+            f"penalty_groups='features' with a single feature: {estimator_name} "
+            "sees one feature, so there is one value to search; use "
+            "penalty_groups=None."
+        )
+    for what, lam in (("bounds", space.lam_low), ("start", space.lam_start)):
+        size = 1 if lam is None else lam.size
+        if size == 1 or size == n_hyper:
+            continue
+        per_output = ""
+        if n_outputs > 1:
+            per_output = (
+                f" One value per output ({n_outputs}) and per "
+                f"{space.structure[:-1]} at once is not supported: give scalar "
+                "bounds, or penalty_groups=None with bounds of shape (n_targets,) "
+                "for one value per target."
+            )
+        raise ValueError(
+            f"param_space[{space.name!r}] has {what} of {size} values, but "
+            f"penalty_groups gives {n_hyper} {space.structure} (one value each): "
+            f"give scalars or arrays of shape ({n_hyper},).{per_output}"
+        )
+
+
+def estimator_params(space, params):
+    """What an evaluated point sets on the user's estimator.
+
+    One value, or one per output, is a value of the estimator's parameter. One
+    value per feature or per group is not (``LogisticRegression(C=array)``
+    does not fit, ``Ridge(alpha=array)`` means one per target): the estimator
+    keeps its own value and carries the solution only, except where every
+    entry is equal, which is the scalar parameter.
+
+    Parameters
+    ----------
+    space : HyperSpace
+    params : dict
+        ``{space.name: value}``, a row's ``params`` in ``cv_results_``.
+
+    Returns
+    -------
+    dict
+        Parameters for ``set_params`` (possibly empty).
+    """
+    if space.structure not in VECTOR_STRUCTURES:
+        return params
+    values = np.asarray(params[space.name])
+    if np.all(values == values.flat[0]):
+        return {space.name: float(values.flat[0])}
+    return {}
 
 
 def _is_number(value):

@@ -343,6 +343,7 @@ class VectorSearch(KeptSolutions):
         self._n_scalar = len(self.history)
         if self.keep_solutions:
             self._kept = [self.scalar.solutions(i) for i in range(len(self.history))]
+        self.polished = set(self.scalar.polished)
         if self.n_hyper == 1 or not self.splittable:
             self._selected = scalar_result.best_index
             self._selected_w = self.scalar.mean_solution()
@@ -350,7 +351,6 @@ class VectorSearch(KeptSolutions):
                 lam=self.history[scalar_result.best_index]["lam"].copy(),
                 history=self.history,
             )
-        self.polished = {scalar_result.best_index}
         lam0 = np.repeat(scalar_result.lam, self.n_hyper)
         # warm start at the scalar optimum: the same solutions (equal penalties)
         self.problem.states = [
@@ -467,10 +467,14 @@ class VectorSearch(KeptSolutions):
         record = self.history[index]
         if index < self._n_scalar:
             self.scalar.polish(index)
+            scalar = self.scalar.history[index]
             record.update(
-                value=self.scalar.history[index]["value"],
-                fold_values=self.scalar.history[index]["fold_values"],
+                value=scalar["value"],
+                fold_values=scalar["fold_values"],
+                time=scalar["time"],
             )
+            if self.keep_solutions:  # the scalar search replaced its snapshot
+                self._kept[index] = self.scalar.solutions(index)
             self.polished.add(index)
             return list(self.scalar.problem.solutions())
         evaluation = self.problem.evaluate(

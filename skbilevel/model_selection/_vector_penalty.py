@@ -1,0 +1,241 @@
+"""One penalty per feature or per group in BilevelSearchCV: folds and refit.
+
+``BilevelSearchCV(estimator, param_space, penalty_groups=...)`` searches one
+value of the parameter per feature (or group of features) of the final step
+with the shared vector search (:mod:`skbilevel.search._vector`). Two things
+differ from a scalar search:
+
+- the features must be the same in every fold: "feature ``j``" is a column
+  of the final step's input, after the Pipeline's earlier steps, and a
+  feature selector or an encoder that sees other categories in another fold
+  would give ``C_j`` a different meaning from fold to fold;
+- scikit-learn's estimators take one ``C`` or ``alpha`` (``Ridge`` one per
+  target), so the refit cannot be
+  ``clone(estimator).set_params(**best_params_).fit(X, y)``. It is done as
+  scikit-learn's Pipeline would fit, except the final step's solver: the
+  earlier steps are fit on all the data by scikit-learn, then the final
+  step's training problem (its loss, sample and class weights, unpenalized
+  intercept, and the chosen penalty of each feature) is solved by the
+  engine's Newton-CG to a relative gradient norm of ``POLISH_TOL`` (the
+  tolerance of the fold re-solves), warm-started from the mean of the folds'
+  solutions at that point, as ``HOAGLogisticRegression`` refits. The
+  solution becomes ``coef_`` / ``intercept_`` of the user's final estimator,
+  whose searched parameter keeps the value given (no value of it yields
+  these coefficients).
+"""
+
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ..objectives import InnerObjective
+from ..search import POLISH_TOL, as_engine_array, route_fit_params
+from ..solvers import minimize_newton_cg
+from ..utils._sklearn_compat import (
+    _check_method_params,
+    _check_sample_weight,
+    _get_feature_names,
+)
+
+__all__ = ["check_same_features", "refit_vector_penalty"]
+
+
+def _feature_names(fitted_prefix, names):
+    """Names of the final step's input features, or None when unknown.
+
+    ``names`` (string column names of the transformed data, pandas output)
+    first, else the prefix's ``get_feature_names_out`` when every step has
+    one.
+    """
+    if names is not None or fitted_prefix is None:
+        return names
+    try:
+        return np.asarray(fitted_prefix.get_feature_names_out(), dtype=object)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def check_same_features(folds, estimator_name):
+    """Raise ValueError unless every fold gives the final step the same features.
+
+    Parameters
+    ----------
+    folds : list of FoldData
+        Materialized folds (Pipeline prefix fitted on each training fold).
+    estimator_name : str
+        Class of the final step, for the message.
+
+    Returns
+    -------
+    ndarray of str or None
+        The features' names where the prefix (or the data) names them.
+    """
+    counts = sorted({fold.n_features_in for fold in folds})
+    if len(counts) > 1:
+        raise ValueError(
+            f"penalty_groups needs the same features in every fold, but the "
+            f"Pipeline's earlier steps give {estimator_name} {counts} features "
+            "depending on the training fold (an encoder or a selector fitted per "
+            "fold): fix the features (e.g. OneHotEncoder(categories=...)) or use "
+            "penalty_groups=None."
+        )
+    names = [_feature_names(fold.prefix, fold.feature_names_in) for fold in folds]
+    known = [n for n in names if n is not None]
+    for other in known[1:]:
+        if not np.array_equal(other, known[0]):
+            differ = np.flatnonzero(other != known[0])[:3]
+            raise ValueError(
+                "penalty_groups needs the same features in every fold, but the "
+                f"Pipeline's earlier steps give {estimator_name} different "
+                f"features depending on the training fold (e.g. "
+                f"{list(known[0][differ])} against {list(other[differ])}): a "
+                "selector or an encoder fitted per fold changes what each penalty "
+                "applies to. Fix the features or use penalty_groups=None."
+            )
+    return known[0] if known else None
+
+
+def _fit_prefix(model, X, y, prefix_params):
+    """Fit the steps before the last one on all the data, as ``Pipeline.fit``.
+
+    Returns the data the final step sees.
+    """
+    Xt = X
+    for name, step in model.steps[:-1]:
+        if step is None or isinstance(step, str):  # "passthrough"
+            continue
+        params = {
+            method: _check_method_params(X, params=values)
+            for method, values in prefix_params.get(name, {}).items()
+        }
+        if hasattr(step, "fit_transform"):
+            Xt = step.fit_transform(Xt, y, **params.get("fit_transform", {}))
+        else:
+            Xt = step.fit(Xt, y, **params.get("fit", {})).transform(
+                Xt, **params.get("transform", {})
+            )
+    return Xt
+
+
+def _mean_fold_solution(solutions):
+    """Mean of the folds' ``(coef, intercept)`` in the engine's flat layout."""
+    flat = [
+        np.concatenate([coef.reshape(-1)] + ([] if b is None else [b.reshape(-1)]))
+        for coef, b in solutions
+    ]
+    return np.mean(flat, axis=0)
+
+
+def refit_vector_penalty(
+    model, fold_models, index, X, y, fit_params, *, max_iter, verbose
+):
+    """Fit ``model`` on all the data at evaluated point ``index`` of the search.
+
+    Parameters
+    ----------
+    model : estimator instance
+        A clone of the user's estimator (or Pipeline); fitted in place.
+    fold_models : FoldModels
+        The search's folds, adapter, target encoding and kept solutions.
+    index : int
+        The evaluated point (a row of ``cv_results_``).
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_targets)
+    fit_params : dict
+        The estimator's routed fit parameters (``sample_weight``, a prefix
+        step's parameters).
+    max_iter : int
+        Newton steps at most.
+    verbose : int
+        Prints the refit's cost when positive.
+
+    Returns
+    -------
+    model : estimator instance
+        Its prefix steps fitted by scikit-learn, its final step carrying the
+        engine's solution.
+    """
+    split, adapter = fold_models.split, fold_models.adapter
+    search = fold_models.search
+    space = search.space
+    prefix_params, final_params = route_fit_params(model, split, fit_params)
+    if split.final_name is None:
+        Xt, final = X, model
+    else:
+        Xt, final = _fit_prefix(model, X, y, prefix_params), model.steps[-1][1]
+    name = type(final).__name__
+    X_engine = as_engine_array(Xt)
+    n_features = X_engine.shape[1]
+    fold_names = check_same_features(fold_models.folds, name)
+    names = _feature_names(
+        model[:-1] if split.prefix is not None else None, _get_feature_names(Xt)
+    )
+    if n_features != fold_models.folds[0].n_features_in or (
+        fold_names is not None
+        and names is not None
+        and not np.array_equal(fold_names, names)
+    ):
+        raise ValueError(
+            f"The Pipeline's earlier steps, refit on all the data, give {name} "
+            f"other features ({n_features}) than on the training folds "
+            f"({fold_models.folds[0].n_features_in}): the penalties chosen per "
+            "feature do not apply to them. Fix the features (e.g. "
+            "OneHotEncoder(categories=...)) or use penalty_groups=None."
+        )
+    sample_weight = final_params.get("sample_weight")
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(
+            sample_weight, X_engine, dtype=np.float64, ensure_non_negative=True
+        )
+    encoding = adapter.encode_targets(final, y)
+    n_outputs = encoding.n_outputs
+    inner = InnerObjective(
+        X_engine,
+        encoding.y,
+        encoding.loss,
+        space.penalty(n_features, n_outputs),
+        n_outputs,
+        adapter.fit_intercept(final),
+        adapter.training_weights(final, np.asarray(y), sample_weight),
+    )
+    lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
+    start = time.perf_counter()
+    # the tolerance is relative to the gradient at zero, as the fold fits'
+    grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+    solution = minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        _mean_fold_solution(search.solutions(index)),
+        tol=POLISH_TOL,
+        gtol_scale=max(float(np.linalg.norm(grad0)), 1e-300),
+        max_iter=max_iter,
+    )
+    if verbose > 0:
+        print(
+            f"Refit of {name} on all {X_engine.shape[0]} samples at "
+            f"{space.describe(lam)}: {solution.n_iter} Newton steps, "
+            f"{time.perf_counter() - start:.2f}s.",
+            flush=True,
+        )
+    if not solution.converged:
+        warnings.warn(
+            f"The refit at the chosen {space.param} per {space.structure[:-1]} did "
+            f"not converge ({solution.message}); increase inner_max_iter or scale "
+            "the data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    coef, intercept = inner.model.split(solution.x)
+    adapter.set_solution(
+        final,
+        np.array(coef),
+        None if intercept is None else np.array(intercept),
+        encoding,
+    )
+    final.n_features_in_ = n_features
+    feature_names = _get_feature_names(Xt)
+    if feature_names is not None:
+        final.feature_names_in_ = feature_names
+    return model
