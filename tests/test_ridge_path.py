@@ -236,13 +236,16 @@ def test_features_with_large_offsets_are_centred_exactly():
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("offset", [0.0, 1e3], ids=["centred", "offset"])
-def test_shared_kernel_gives_each_folds_own_path(fit_intercept, offset):
-    # Fold kernels taken as blocks of one kernel of all rows (centred once)
-    # must give what each fold's own kernel gives: values, slopes, solutions.
-    X, Y = make_regression(45, 80, n_targets=2, noise=5.0, random_state=0)
-    X = X + offset * np.arange(1, 81) / 80
+@pytest.mark.parametrize("shape", [(45, 80), (90, 6)], ids=["kernel", "gram"])
+def test_products_of_all_rows_give_each_folds_own_path(shape, fit_intercept, offset):
+    # Fold kernels taken as blocks of one kernel of all rows, fold Grams as
+    # the Gram of all rows minus the rows a fold leaves out (centred once):
+    # what each fold's own products give, values, slopes and solutions.
+    X, Y = make_regression(*shape, n_targets=2, noise=5.0, random_state=0)
+    X = X + offset * np.arange(1, shape[1] + 1) / shape[1]
     weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
-    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    # 5 folds: the Gram of all rows saves work from 4 folds on
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
     encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
     data = materialize_folds(X, Y, splits)
     folds = engine_folds(
@@ -255,18 +258,43 @@ def test_shared_kernel_gives_each_folds_own_path(fit_intercept, offset):
     rows = SharedRows(X, splits, fit_intercept)
     assert rows.applies(folds)
     alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
+    kind = "kernel" if shape[0] < shape[1] else "gram"
     for k, fold in enumerate(folds):
-        own, shared = _FoldPath(fold), _FoldPath(fold, rows.blocks(k))
+        products = rows.products(k)
+        assert products[0] == kind
+        own, shared = _FoldPath(fold), _FoldPath(fold, products)
+        # offset features without an intercept: a kernel of condition ~1e8,
+        # whose two summation orders agree to ~1e-5 (both are that accurate)
+        rtol = 1e-4 if offset and not fit_intercept else 1e-7
         for a, b in zip(own.curve(alphas), shared.curve(alphas)):
-            assert_allclose(b, a, rtol=1e-7, atol=1e-10 * np.abs(a).max())
+            assert_allclose(b, a, rtol=rtol, atol=1e-10 * np.abs(a).max())
         for (coef_a, int_a), (coef_b, int_b) in zip(
             own.solutions(alphas), shared.solutions(alphas)
         ):
-            # (offset features without an intercept: a kernel of condition
-            # ~1e10, whose two summation orders agree to ~1e-7)
-            assert_allclose(coef_b, coef_a, rtol=1e-6, atol=1e-8)
+            assert_allclose(coef_b, coef_a, rtol=10 * rtol, atol=1e-9)
             if fit_intercept:
                 assert_allclose(int_b, int_a, rtol=1e-7)
+
+
+def test_fold_grams_are_their_own_when_weights_differ_by_fold():
+    # Weights computed on each training fold (class weights): a row's weight
+    # differs between folds, and the Gram of all rows does not apply.
+    X, y = make_regression(90, 6, random_state=0)
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(), y)
+    data = materialize_folds(X, y, splits)
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(
+            data, y, None, lambda y_train, w: np.full(y_train.size, y_train.std())
+        ),
+        penalty=lambda p: L2Penalty.scalar(),
+        fit_intercept=True,
+    )
+    rows = SharedRows(X, splits, True)
+    assert rows.applies(folds)
+    assert all(rows.products(k) is None for k in range(5))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -333,3 +361,19 @@ def test_scores_from_predictions_equal_scikit_learns(scoring, n_targets):
             )["test_score"]
             ours = [results[f"split{k}_test_{name}"][row] for k in range(4)]
             assert_allclose(ours, reference, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["gram", "sparse-no-intercept"])
+def test_compact_curve_equals_the_direct_one(case):
+    # Many points and targets at once take ||R z - u||^2 + floor (a QR of the
+    # validation products): the same values and derivatives as the residuals.
+    folds, *_ = _folds(case, per_target=True)
+    q = folds[0].inner.model.n_outputs
+    alphas = np.exp(np.linspace(-4, 6, 40))[:, None] * np.ones(q)
+    for fold in folds:
+        compact, direct = _FoldPath(fold), _FoldPath(fold)
+        direct._compact = False
+        assert len(compact.M) > len(compact.d)
+        for a, b in zip(compact.curve(alphas), direct.curve(alphas)):
+            assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
+        assert compact._compact  # the compact form was taken

@@ -98,12 +98,20 @@ def _centred_transpose(X, mean, V, block=4096):
 
 
 class SharedRows:
-    """Products of all rows, computed once for every fold's kernel.
+    """Products of all rows, computed once for every fold.
 
     When every fold's data are rows of one dense array (no per-fold
-    transform), the fold kernels are blocks of one kernel of all the rows,
-    centred once by the column means: one product ``n^2 p`` instead of one
-    per fold (``K (n - n/K)^2 p``), and no centred copy of each fold.
+    transform), the folds' products follow from products of all the rows,
+    centred once by the column means:
+
+    - more features than training samples: the fold kernels are blocks of
+      one kernel of all the rows (one product ``n^2 p`` instead of
+      ``K (n - n/K)^2 p``, and no centred copy of each fold);
+    - more samples: each fold's Gram matrix is the Gram of all rows minus
+      that of the rows it does not train on (``2 n p^2`` instead of
+      ``(K - 1) n p^2`` for K-fold), when every row has the same weight
+      and target in every fold that trains on it (not so for class weights
+      computed per training fold).
 
     Parameters
     ----------
@@ -115,36 +123,117 @@ class SharedRows:
 
     def __init__(self, X, splits, fit_intercept):
         self.X, self.splits, self.fit_intercept = X, splits, fit_intercept
-        self._kernel = None
+        self._folds = self._kernel = self._totals = None
 
     def applies(self, folds):
-        """Whether every fold takes the kernel (more features than samples)."""
-        return (
-            isinstance(self.X, np.ndarray)
-            and len(self.splits) == len(folds)
-            and all(len(train) < self.X.shape[1] for train, _ in self.splits)
-        )
+        """Whether these folds are the splits' rows of a dense ``X``."""
+        if not (isinstance(self.X, np.ndarray) and len(self.splits) == len(folds)):
+            return False
+        self._folds = folds
+        return True
 
-    def blocks(self, index):
-        """The fold's training kernel, validation x training cross products
-        and the centre used (rows centred by the column means)."""
-        if self._kernel is None:
-            centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
-            Z = self.X - centre
-            self._kernel, self._centre = Z @ Z.T, centre
+    def products(self, index):
+        """``("kernel", train kernel, validation x train cross products)`` or
+        ``("gram", A'A, A'B)`` of fold ``index`` (see :class:`_FoldPath`), or
+        None when the fold computes its own."""
         train, test = self.splits[index]
-        kernel = self._kernel
-        return kernel[np.ix_(train, train)], kernel[np.ix_(test, train)], self._centre
+        if len(train) < self.X.shape[1]:
+            if self._kernel is None:
+                centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
+                Z = self.X - centre
+                self._kernel = Z @ Z.T
+            kernel = self._kernel
+            return "kernel", kernel[np.ix_(train, train)], kernel[np.ix_(test, train)]
+        totals = self._gram_totals()
+        if totals is None:
+            return None
+        return ("gram",) + self._fold_gram(train, totals)
+
+    def _row_data(self):
+        """Every row's training weight and target, or None if some fold gives
+        a row another weight or target than a fold before it."""
+        n = self.X.shape[0]
+        weights, targets = np.full(n, np.nan), None
+        for (train, _), fold in zip(self.splits, self._folds):
+            inner = fold.inner
+            w = inner.sample_weight
+            w = np.ones(len(train)) if w is None else np.asarray(to_numpy(w), float)
+            y = np.asarray(to_numpy(inner.y), dtype=np.float64).reshape(len(train), -1)
+            if targets is None:
+                targets = np.full((n, y.shape[1]), np.nan)
+            seen = ~np.isnan(weights[train])
+            if not (
+                np.array_equal(weights[train][seen], w[seen])
+                and np.array_equal(targets[train][seen], y[seen])
+            ):
+                return None
+            weights[train], targets[train] = w, y
+        never = np.isnan(weights)
+        weights[never], targets[never] = 0.0, 0.0
+        return weights, targets
+
+    def _gram_totals(self):
+        if self._totals is None:
+            n = self.X.shape[0]
+            rest = sum(n - len(train) for train, _ in self.splits)
+            own = sum(len(train) for train, _ in self.splits)
+            data = self._row_data() if n + rest < own else None
+            self._totals = False if data is None else self._sums(*data)
+        return self._totals or None
+
+    def _sums(self, weights, targets):
+        """Weighted products of all the rows, centred by the column means."""
+        if self.fit_intercept:
+            centre = self.X.mean(axis=0)
+            target_centre = targets[weights > 0].mean(axis=0)
+        else:
+            centre, target_centre = 0.0, 0.0
+        root = np.sqrt(weights)[:, None]
+        gram, xtb = _centred_products(
+            self.X, centre, root, root * (targets - target_centre)
+        )
+        return {
+            "gram": gram,
+            "xtb": xtb,
+            "x_sum": np.asarray(self.X.T @ weights) - weights.sum() * centre,
+            "y_sum": weights @ (targets - target_centre),
+            "total": weights.sum(),
+            "centre": centre,
+            "target_centre": target_centre,
+            "weights": weights,
+            "targets": targets,
+        }
+
+    def _fold_gram(self, train, totals):
+        """``(A'A, A'B)`` of the fold training on rows ``train``."""
+        rest = np.setdiff1d(np.arange(self.X.shape[0]), train)
+        weights = totals["weights"][rest]
+        root = np.sqrt(weights)[:, None]
+        centred_targets = totals["targets"][rest] - totals["target_centre"]
+        gram_rest, xtb_rest = _centred_products(
+            self.X[rest], totals["centre"], root, root * centred_targets
+        )
+        gram, xtb = totals["gram"] - gram_rest, totals["xtb"] - xtb_rest
+        if self.fit_intercept:
+            # centre on the fold's own weighted means (m, ybar relative to
+            # the shared centres): A'A = Z'SZ - S m m', A'B = Z'SY - S m ybar'
+            total = totals["total"] - weights.sum()
+            Z_rest = self.X[rest] - totals["centre"]
+            m = (totals["x_sum"] - Z_rest.T @ weights) / total
+            ybar = (totals["y_sum"] - weights @ centred_targets) / total
+            gram = gram - total * np.outer(m, m)
+            xtb = xtb - total * np.outer(m, ybar)
+        return gram, xtb
 
 
 class _FoldPath:
     """The decomposition of one fold: ``h`` and ``h'`` at any alpha.
 
-    ``blocks``: the fold's blocks of a kernel shared by all folds
-    (:meth:`SharedRows.blocks`), or None to compute the fold's own.
+    ``shared``: the fold's products computed from all the rows
+    (:meth:`SharedRows.products`), or None to compute the fold's own.
     """
 
-    def __init__(self, fold, blocks=None):
+    def __init__(self, fold, shared=None):
         inner, outer = fold.inner, fold.outer
         X = inner.model.X
         y = np.asarray(to_numpy(inner.y), dtype=np.float64)
@@ -178,10 +267,16 @@ class _FoldPath:
             self.C = self.basis.T @ (xtb - np.outer(self.x_mean, s @ centred_Y))
         elif n >= p:
             # dense: centre explicitly (exact for any offset of the features)
-            gram, xtb = _centred_products(X, self.x_mean, root, B)
+            if shared is not None and shared[0] == "gram":
+                gram, xtb = shared[1:]
+            else:
+                gram, xtb = _centred_products(X, self.x_mean, root, B)
             d, self.basis = np.linalg.eigh(gram)
             self.C = self.basis.T @ xtb
         else:
+            blocks = (
+                shared[1:] if shared is not None and shared[0] == "kernel" else None
+            )
             d = self._kernel_path(X, X_val, s, root, B, blocks)
         self.d = np.maximum(d, 0.0)
         y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
@@ -196,6 +291,7 @@ class _FoldPath:
             self.M = (_dense(X_val) - self.x_mean) @ self.basis
         # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2
         self.factor = outer.scale / self.s_val.sum() * 0.5
+        self._compact = None  # built when many points are asked at once
 
     def _kernel_path(self, X, X_val, s, root, B, blocks):
         """More features than samples: eigendecompose the fold's kernel.
@@ -212,7 +308,7 @@ class _FoldPath:
             kernel, cross = Z @ Z.T, (_dense(X_val) - self.x_mean) @ Z.T
             del Z
         else:
-            kernel, cross, _ = blocks
+            kernel, cross = blocks
         if self.fit_intercept:
             total = s.sum()
             u, v = kernel @ s / total, cross @ s / total
@@ -250,28 +346,61 @@ class _FoldPath:
         derivatives = 2 * self.factor * np.sum(weighted * slope, axis=0)
         return values, np.asarray(alpha, float).reshape(-1) * derivatives
 
-    def curve(self, alphas):
+    def curve(self, alphas, second=True):
         """``F_t`` and its first two derivatives in ``log alpha_t``, at many alphas.
 
-        ``alphas`` has shape (n_points, q); returns three arrays of that shape,
-        from one matrix product for all points.
+        ``alphas`` has shape (n_points, q); returns three arrays of that shape
+        (the second derivative None unless ``second``), from one matrix
+        product for all points.
         """
         alphas = np.asarray(alphas, dtype=np.float64)
         n_points, q = alphas.shape
         inverse = 1.0 / (self.d[:, None, None] + alphas[None])  # (rank, n, q)
         scaled = inverse * self.C[:, None, :]
         # predictions P, dP/dalpha = -M inv^2 C, d2P/dalpha2 = 2 M inv^3 C
-        stacked = np.stack([scaled, inverse * scaled, inverse**2 * scaled], axis=1)
-        every = self.M @ stacked.reshape(len(self.d), -1)
-        every = every.reshape(len(self.M), 3, n_points, q)
-        residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
-        slope, bend = -every[:, 1], 2 * every[:, 2]
-        weight = self.s_val[:, None, None]
-        values = self.factor * np.sum(weight * residual**2, axis=0)
-        first = 2 * self.factor * np.sum(weight * residual * slope, axis=0)
-        second = 2 * self.factor * np.sum(weight * (slope**2 + residual * bend), axis=0)
+        parts = [scaled, inverse * scaled] + ([inverse**2 * scaled] if second else [])
+        stacked = np.stack(parts, axis=1).reshape(len(self.d), -1)
+        rank, n_val = len(self.d), len(self.M)
+        if self._compact is None and n_val > rank and stacked.shape[1] > 2 * rank:
+            self._compact = self._compact_form()
+        if self._compact:
+            # weighted residuals in the basis of R: ||R z - u||^2 + the part
+            # of the targets no alpha reaches (sums of squares: no cancellation)
+            R, u, floor = self._compact
+            every = (R @ stacked).reshape(rank, len(parts), n_points, q)
+            weighted = residual = every[:, 0] - u[:, None, :]
+            weight, extra = 1.0, floor
+        else:
+            every = (self.M @ stacked).reshape(n_val, len(parts), n_points, q)
+            residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
+            weight, extra = self.s_val[:, None, None], 0.0
+            weighted = weight * residual
+        slope = -every[:, 1]
+        values = self.factor * (np.sum(weighted * residual, axis=0) + extra)
+        first = 2 * self.factor * np.sum(weighted * slope, axis=0)
+        if not second:
+            return values, alphas * first, None
+        bend = 2 * every[:, 2]
+        second = 2 * self.factor * np.sum(weight * slope**2 + weighted * bend, axis=0)
         # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
         return values, alphas * first, alphas * first + alphas**2 * second
+
+    def _compact_form(self):
+        """``(R, u, floor)`` with ``sqrt(s_val) M = QR`` (reduced QR),
+        ``u = Q' sqrt(s_val) (Y_val - y_mean)`` and ``floor`` the targets'
+        weighted sum of squares outside ``range(M)``, per target.
+
+        Then the weighted squared residuals at any alpha are
+        ``||R z - u||^2 + floor`` with ``z = C / (d + alpha)``: many points
+        and targets cost ``rank^2`` each instead of ``n_val * rank``, after
+        one QR (worth it when the columns outnumber twice the rank).
+        """
+        root = np.sqrt(self.s_val)[:, None]
+        target = root * (self.Y_val - self.y_mean)
+        Q, R = np.linalg.qr(root * self.M)
+        u = Q.T @ target
+        floor = np.sum((target - Q @ u) ** 2, axis=0)
+        return R, u, floor
 
     def predictions(self, alphas):
         """Validation predictions at each of ``alphas`` (shape (n_points, q)).
@@ -349,7 +478,7 @@ class RidgePathSearch:
         """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
         return np.broadcast_to(np.exp(np.asarray(lam, float)), (self.n_outputs,))
 
-    def _evaluate(self, lams):
+    def _evaluate(self, lams, second=True):
         """CV loss and its log-derivatives at points ``lams`` (n, n_hyper).
 
         Returns ``fold_values`` (K, n) and the per-hyperparameter mean slopes
@@ -358,15 +487,13 @@ class RidgePathSearch:
         """
         lams = np.asarray(lams, dtype=np.float64).reshape(len(lams), -1)
         alphas = np.broadcast_to(np.exp(lams), (len(lams), self.n_outputs))
-        curves = [path.curve(alphas) for path in self._paths]
+        curves = [path.curve(alphas, second) for path in self._paths]
         values = np.array([c[0] for c in curves])  # (K, n, q)
         slopes = np.mean([c[1] for c in curves], axis=0)
-        bends = np.mean([c[2] for c in curves], axis=0)
+        bends = np.mean([c[2] for c in curves], axis=0) if second else None
         if lams.shape[1] == 1:  # one alpha for all targets: the sum's slope
-            slopes, bends = (
-                slopes.sum(axis=1, keepdims=True),
-                bends.sum(axis=1, keepdims=True),
-            )
+            slopes = slopes.sum(axis=1, keepdims=True)
+            bends = None if bends is None else bends.sum(axis=1, keepdims=True)
         return values, slopes, bends
 
     def _record(self, lam, fold_values, grad, phase, start):
@@ -416,7 +543,7 @@ class RidgePathSearch:
                 flush=True,
             )
         self._paths = [
-            _FoldPath(fold, None if self.rows is None else self.rows.blocks(k))
+            _FoldPath(fold, None if self.rows is None else self.rows.products(k))
             for k, fold in enumerate(self.folds)
         ]
         self.rows = None  # the shared kernel is no longer needed
@@ -427,7 +554,7 @@ class RidgePathSearch:
         widest = float(np.max(high - low))
         n_points = max(int(np.ceil(widest / np.log(10) * _SCAN_PER_DECADE)) + 1, 3)
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
-        values, slopes, bends = self._evaluate(lams)
+        values, slopes, _ = self._evaluate(lams, second=False)
         scan_time = time.perf_counter() - start - setup
         stop = None
         for k, lam in enumerate(lams):
@@ -440,7 +567,7 @@ class RidgePathSearch:
                 stop = "stopped by callback"
                 break
         if stop is None:
-            lam = self._minimize(lams, values.mean(axis=0), slopes, bends)
+            lam = self._minimize(lams, values.mean(axis=0), slopes)
             at = time.perf_counter()
             point_values, point_slopes, _ = self._evaluate(lam[None])
             record = self._record(
@@ -465,15 +592,15 @@ class RidgePathSearch:
         reporter.finish(result)
         return result
 
-    def _minimize(self, lams, table, slopes, bends):
+    def _minimize(self, lams, table, slopes):
         """Each target's (or the sum's) minimizer: the best scan point, refined
         by a safeguarded Newton search for the root of the exact derivative
         on the side where the curve descends.
 
         ``lams`` has shape (n_points, n_hyper), from the top of each box down;
         ``table`` the per-target CV losses there, shape (n_points, q);
-        ``slopes`` and ``bends`` the first and second derivatives in
-        ``log alpha`` there, shape (n_points, n_hyper).
+        ``slopes`` the derivatives in ``log alpha`` there, shape (n_points,
+        n_hyper).
         """
         per_target = lams.shape[1] > 1
         curves = table if per_target else table.sum(axis=1, keepdims=True)
@@ -492,7 +619,7 @@ class RidgePathSearch:
         g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
         # a bracket holds a root where h' goes from negative to positive
         bracketed = (g_a < 0) & (g_b > 0) & (b > a)
-        t, g_t, dg_t = lam, g_best, bends[best, columns]
+        t, g_t, dg_t = lam, g_best, self._evaluate(lam[None])[2][0]
         scale = np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at the scan points
         # Newton on h' from the best scan point, kept inside the shrinking
         # bracket (a step that leaves it, or a non-positive curvature, takes
