@@ -9,6 +9,7 @@ from skbilevel.solvers import (
     LBFGSMemory,
     LBFGSResult,
     empty_memory,
+    inv_hessian_operator,
     inv_hessian_product,
     minimize_lbfgs,
 )
@@ -244,6 +245,11 @@ def test_two_loop_matches_dense_bfgs(seed, n_pairs, gamma_max):
             xp, strict_memory, xp.asarray(v), gamma_max=gamma_max
         )
         np.testing.assert_allclose(np.asarray(strict), h @ v, rtol=1e-10)
+        # the compact form, factored once for many products
+        operator = inv_hessian_operator(np, memory, gamma_max=gamma_max)
+        np.testing.assert_allclose(operator(v), h @ v, rtol=1e-10)
+        strict = inv_hessian_operator(xp, strict_memory, gamma_max=gamma_max)
+        np.testing.assert_allclose(np.asarray(strict(xp.asarray(v))), h @ v, rtol=1e-10)
 
 
 def test_empty_memory_product_is_scaled_identity():
@@ -252,6 +258,7 @@ def test_empty_memory_product_is_scaled_identity():
     np.testing.assert_array_equal(
         inv_hessian_product(np, empty_memory(), v, gamma_max=0.5), 0.5 * v
     )
+    np.testing.assert_array_equal(inv_hessian_operator(np, empty_memory())(v), v)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -21,7 +21,7 @@ details.
 
 import math
 
-from ..solvers._memory import inv_hessian_product
+from ..solvers._memory import inv_hessian_operator
 from ..utils._array_api import norm, to_float
 from ._krylov import preconditioned_cg
 from .base import (
@@ -52,7 +52,7 @@ def _inverse_estimate(system):
     """``r -> B^{-1} r`` with the scaling capped at ``1 / mu``."""
     xp, memory = system.xp, system.memory
     gamma_max = 1.0 / float(system.curvature_floor)
-    return lambda r: inv_hessian_product(xp, memory, r, gamma_max=gamma_max)
+    return inv_hessian_operator(xp, memory, gamma_max=gamma_max)
 
 
 class ShineSolver(LinearSolver):

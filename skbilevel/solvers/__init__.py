@@ -1,7 +1,13 @@
 """Inner solvers: an array-API-generic L-BFGS that keeps its secant memory, and
 Newton-CG for the tight re-solves near a known solution."""
 
-from ._memory import LBFGSMemory, append_pair, empty_memory, inv_hessian_product
+from ._memory import (
+    LBFGSMemory,
+    append_pair,
+    empty_memory,
+    inv_hessian_operator,
+    inv_hessian_product,
+)
 from .lbfgs import LBFGSResult, minimize_lbfgs
 from .newton import minimize_newton_cg
 
@@ -10,6 +16,7 @@ __all__ = [
     "LBFGSResult",
     "append_pair",
     "empty_memory",
+    "inv_hessian_operator",
     "inv_hessian_product",
     "minimize_lbfgs",
     "minimize_newton_cg",
