@@ -105,17 +105,17 @@ def inv_hessian_product(xp, memory, v, *, gamma_max=None):
     q = v
     alphas = []
     for s, y, sy in zip(reversed(memory.s), reversed(memory.y), reversed(memory.sy)):
-        alpha = xp.sum(s * q) / sy
+        alpha = (s @ q) / sy
         q = q - alpha * y
         alphas.append(alpha)
     y_new = memory.y[-1]
-    gamma = memory.sy[-1] / xp.sum(y_new * y_new)
+    gamma = memory.sy[-1] / (y_new @ y_new)
     if gamma_max is not None:
         cap = xp.asarray(gamma_max, dtype=gamma.dtype, device=device_of(gamma))
         gamma = xp.minimum(gamma, cap)
     r = gamma * q
     for s, y, sy, alpha in zip(memory.s, memory.y, memory.sy, reversed(alphas)):
-        beta = xp.sum(y * r) / sy
+        beta = (y @ r) / sy
         r = r + (alpha - beta) * s
     return r
 
@@ -154,7 +154,7 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
         return lambda v: inv_hessian_product(xp, memory, v, gamma_max=gamma_max)
     S, Y = xp.stack(memory.s), xp.stack(memory.y)
     y_new = memory.y[-1]
-    gamma = memory.sy[-1] / xp.sum(y_new * y_new)
+    gamma = memory.sy[-1] / (y_new @ y_new)
     if gamma_max is not None:
         cap = xp.asarray(gamma_max, dtype=gamma.dtype, device=device_of(gamma))
         gamma = xp.minimum(gamma, cap)
