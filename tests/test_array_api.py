@@ -33,7 +33,7 @@ from skbilevel import BilevelSearchCV, HOAGLogisticRegression
 from skbilevel.hypergrad import LINEAR_SOLVERS, get_linear_solver
 from skbilevel.hypergrad.implicit import hypergradient
 from skbilevel.objectives import InnerObjective, ValidationLoss
-from skbilevel.outer import CrossValidatedProblem, Fold, hoag
+from skbilevel.outer import CrossValidatedProblem, Fold, _fold_eval, hoag
 from skbilevel.solvers import LBFGSMemory, minimize_lbfgs
 from skbilevel.utils._array_api import device_of, get_namespace, to_numpy
 
@@ -197,8 +197,11 @@ HOAG_CASES = [
 @on_devices
 @pytest.mark.parametrize("method, loss_name, structure", HOAG_CASES)
 def test_full_hoag_run_on_strict_arrays_matches_numpy(
-    method, loss_name, structure, device
+    method, loss_name, structure, device, monkeypatch
 ):
+    # the iterative engine on both sides (NumPy would solve the squared loss
+    # directly)
+    monkeypatch.setattr(_fold_eval, "_DIRECT", False)
     folds, n_hyper = _folds(loss_name, structure)
     results = []
     for convert in (False, True):
@@ -409,6 +412,7 @@ def test_bilevel_search_on_a_device_matches_numpy(kind, device, monkeypatch):
 
     monkeypatch.setattr(folds_module, "to_cuda", to_stand_in)
     monkeypatch.setattr(search_module, "check_device_available", lambda: None)
+    monkeypatch.setattr(_fold_eval, "_DIRECT", False)  # iterative on both sides
     if kind == "ridge-two-targets":
         X, y = make_regression(80, 6, n_targets=2, noise=5.0, random_state=0)
         estimator, space = Ridge(), {"alpha": ([1e-3, 1e-3], [1e3, 1e3])}

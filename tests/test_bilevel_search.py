@@ -219,6 +219,75 @@ def test_scores_are_the_scorers_on_each_fold(small_classification):
     assert search.best_score_ == results["mean_test_nll"].max()
 
 
+@pytest.mark.parametrize(
+    "scoring",
+    [None, "accuracy", "neg_log_loss", ["accuracy", "neg_log_loss"], "roc_auc_ovr"],
+    ids=str,
+)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_scores_from_decision_values_equal_the_scorers(scoring, n_classes, monkeypatch):
+    # accuracy and log-loss are computed from the fold solutions' decision
+    # values, for all points at once: the same numbers as scikit-learn's
+    # scorers on the fold models (the path every other metric takes).
+    X, y = make_classification(
+        120, 5, n_informative=3, n_classes=n_classes, random_state=0
+    )
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    space = {"logisticregression__C": (1e-2, 1e2)}
+    refit = "neg_log_loss" if isinstance(scoring, list) else True
+    import skbilevel.model_selection._scoring as scoring_module
+
+    calls = []
+    scorer_call = scoring_module._score
+    monkeypatch.setattr(
+        scoring_module, "_score", lambda *a: calls.append(1) or scorer_call(*a)
+    )
+    fast = BilevelSearchCV(pipe, space, cv=splits, scoring=scoring, refit=refit)
+    fast.fit(X, y)
+    # the fold models are scored only for the metric without a shortcut
+    assert bool(calls) == (scoring == "roc_auc_ovr")
+    import skbilevel.model_selection._search as search_module
+
+    monkeypatch.setattr(search_module, "prediction_metrics", lambda *a: None)
+    slow = BilevelSearchCV(pipe, space, cv=splits, scoring=scoring, refit=refit)
+    slow.fit(X, y)
+    score_keys = [k for k in slow.cv_results_ if k.startswith("split")]
+    assert score_keys
+    for key in score_keys:
+        assert_allclose(fast.cv_results_[key], slow.cv_results_[key], rtol=1e-10)
+    assert fast.best_index_ == slow.best_index_
+
+
+def test_a_fold_without_a_class_is_scored_as_scikit_learn_scores_it(monkeypatch):
+    # scikit-learn's log-loss errs on a validation fold that lacks a class
+    # (error_score=nan, with a warning): the fold models are scored then,
+    # exactly as without the shortcut.
+    X, y = make_classification(
+        150, 5, n_classes=3, n_informative=3, n_redundant=0, random_state=0
+    )
+    rows = [np.flatnonzero(y == c) for c in range(3)]
+    test = np.concatenate([rows[0][:10], rows[1][:10]])  # no class 2
+    splits = [(np.setdiff1d(np.arange(150), test), test)]
+    splits += list(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
+    space = {"C": (1e-2, 1e2)}
+
+    def fit():
+        with pytest.warns(UserWarning):
+            return BilevelSearchCV(
+                LogisticRegression(), space, cv=splits, scoring="neg_log_loss"
+            ).fit(X, y)
+
+    fast = fit()
+    assert np.isnan(fast.cv_results_["split0_test_score"]).all()
+    import skbilevel.model_selection._search as search_module
+
+    monkeypatch.setattr(search_module, "prediction_metrics", lambda *a: None)
+    slow = fit()
+    for key in ("split1_test_score", "split2_test_score"):
+        assert_allclose(fast.cv_results_[key], slow.cv_results_[key], rtol=1e-12)
+
+
 def test_best_index_follows_refit_metric_and_breaks_ties_by_outer_loss(
     small_classification,
 ):

@@ -2,6 +2,9 @@
 
 The solver modules import :mod:`.base` (the protocol); this module imports the
 solver modules, so the names live next to the classes without an import cycle.
+:class:`.direct.DirectSolver` has no name here: it is bound to the factorization
+of one ``lambda``, which the fold evaluation builds where it solves the inner
+problem directly.
 """
 
 from .base import LinearSolver

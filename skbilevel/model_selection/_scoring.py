@@ -7,13 +7,21 @@ own ``_score`` scores them.
 """
 
 import time
+from inspect import getattr_static
 
 import numpy as np
-from sklearn.base import RegressorMixin, clone, is_regressor
+from scipy.special import expit, softmax
+from sklearn.base import (
+    ClassifierMixin,
+    RegressorMixin,
+    clone,
+    is_classifier,
+    is_regressor,
+)
 from sklearn.pipeline import Pipeline
 
 from ..utils._sklearn_compat import _check_method_params, _safe_indexing, _score
-from ._adapters import RidgeAdapter
+from ._adapters import LogisticRegressionAdapter, RidgeAdapter
 from ._space import estimator_params
 
 __all__ = ["FoldModels", "prediction_metrics"]
@@ -31,7 +39,7 @@ def _squared_errors(y, predictions):
     return error, total, len(y)
 
 
-def _r2(y, predictions):
+def _r2(y, predictions, classes=None):
     # r2_score(multioutput="uniform_average", force_finite=True)
     error, total, _ = _squared_errors(y, predictions)
     constant = total == 0
@@ -43,35 +51,67 @@ def _r2(y, predictions):
     return scores.mean(axis=1)
 
 
-def _neg_mse(y, predictions):
+def _neg_mse(y, predictions, classes=None):
     error, _, n = _squared_errors(y, predictions)
     return -np.mean(error / n, axis=1)
 
 
-def _neg_rmse(y, predictions):
+def _neg_rmse(y, predictions, classes=None):
     error, _, n = _squared_errors(y, predictions)
     return -np.mean(np.sqrt(error / n), axis=1)
 
 
-# scorer name -> the metric as a function of (y_true, predictions), equal to
-# scikit-learn's scorer of that name (unweighted)
-_PREDICTION_METRICS = {
+def _accuracy(y, decisions, classes):
+    # LogisticRegression.predict: the sign of one decision, else the argmax
+    if decisions.shape[2] == 1:
+        predicted = classes[(decisions[..., 0] > 0).astype(int)]
+    else:
+        predicted = classes[np.argmax(decisions, axis=2)]
+    return np.mean(predicted == y, axis=1)
+
+
+def _neg_log_loss(y, decisions, classes):
+    # log_loss(y, predict_proba): probabilities clipped to [eps, 1 - eps]
+    if decisions.shape[2] == 1:
+        positive = expit(decisions[..., 0])
+        proba = np.stack([1 - positive, positive], axis=2)
+    else:
+        proba = softmax(decisions, axis=2)
+    eps = np.finfo(proba.dtype).eps
+    true = proba[:, np.arange(len(y)), np.searchsorted(classes, y)]
+    return np.mean(np.log(np.clip(true, eps, 1 - eps)), axis=1)
+
+
+# scorer name -> the metric as a function of (y_true, responses, classes),
+# equal to scikit-learn's scorer of that name (unweighted): responses are the
+# predictions of a regressor, the decision values of a classifier
+_REGRESSION_METRICS = {
     "r2": _r2,
     "neg_mean_squared_error": _neg_mse,
     "neg_root_mean_squared_error": _neg_rmse,
 }
+_CLASSIFICATION_METRICS = {"accuracy": _accuracy, "neg_log_loss": _neg_log_loss}
+
+
+def _inherited_score(estimator, owner):
+    """Whether ``estimator.score`` is ``owner``'s (not overridden)."""
+    return getattr_static(type(estimator), "score", None) is getattr_static(
+        owner, "score"
+    )
 
 
 def prediction_metrics(scoring, estimator, adapter, score_params):
-    """The metrics of ``scoring`` as functions of the validation predictions.
+    """The metrics of ``scoring`` as functions of the fold models' responses.
 
-    A closed-form search knows every fold model's validation predictions
-    without building the models; the squared-error metrics of a regressor
-    (``r2``, the default ``estimator.score`` of a regressor, and the
-    (root) mean squared error) are then computed for all points at once, as
-    ``RidgeCV`` scores its alphas. Anything else (other metrics, callables,
-    weighted scoring, classifiers, custom adapters) is scored through the
-    fold models.
+    Every fold model is linear: its validation predictions (a regressor) or
+    decision values (a classifier) follow from the search's fold solutions
+    with one product per fold, without building the models, and the common
+    metrics are computed for all points at once (as ``RidgeCV`` scores its
+    alphas): ``r2`` (a regressor's default ``score``), the (root) mean
+    squared error of ``Ridge``; ``accuracy`` (a classifier's default
+    ``score``) and ``neg_log_loss`` of ``LogisticRegression``. Anything else
+    (other metrics, callables, weighted scoring, custom adapters, overridden
+    ``score`` methods) is scored through the fold models.
 
     Returns
     -------
@@ -80,13 +120,19 @@ def prediction_metrics(scoring, estimator, adapter, score_params):
         None when the fold models must be scored.
     """
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if score_params or type(adapter) is not RidgeAdapter or not is_regressor(final):
+    if score_params:
+        return None
+    if type(adapter) is RidgeAdapter and is_regressor(final):
+        metrics, mixin, default = _REGRESSION_METRICS, RegressorMixin, _r2
+    elif type(adapter) is LogisticRegressionAdapter and is_classifier(final):
+        metrics, mixin, default = _CLASSIFICATION_METRICS, ClassifierMixin, _accuracy
+    else:
         return None
     if scoring is None:
-        default = type(final).score is RegressorMixin.score and (
-            final is estimator or type(estimator).score is Pipeline.score
+        plain = _inherited_score(final, mixin) and (
+            final is estimator or _inherited_score(estimator, Pipeline)
         )
-        return {None: _r2} if default else None
+        return {None: default} if plain else None
     if isinstance(scoring, str):
         names = {None: scoring}
     elif isinstance(scoring, (list, tuple, set)):
@@ -95,9 +141,9 @@ def prediction_metrics(scoring, estimator, adapter, score_params):
         names = dict(scoring)
     else:
         return None
-    if not all(isinstance(n, str) and n in _PREDICTION_METRICS for n in names.values()):
+    if not all(isinstance(n, str) and n in metrics for n in names.values()):
         return None
-    return {key: _PREDICTION_METRICS[name] for key, name in names.items()}
+    return {key: metrics[name] for key, name in names.items()}
 
 
 class FoldModels:
@@ -167,12 +213,10 @@ class FoldModels:
         """
         n_splits = len(self.folds)
         history = self.search.history
-        if (
-            self.metrics is not None
-            and not return_train_score
-            and hasattr(self.search, "predictions")
-        ):
-            return self._score_predictions(indices, y)
+        if self.metrics is not None and not return_train_score:
+            scored = self._score_responses(indices, y)
+            if scored is not None:
+                return scored
         out = [None] * (len(candidate_params) * n_splits)
         for k, fold in enumerate(self.folds):
             data = {"test": fold.test}
@@ -203,24 +247,48 @@ class FoldModels:
                 out[i * n_splits + k] = entry
         return out
 
-    def _score_predictions(self, indices, y):
-        """:meth:`score` from the search's validation predictions.
+    def _responses(self, index):
+        """Every fold model's validation predictions (decision values of a
+        classifier) at evaluated point ``index``, shape (n_val, n_outputs)."""
+        if hasattr(self.search, "predictions"):  # the closed form has them
+            responses = self.search.predictions(index)
+        else:
+            responses = []
+            for fold, (coef, intercept) in zip(
+                self.folds, self.search.solutions(index)
+            ):
+                decision = fold.X_test @ coef
+                responses.append(
+                    decision if intercept is None else decision + intercept
+                )
+        offset = self.encoding.context.get("offset", 0.0)
+        return [np.reshape(r, (r.shape[0], -1)) + offset for r in responses]
+
+    def _score_responses(self, indices, y):
+        """:meth:`score` from the fold models' responses, or None when a
+        validation fold lacks a class (scikit-learn's log-loss then errs:
+        the fold models give its ``error_score``).
 
         Every point of a fold is scored at once; ``score_time`` is the fold's
         share per point.
         """
         n_splits, n_points = len(self.folds), len(indices)
         history = self.search.history
-        offset = self.encoding.context.get("offset", 0.0)
-        per_point = [self.search.predictions(index) for index in indices]
+        classes = self.encoding.context.get("classes_")
+        y_folds = [np.asarray(_safe_indexing(y, fold.test)) for fold in self.folds]
+        if classes is not None:
+            if any(np.unique(y_fold).size != classes.size for y_fold in y_folds):
+                return None
+        else:
+            y_folds = [y_fold.astype(np.float64) for y_fold in y_folds]
+        per_point = [self._responses(index) for index in indices]
         out = [None] * (n_points * n_splits)
         for k, fold in enumerate(self.folds):
             start = time.perf_counter()
-            y_true = np.asarray(_safe_indexing(y, fold.test), dtype=np.float64)
             stacked = np.stack([point[k] for point in per_point])
-            stacked = stacked.reshape(n_points, len(y_true), -1) + offset
             scores = {
-                key: metric(y_true, stacked) for key, metric in self.metrics.items()
+                key: metric(y_folds[k], stacked, classes)
+                for key, metric in self.metrics.items()
             }
             score_time = (time.perf_counter() - start) / n_points
             for i, index in enumerate(indices):

@@ -195,7 +195,9 @@ class InnerObjective:
         """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once."""
         xp = self.xp
         model, loss = self.model, self.loss
-        curvature = loss.curvature(xp, self.y, model.raw(w))
+        curvature = None
+        if not getattr(loss, "constant_curvature", False):
+            curvature = loss.curvature(xp, self.y, model.raw(w))
         strength = self.penalty.strength(xp, lam)
 
         def matvec(v):

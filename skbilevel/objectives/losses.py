@@ -36,6 +36,7 @@ class BinaryLogisticLoss:
     """
 
     name = "binary_logistic"
+    constant_curvature = False
 
     def n_outputs(self, n_classes):
         return 1
@@ -70,6 +71,7 @@ class MultinomialLogisticLoss:
     """
 
     name = "multinomial_logistic"
+    constant_curvature = False
 
     def n_outputs(self, n_classes):
         return n_classes
@@ -107,6 +109,8 @@ class SquaredLoss:
     """
 
     name = "squared"
+    # the second derivative is 1 everywhere: hessp needs no raw predictions
+    constant_curvature = True
 
     def __init__(self, n_targets=1):
         self.n_targets = n_targets

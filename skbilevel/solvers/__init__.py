@@ -1,5 +1,6 @@
-"""Inner solvers: an array-API-generic L-BFGS that keeps its secant memory, and
-Newton-CG for the tight re-solves near a known solution."""
+"""Inner solvers: an array-API-generic L-BFGS that keeps its secant memory,
+Newton-CG for the tight re-solves near a known solution, and (:mod:`.direct`)
+one factorization for a squared-loss fold with few features."""
 
 from ._memory import (
     LBFGSMemory,
