@@ -18,7 +18,9 @@ differ from a scalar search:
   intercept, and the chosen penalty of each feature) is solved by the
   engine's Newton-CG to a relative gradient norm of ``POLISH_TOL`` (the
   tolerance of the fold re-solves), warm-started from the mean of the folds'
-  solutions at that point, as ``HOAGLogisticRegression`` refits. The
+  solutions at that point, as ``HOAGLogisticRegression`` refits; the squared
+  loss with few features is solved exactly, by one factorization (the
+  engine's direct path). The
   solution becomes ``coef_`` / ``intercept_`` of the user's final estimator,
   whose searched parameter keeps the value given (no value of it yields
   these coefficients).
@@ -26,6 +28,7 @@ differ from a scalar search:
 
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -33,6 +36,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ..objectives import InnerObjective
 from ..search import POLISH_TOL, as_engine_array, route_fit_params
 from ..solvers import minimize_newton_cg
+from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
     _check_method_params,
     _check_sample_weight,
@@ -128,6 +132,14 @@ def _mean_fold_solution(solutions):
     return np.mean(flat, axis=0)
 
 
+class _Exact(NamedTuple):
+    """A solution computed exactly (the direct solve of a quadratic)."""
+
+    x: np.ndarray
+    converged: bool = True
+    message: str = "exact"
+
+
 def refit_vector_penalty(
     model, fold_models, index, X, y, fit_params, *, max_iter, verbose
 ):
@@ -202,21 +214,29 @@ def refit_vector_penalty(
     )
     lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
-    # the tolerance is relative to the gradient at zero, as the fold fits'
-    grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
-    solution = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
-        _mean_fold_solution(search.solutions(index)),
-        tol=POLISH_TOL,
-        gtol_scale=max(float(np.linalg.norm(grad0)), 1e-300),
-        max_iter=max_iter,
-    )
+    factor = direct_factor(inner, lam)
+    if factor is not None:  # a quadratic with few features: one factorization
+        solution = _Exact(factor.minimizer())
+    else:
+        # the tolerance is relative to the gradient at zero, as the fold fits'
+        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+        solution = minimize_newton_cg(
+            lambda w: inner.value_and_grad(w, lam),
+            lambda w: inner.hessp(w, lam),
+            _mean_fold_solution(search.solutions(index)),
+            tol=POLISH_TOL,
+            gtol_scale=max(float(np.linalg.norm(grad0)), 1e-300),
+            max_iter=max_iter,
+        )
     if verbose > 0:
+        how = (
+            "one factorization"
+            if factor is not None
+            else f"{solution.n_iter} Newton steps"
+        )
         print(
             f"Refit of {name} on all {X_engine.shape[0]} samples at "
-            f"{space.describe(lam)}: {solution.n_iter} Newton steps, "
-            f"{time.perf_counter() - start:.2f}s.",
+            f"{space.describe(lam)}: {how}, {time.perf_counter() - start:.2f}s.",
             flush=True,
         )
     if not solution.converged:
