@@ -41,6 +41,9 @@ class LinearPredictor:
         self.n_params = self.n_coef + (self.n_outputs if fit_intercept else 0)
         self.xp = get_namespace(X)
         self.dtype = X.dtype
+        # A sparse matrix's transpose is a new object at each ``X.T`` (its
+        # format checked each time): made once, sharing X's arrays.
+        self._XT = X.T if is_sparse(X) else None
 
     def split(self, w):
         """Flat ``w`` -> (coef as (n_features,) or (n_features, K), intercept or None)."""
@@ -62,7 +65,7 @@ class LinearPredictor:
     def adjoint(self, raw_cotangent):
         """``d raw / d w`` transposed applied to a cotangent of the raw predictions."""
         xp = self.xp
-        coef_part = self.X.T @ raw_cotangent
+        coef_part = (self.X.T if self._XT is None else self._XT) @ raw_cotangent
         parts = [xp.reshape(coef_part, (-1,))]
         if self.fit_intercept:
             parts.append(xp.reshape(xp.sum(raw_cotangent, axis=0), (-1,)))
