@@ -75,7 +75,10 @@ def cv_curve(X, y, splits, alphas):
     # a target's term is that target's MSE
     return n_outputs * np.array(
         [
-            np.mean([path.values(np.full(n_outputs, a))[0] for path in paths], axis=0)
+            np.mean(
+                [path.curve(np.full((1, n_outputs), a), False)[0][0] for path in paths],
+                axis=0,
+            )
             for a in alphas
         ]
     )

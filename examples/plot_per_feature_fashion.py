@@ -6,10 +6,12 @@ A grid search cannot tune 784 hyperparameters; a gradient can. Here
 :class:`~skbilevel.HOAGLogisticRegression` with ``penalty_groups="features"``
 learns one ``C`` per pixel on Fashion-MNIST "T-shirt/top" against "Shirt" (the
 hardest pair), starting from the best single ``C``, and compares it with the
-single ``C`` on the test file. It is an honest negative result: with 784
-hyperparameters tuned on 12000 images the CV loss goes down, the test loss goes
-up, and the learned penalty map is scattered rather than shaped like the
-garments.
+single ``C`` on the test file. With 784 hyperparameters the CV loss is easy to
+fit and hard to trust: the search descends on half of each validation fold
+and keeps the many penalties only if the other halves, which no model of the
+descent trained on, prefer them by more than two standard errors (see the user
+guide, "Many penalties"). On these data the answer is honest and modest: the
+per-pixel penalties stay close to the single ``C`` and so does the test loss.
 
 The data come from ``/usr/share/datasets/fashion-mnist`` (Debian package
 ``dataset-fashion-mnist``) or, failing that, from OpenML.
@@ -85,13 +87,13 @@ with warnings.catch_warnings():
 # The learned penalty map
 # -----------------------
 # Left, ``log10 C`` of each pixel; middle, the per-pixel model's coefficients;
-# right, the single-``C`` model's coefficients. The per-pixel search shrinks
-# most pixels to nearly zero and frees a scattered subset with larger weights
-# (up to about twice the single-``C`` model's largest): neighbouring pixels
-# carry nearly the same information, so the CV loss cannot tell which of them
-# to leave free, and the search frees whichever lowers the validation folds'
-# loss. (Neither map is a clean picture of a garment: after standardization a
-# rarely lit border pixel weighs as much as a central one.)
+# right, the single-``C`` model's coefficients. In our run most pixels stay
+# at the single ``C`` (``log10 C`` about -2.55): the search freed a few pixels
+# of the top and bottom rows (the collar and the hem, where T-shirts and shirts
+# differ) by up to 2.7x and tightened some border pixels by up to 1.8x, and the
+# two coefficient maps are nearly the same. (Neither is a clean picture of a
+# garment: after standardization a rarely lit border pixel weighs as much as a
+# central one.)
 per_pixel, single = results["one C per pixel"], results["single C"]
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
 image = axes[0].imshow(np.log10(per_pixel.C_).reshape(28, 28), cmap="viridis")
@@ -117,12 +119,15 @@ print(f"saved {path}")
 # %%
 # Does it generalize?
 # -------------------
-# Compare the two lines printed at the top. In our runs (12000 training
-# images, 5 folds) one ``C`` per pixel lowered the CV log-loss by about 7%
-# (0.330 to 0.307) while the test log-loss *rose* by about 4% (0.351 to
-# 0.364-0.366, test accuracy 0.848 to 0.841-0.844):
-# 784 hyperparameters chosen on the CV loss of 12000 images fit the validation
-# folds themselves, which is also why the map is scattered. Coarser groups of
-# pixels (``penalty_groups`` as an array of group labels, e.g. 16 blocks of
-# 7 x 7) overfit less: in our runs CV 0.3275, test 0.3528, about the single
-# ``C``'s test loss. Judge any per-feature search on held-out data.
+# Compare the two lines printed at the top. In our run (12000 training
+# images, 5 folds, one BLAS thread; 35 s for the per-pixel fit, 10 s for the
+# single ``C``) the held-out halves preferred the per-pixel penalties by 0.3%
+# (``penalty_gain_``), the CV log-loss went from 0.3314 to 0.3289 and the test
+# log-loss from 0.3510 to 0.3515 (+0.14%, paired standard error 0.19%; test
+# accuracy 0.846 for both). A plain descent on the CV loss lowered it by 7%
+# here and raised the test loss by about 4%; the previous held-out check,
+# whose halves the descent's models had trained on, let through losses of 13%
+# to 41% on 2000-image subsamples (``benchmarks/many_penalties.py``). Coarser
+# groups of pixels (``penalty_groups`` as an array of group labels, e.g. 49
+# blocks of 4 x 4) are kept too: CV 0.3282, test 0.3529 (+0.5%, standard error
+# 0.5%). Judge any per-feature search on held-out data.

@@ -150,3 +150,25 @@ def test_unsupported_configurations_raise_clear_errors(
     X, y = small_classification
     with pytest.raises(error, match=match):
         BilevelSearchCV(estimator, space, cv=3).fit(X, y)
+
+
+class _LogisticRegressionWithMultiClass(LogisticRegression):
+    """LogisticRegression as scikit-learn < 1.8 has it: a multi_class parameter."""
+
+    def __init__(self, C=1.0, multi_class="auto"):
+        super().__init__(C=C)
+        self.multi_class = multi_class
+
+
+@pytest.mark.parametrize("multi_class", ["ovr", "multinomial"])
+def test_multi_class_other_than_auto_is_refused(multi_class):
+    # one-vs-rest probabilities (or a multinomial loss on two classes) are not
+    # the problem the search solves
+    from skbilevel.model_selection import LogisticRegressionAdapter
+
+    adapter = LogisticRegressionAdapter()
+    adapter.check_estimator(_LogisticRegressionWithMultiClass(), "C")
+    with pytest.raises(ValueError, match="multi_class='auto' only"):
+        adapter.check_estimator(
+            _LogisticRegressionWithMultiClass(multi_class=multi_class), "C"
+        )

@@ -62,8 +62,9 @@ def _folds(case, per_target):
 
 
 def _h(paths, alpha, per_target):
-    values = np.array([path.values(alpha, True)[0] for path in paths])
-    grads = np.array([path.values(alpha, True)[1] for path in paths]).mean(axis=0)
+    curves = [path.curve(np.asarray(alpha)[None], second=False) for path in paths]
+    values = np.array([c[0][0] for c in curves])
+    grads = np.array([c[1][0] for c in curves]).mean(axis=0)
     return values.sum(axis=1), grads if per_target else np.array([grads.sum()])
 
 
@@ -306,8 +307,9 @@ def test_curve_derivatives_are_those_of_the_values(case):
     for fold in folds:
         path = _FoldPath(fold)
         values, slopes, bends = path.curve(np.exp([lam, lam + eps, lam - eps]))
-        assert_allclose(values[0], path.values(np.exp(lam))[0], rtol=1e-12)
-        assert_allclose(slopes[0], path.values(np.exp(lam), True)[1], rtol=1e-10)
+        single = path.curve(np.exp(lam)[None])
+        assert_allclose(values[0], single[0][0], rtol=1e-12)
+        assert_allclose(slopes[0], single[1][0], rtol=1e-10)
         assert_allclose(
             slopes[0], (values[1] - values[2]) / (2 * eps), rtol=1e-6, atol=1e-12
         )
@@ -377,3 +379,50 @@ def test_compact_curve_equals_the_direct_one(case):
         for a, b in zip(compact.curve(alphas), direct.curve(alphas)):
             assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
         assert compact._compact  # the compact form was taken
+
+
+def test_training_folds_that_repeat_rows_compute_their_own_products():
+    # A bootstrap-like cv repeats rows in a training fold: its Gram is not
+    # the Gram of all rows minus the others; scores must equal scikit-learn's.
+    X, y = make_regression(200, 5, noise=10.0, random_state=0)
+    rng = np.random.default_rng(0)
+    splits = []
+    for train, test in KFold(5, shuffle=True, random_state=0).split(X):
+        splits.append((np.concatenate([train, rng.choice(train, 60)]), test))
+    search = BilevelSearchCV(
+        Ridge(), {"alpha": (1e-2, 1e3)}, cv=splits, scoring="neg_mean_squared_error"
+    ).fit(X, y)
+    for row in (0, len(search.cv_results_["params"]) - 1):
+        alpha = search.cv_results_["params"][row]["alpha"]
+        reference = cross_validate(
+            Ridge(alpha=alpha), X, y, cv=splits, scoring="neg_mean_squared_error"
+        )["test_score"]
+        ours = [search.cv_results_[f"split{k}_test_score"][row] for k in range(5)]
+        assert_allclose(ours, reference, rtol=1e-9)
+
+
+class _ClippedRidge(Ridge):
+    def predict(self, X):
+        return np.clip(super().predict(X), -10.0, 10.0)
+
+
+def test_subclasses_and_single_sample_folds_are_scored_by_their_models():
+    # A registered subclass may predict otherwise, and r2 of one sample is
+    # undefined (NaN in scikit-learn): neither is scored from the solutions.
+    from skbilevel.model_selection import RidgeAdapter, register_adapter
+
+    X, y = make_regression(40, 4, noise=10.0, random_state=0)
+    register_adapter(_ClippedRidge, RidgeAdapter())
+    splits = list(KFold(4).split(X))
+    search = BilevelSearchCV(_ClippedRidge(), {"alpha": (1e-2, 1e2)}, cv=splits)
+    search.fit(X, y)
+    alpha = search.best_params_["alpha"]
+    reference = cross_validate(_ClippedRidge(alpha=alpha), X, y, cv=splits)
+    best = [
+        search.cv_results_[f"split{k}_test_score"][search.best_index_] for k in range(4)
+    ]
+    assert_allclose(best, reference["test_score"], rtol=1e-8)
+    one = [(np.delete(np.arange(40), i), np.array([i])) for i in range(3)]
+    with pytest.warns(UserWarning):
+        single = BilevelSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=one).fit(X, y)
+    assert np.isnan(single.cv_results_["split0_test_score"]).all()

@@ -218,6 +218,12 @@ class LogisticRegressionAdapter(EstimatorAdapter):
                 "BilevelSearchCV supports LogisticRegression with an L2 penalty only: "
                 f"l1_ratio must be 0 or None, got l1_ratio={p['l1_ratio']!r}."
             )
+        if p.get("multi_class", "deprecated") not in ("deprecated", "auto"):
+            raise ValueError(
+                "BilevelSearchCV supports LogisticRegression's default "
+                "multi_class='auto' only (the binary log-loss for two classes, the "
+                f"multinomial one for more), got multi_class={p['multi_class']!r}."
+            )
         if p.get("solver") == "liblinear":
             raise ValueError(
                 "solver='liblinear' is not supported: it penalizes the intercept and "

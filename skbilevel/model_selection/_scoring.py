@@ -11,13 +11,8 @@ from inspect import getattr_static
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.base import (
-    ClassifierMixin,
-    RegressorMixin,
-    clone,
-    is_classifier,
-    is_regressor,
-)
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from ..utils._sklearn_compat import _check_method_params, _safe_indexing, _score
@@ -109,9 +104,11 @@ def prediction_metrics(scoring, estimator, adapter, score_params):
     metrics are computed for all points at once (as ``RidgeCV`` scores its
     alphas): ``r2`` (a regressor's default ``score``), the (root) mean
     squared error of ``Ridge``; ``accuracy`` (a classifier's default
-    ``score``) and ``neg_log_loss`` of ``LogisticRegression``. Anything else
-    (other metrics, callables, weighted scoring, custom adapters, overridden
-    ``score`` methods) is scored through the fold models.
+    ``score``) and ``neg_log_loss`` of ``LogisticRegression`` (these classes
+    exactly, alone or as the last step of a plain ``Pipeline``). Anything
+    else (other metrics, callables, weighted scoring, subclasses and other
+    estimators, validation folds of one sample) is scored through the fold
+    models.
 
     Returns
     -------
@@ -120,11 +117,14 @@ def prediction_metrics(scoring, estimator, adapter, score_params):
         None when the fold models must be scored.
     """
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if score_params:
-        return None
-    if type(adapter) is RidgeAdapter and is_regressor(final):
+    if score_params or type(estimator) not in (Pipeline, type(final)):
+        return None  # a Pipeline subclass may score or predict otherwise
+    # the classes themselves: a registered subclass may predict otherwise
+    if type(final) is Ridge and type(adapter) is RidgeAdapter:
         metrics, mixin, default = _REGRESSION_METRICS, RegressorMixin, _r2
-    elif type(adapter) is LogisticRegressionAdapter and is_classifier(final):
+    elif type(final) is LogisticRegression and type(adapter) is (
+        LogisticRegressionAdapter
+    ):
         metrics, mixin, default = _CLASSIFICATION_METRICS, ClassifierMixin, _accuracy
     else:
         return None
@@ -276,6 +276,8 @@ class FoldModels:
         history = self.search.history
         classes = self.encoding.context.get("classes_")
         y_folds = [np.asarray(_safe_indexing(y, fold.test)) for fold in self.folds]
+        if any(y_fold.shape[0] < 2 for y_fold in y_folds):
+            return None  # r2 of one sample is undefined: scikit-learn's NaN
         if classes is not None:
             if any(np.unique(y_fold).size != classes.size for y_fold in y_folds):
                 return None

@@ -126,9 +126,19 @@ class SharedRows:
         self._folds = self._kernel = self._totals = None
 
     def applies(self, folds):
-        """Whether these folds are the splits' rows of a dense ``X``."""
+        """Whether these folds are the splits' rows of a dense ``X``, each
+        training row once (a row repeated in a fold, as a bootstrap ``cv``
+        may give, counts twice there: not a block of the products)."""
         if not (isinstance(self.X, np.ndarray) and len(self.splits) == len(folds)):
             return False
+        n_features = self.X.shape[1]
+        for (train, test), fold in zip(self.splits, folds):
+            if (
+                fold.inner.model.X.shape != (len(train), n_features)
+                or fold.outer.model.X.shape != (len(test), n_features)
+                or np.unique(train).size != train.size
+            ):
+                return False
         self._folds = folds
         return True
 
@@ -327,25 +337,6 @@ class _FoldPath:
         alpha = np.asarray(alpha, dtype=np.float64).reshape(1, -1)
         return 1.0 / (self.d[:, None] + alpha)
 
-    def values(self, alpha, derivative=False):
-        """Per-target ``F_t`` (shape (q,)) and ``alpha_t dF_t / dalpha_t``."""
-        inverse = self._scaled(alpha)
-        q = self.C.shape[1]
-        scaled = inverse * self.C
-        if derivative:  # one product for the predictions and their slopes
-            both = self.M @ np.concatenate([scaled, inverse * scaled], axis=1)
-            prediction, slope = both[:, :q], -both[:, q:]
-        else:
-            prediction = self.M @ scaled
-        residual = prediction + self.y_mean - self.Y_val
-        weighted = self.s_val[:, None] * residual
-        values = self.factor * np.sum(weighted * residual, axis=0)
-        if not derivative:
-            return values, None
-        # d prediction / d alpha = -M diag(1 / (d + alpha)^2) C
-        derivatives = 2 * self.factor * np.sum(weighted * slope, axis=0)
-        return values, np.asarray(alpha, float).reshape(-1) * derivatives
-
     def curve(self, alphas, second=True):
         """``F_t`` and its first two derivatives in ``log alpha_t``, at many alphas.
 
@@ -452,7 +443,8 @@ class RidgePathSearch:
     keep_solutions : bool, default=False
         Accepted for the interface; solutions are computed on demand.
     rows : SharedRows or None, default=None
-        All folds' rows of one array: fold kernels come from one product.
+        All folds' rows of one array: fold kernels (or Gram matrices) come
+        from products of all the rows.
     """
 
     def __init__(self, folds, space, options, *, keep_solutions=False, rows=None):
