@@ -1,8 +1,9 @@
 """SHINE: reuse the inner L-BFGS inverse-Hessian estimate for ``H v = b``.
 
-The inner solver's secant pairs define ``B^{-1} ~ H^{-1}`` (two-loop recursion).
-SHINE (Ramzi et al. 2022) takes ``v = B^{-1} b`` at the cost of O(m p) flops and
-no Hessian-vector product. In the directions the inner solver never explored,
+The inner solver's secant pairs define ``B^{-1} ~ H^{-1}`` (the matrix of the
+two-loop recursion, applied in compact form: O(m^2 p) once per solve, then
+O(m p) per product). SHINE (Ramzi et al. 2022) takes ``v = B^{-1} b`` with no
+Hessian-vector product. In the directions the inner solver never explored,
 ``B^{-1}`` acts as its initial matrix ``H0``; on the coefficients, ``H >= mu I``
 with ``mu = min exp(lambda)`` the penalty's curvature, so ``H^{-1} <= I / mu``.
 The published ``H0 = I`` exceeds that bound by a factor ``mu``: on strongly
@@ -58,15 +59,17 @@ def _inverse_estimate(system):
 class ShineSolver(LinearSolver):
     """SHINE: ``v = B^{-1} b`` from the inner L-BFGS memory, checked.
 
-    ``B^{-1}`` is the two-loop recursion over the inner solver's secant pairs
-    with ``H0 = min(s'y / y'y, 1 / mu) I`` (``mu`` = ``system.curvature_floor``).
+    ``B^{-1}`` is the L-BFGS matrix of the inner solver's secant pairs
+    (:func:`~skbilevel.solvers.inv_hessian_operator`) with
+    ``H0 = min(s'y / y'y, 1 / mu) I`` (``mu`` = ``system.curvature_floor``).
     With an empty memory the estimate is ``b / mu``. One Hessian-vector product
     then gives the relative residual of the estimate; when it exceeds
     ``fallback_residual``, conjugate gradient preconditioned by ``B^{-1}`` and
     started at the estimate refines it to ``tol``.
 
-    Cost: O(m n_params) for the estimate (m pairs); one HVP for the check; one
-    HVP per refinement iteration when the check fails.
+    Cost: O(m^2 n_params) to factor the pairs' compact form, O(m n_params)
+    per product with it (m pairs); one HVP for the check; one HVP per
+    refinement iteration when the check fails.
 
     Parameters
     ----------

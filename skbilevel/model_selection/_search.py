@@ -43,6 +43,7 @@ from ..hypergrad import LINEAR_SOLVERS
 from ..outer import TOLERANCE_SCHEDULES
 from ..search import (
     PATHS,
+    VECTOR_STRUCTURES,
     SearchOptions,
     SharedRows,
     as_engine_array,
@@ -54,7 +55,6 @@ from ..search import (
     route_fit_params,
     split_estimator,
 )
-from ..search._vector import VECTOR_STRUCTURES
 from ..utils._array_api import describe_placement, is_sparse
 from ..utils._device import DEVICES, check_device_available, is_host_input, to_host
 from ..utils._sklearn_compat import (
@@ -171,7 +171,8 @@ class BilevelSearchCV(BaseSearchCV):
         by ``set_params(**best_params_).fit``: the Pipeline's earlier steps are
         fit on all data by scikit-learn, then the final step's training
         problem at those penalties is solved by the engine (relative gradient
-        norm 1e-8, from the folds' mean solution) and set as its ``coef_`` /
+        norm 1e-8, from the folds' mean solution; the squared loss with few
+        features exactly, by one factorization) and set as its ``coef_`` /
         ``intercept_``, its parameter left as given.
     cv : int, cross-validation generator or iterable, default=None
         As in GridSearchCV (None: 5-fold, stratified for classifiers). With an

@@ -23,8 +23,7 @@ from numbers import Real
 
 import numpy as np
 
-from ..search import HyperSpace
-from ..search._vector import VECTOR_STRUCTURES
+from ..search import VECTOR_STRUCTURES, HyperSpace
 
 __all__ = [
     "check_vector_space",

@@ -7,6 +7,8 @@
   warnings), and the choice of a search for a problem;
 - :mod:`._ridge`: the closed-form search of ridge penalties (the whole K-fold
   CV curve from one eigendecomposition per fold);
+- :mod:`._vector` and :mod:`._heldout`: the search of one penalty per feature
+  or per group, checked on held-out halves of the validation folds;
 - :mod:`._progress`: what the search prints.
 """
 
@@ -31,6 +33,7 @@ from ._service import (
     make_search,
 )
 from ._space import STRUCTURES, HyperSpace
+from ._vector import VECTOR_STRUCTURES  # noqa: F401 (for the estimators)
 
 # The service's API. The fold plumbing (check_splits, materialize_folds,
 # engine_folds...) is importable from here for the estimators and benchmarks
