@@ -328,9 +328,13 @@ def test_device_cpu_brings_input_to_numpy(device):
     model = HOAGLogisticRegression(C_init=1.0, max_iter=1, device="cpu").fit(
         xps.asarray(X, device=device), xps.asarray(y, device=device)
     )
+    reference = HOAGLogisticRegression(C_init=1.0, max_iter=1).fit(X, y)
     for name in ("coef_", "intercept_", "lambda_"):
         assert isinstance(getattr(model, name), np.ndarray), name
-    assert isinstance(model.predict_proba(xps.asarray(X, device=device)), np.ndarray)
+        assert_allclose(getattr(model, name), getattr(reference, name), rtol=1e-10)
+    proba = model.predict_proba(xps.asarray(X, device=device))
+    assert isinstance(proba, np.ndarray)
+    assert_allclose(proba, reference.predict_proba(X), rtol=1e-10)
 
 
 @pytest.mark.parametrize(

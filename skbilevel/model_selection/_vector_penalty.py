@@ -34,11 +34,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
-from ..search import POLISH_TOL, as_engine_array, route_fit_params
+from ..search import POLISH_TOL, as_engine_array, fit_steps, route_fit_params
 from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
-    _check_method_params,
     _check_sample_weight,
     _get_feature_names,
 )
@@ -101,28 +100,6 @@ def check_same_features(folds, estimator_name):
     return known[0] if known else None
 
 
-def _fit_prefix(model, X, y, prefix_params):
-    """Fit the steps before the last one on all the data, as ``Pipeline.fit``.
-
-    Returns the data the final step sees.
-    """
-    Xt = X
-    for name, step in model.steps[:-1]:
-        if step is None or isinstance(step, str):  # "passthrough"
-            continue
-        params = {
-            method: _check_method_params(X, params=values)
-            for method, values in prefix_params.get(name, {}).items()
-        }
-        if hasattr(step, "fit_transform"):
-            Xt = step.fit_transform(Xt, y, **params.get("fit_transform", {}))
-        else:
-            Xt = step.fit(Xt, y, **params.get("fit", {})).transform(
-                Xt, **params.get("transform", {})
-            )
-    return Xt
-
-
 def _mean_fold_solution(solutions):
     """Mean of the folds' ``(coef, intercept)`` in the engine's flat layout."""
     flat = [
@@ -176,7 +153,8 @@ def refit_vector_penalty(
     if split.final_name is None:
         Xt, final = X, model
     else:
-        Xt, final = _fit_prefix(model, X, y, prefix_params), model.steps[-1][1]
+        Xt = fit_steps(model.steps[:-1], X, y, prefix_params)
+        final = model.steps[-1][1]
     name = type(final).__name__
     X_engine = as_engine_array(Xt)
     n_features = X_engine.shape[1]

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["QuadraticMoments", "quadratic_moments"]
+__all__ = ["QuadraticMoments", "centred_products", "quadratic_moments"]
 
 # Rows of a dense X centred and multiplied at a time: 2**20 float64 values
 # (8 MB) per block bounds the copy whatever n.
@@ -58,20 +58,45 @@ class QuadraticMoments(NamedTuple):
     weight_total: float
 
 
-def _dense_gram(X, weight, x_mean):
-    """``Xc'SXc`` of a dense ``X`` by blocks of rows, centred exactly."""
+def centred_products(X, centre, weight=None, targets=None):
+    """``Z'SZ`` and ``Z'S targets`` with ``Z = X - centre``, for a dense ``X``.
+
+    By blocks of rows: the centred copy of a block, never of all of ``X``
+    (exact for any offset of the features; ``centre`` may be any vector, or
+    None for no centring). Each block is scaled by ``sqrt(s)`` so that its
+    Gram matrix is one symmetric product.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    centre : ndarray of shape (n_features,) or None
+    weight : ndarray of shape (n_samples,) or None
+        Non-negative sample weights ``s`` (None: all ones).
+    targets : ndarray of shape (n_samples, n_outputs) or None
+
+    Returns
+    -------
+    gram : ndarray of shape (n_features, n_features)
+    cross : ndarray of shape (n_features, n_outputs) or None
+        None without ``targets``.
+    """
     n_samples, n_features = X.shape
     gram = np.zeros((n_features, n_features))
+    cross = None if targets is None else np.zeros((n_features, targets.shape[1]))
+    root = None if weight is None else np.sqrt(weight)[:, None]
     block = max(1, _BLOCK_VALUES // max(n_features, 1))
     for start in range(0, n_samples, block):
-        rows = np.asarray(X[start : start + block], dtype=np.float64)
-        if x_mean is not None:
-            rows = rows - x_mean
-        weighted = (
-            rows if weight is None else rows * weight[start : start + block, None]
-        )
-        gram += rows.T @ weighted
-    return gram
+        rows = slice(start, start + block)
+        Z = np.asarray(X[rows], dtype=np.float64)
+        if centre is not None:
+            Z = Z - centre
+        if root is not None:
+            Z = root[rows] * Z
+        gram += Z.T @ Z
+        if targets is not None:
+            part = targets[rows] if root is None else root[rows] * targets[rows]
+            cross += Z.T @ part
+    return gram, cross
 
 
 def _sparse_gram(X, weight, x_mean, weight_total):
@@ -116,5 +141,5 @@ def quadratic_moments(X, y, sample_weight=None, fit_intercept=True):
     if sp.issparse(X):
         gram = _sparse_gram(X, weight, x_mean, weight_total)
     else:
-        gram = _dense_gram(X, weight, x_mean)
+        gram = centred_products(X, x_mean, weight)[0]
     return QuadraticMoments(gram, moment, x_mean, y_mean, weight_total)

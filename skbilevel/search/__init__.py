@@ -18,6 +18,7 @@ from ._folds import (  # noqa: F401 (the fold plumbing: see __all__ below)
     as_engine_array,
     check_splits,
     engine_folds,
+    fit_steps,
     fold_weights,
     materialize_folds,
     route_fit_params,

@@ -266,23 +266,41 @@ def as_engine_array(X):
     return check_array(X, accept_sparse="csr", dtype=np.float64, input_name="X")
 
 
-def _fit_prefix(prefix, X, y, train, test, prefix_params):
-    """Fit the prefix steps on one training fold; transform both folds."""
-    prefix = clone(prefix)
-    Xt = _safe_indexing(X, train)
-    y_train = None if y is None else _safe_indexing(y, train)
-    for name, step in prefix.steps:
+def fit_steps(steps, X, y, prefix_params, indices=None):
+    """Fit ``steps`` in order on the rows ``indices`` (all when None), as
+    ``Pipeline.fit`` fits the steps before its last; return their output.
+
+    Parameters
+    ----------
+    steps : list of (str, estimator)
+        Fitted in place ("passthrough" and None skipped).
+    X, y : the user's data
+    prefix_params : dict
+        Routed fit parameters per step name (:func:`route_fit_params`).
+    indices : ndarray of int or None, default=None
+        Rows to fit on (a training fold).
+    """
+    Xt = X if indices is None else _safe_indexing(X, indices)
+    y_part = y if indices is None or y is None else _safe_indexing(y, indices)
+    for name, step in steps:
         if step is None or isinstance(step, str):  # "passthrough"
             continue
         params = {
-            method: _check_method_params(X, params=values, indices=train)
+            method: _check_method_params(X, params=values, indices=indices)
             for method, values in prefix_params.get(name, {}).items()
         }
         if hasattr(step, "fit_transform"):
-            Xt = step.fit_transform(Xt, y_train, **params.get("fit_transform", {}))
+            Xt = step.fit_transform(Xt, y_part, **params.get("fit_transform", {}))
         else:
-            step.fit(Xt, y_train, **params.get("fit", {}))
+            step.fit(Xt, y_part, **params.get("fit", {}))
             Xt = step.transform(Xt, **params.get("transform", {}))
+    return Xt
+
+
+def _fit_prefix(prefix, X, y, train, test, prefix_params):
+    """Fit the prefix steps on one training fold; transform both folds."""
+    prefix = clone(prefix)
+    Xt = fit_steps(prefix.steps, X, y, prefix_params, indices=train)
     return prefix, Xt, prefix.transform(_safe_indexing(X, test))
 
 

@@ -32,6 +32,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ..objectives.quadratic import centred_products, quadratic_moments
 from ..outer import Evaluation
 from ..outer.hoag import history_record
 from ..utils._array_api import to_numpy
@@ -70,22 +71,6 @@ def closed_form_applies(folds, space):
 
 def _dense(X):
     return X.toarray() if sp.issparse(X) else X
-
-
-def _centred_products(X, mean, root, B, block=4096):
-    """``(A'A, A'B)`` with ``A = root * (X - mean)``, by blocks of rows.
-
-    The centred copy of a block, never of the whole fold: same flops as one
-    product, memory of ``block`` rows.
-    """
-    p = X.shape[1]
-    gram, xtb = np.zeros((p, p)), np.zeros((p, B.shape[1]))
-    for start in range(0, X.shape[0], block):
-        rows = slice(start, start + block)
-        A = root[rows] * (X[rows] - mean)
-        gram += A.T @ A
-        xtb += A.T @ B[rows]
-    return gram, xtb
 
 
 def _centred_transpose(X, mean, V, block=4096):
@@ -198,10 +183,7 @@ class SharedRows:
             target_centre = targets[weights > 0].mean(axis=0)
         else:
             centre, target_centre = 0.0, 0.0
-        root = np.sqrt(weights)[:, None]
-        gram, xtb = _centred_products(
-            self.X, centre, root, root * (targets - target_centre)
-        )
+        gram, xtb = centred_products(self.X, centre, weights, targets - target_centre)
         return {
             "gram": gram,
             "xtb": xtb,
@@ -217,19 +199,18 @@ class SharedRows:
     def _fold_gram(self, train, totals):
         """``(A'A, A'B)`` of the fold training on rows ``train``."""
         rest = np.setdiff1d(np.arange(self.X.shape[0]), train)
-        weights = totals["weights"][rest]
-        root = np.sqrt(weights)[:, None]
+        X_rest, weights = self.X[rest], totals["weights"][rest]
         centred_targets = totals["targets"][rest] - totals["target_centre"]
-        gram_rest, xtb_rest = _centred_products(
-            self.X[rest], totals["centre"], root, root * centred_targets
+        gram_rest, xtb_rest = centred_products(
+            X_rest, totals["centre"], weights, centred_targets
         )
         gram, xtb = totals["gram"] - gram_rest, totals["xtb"] - xtb_rest
         if self.fit_intercept:
             # centre on the fold's own weighted means (m, ybar relative to
             # the shared centres): A'A = Z'SZ - S m m', A'B = Z'SY - S m ybar'
             total = totals["total"] - weights.sum()
-            Z_rest = self.X[rest] - totals["centre"]
-            m = (totals["x_sum"] - Z_rest.T @ weights) / total
+            rest_sum = X_rest.T @ weights - weights.sum() * totals["centre"]
+            m = (totals["x_sum"] - rest_sum) / total
             ybar = (totals["y_sum"] - weights @ centred_targets) / total
             gram = gram - total * np.outer(m, m)
             xtb = xtb - total * np.outer(m, ybar)
@@ -249,45 +230,33 @@ class _FoldPath:
         y = np.asarray(to_numpy(inner.y), dtype=np.float64)
         self.one_target = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        s = inner.sample_weight
-        s = np.ones(X.shape[0]) if s is None else np.asarray(to_numpy(s), float)
+        weight = inner.sample_weight
+        weight = None if weight is None else np.asarray(to_numpy(weight), float)
+        s = np.ones(X.shape[0]) if weight is None else weight
         self.fit_intercept = inner.model.fit_intercept
-        if self.fit_intercept:
-            self.x_mean = np.asarray(X.T @ s).ravel() / s.sum()
-            self.y_mean = s @ Y / s.sum()
-        else:
-            self.x_mean = np.zeros(X.shape[1])
-            self.y_mean = np.zeros(Y.shape[1])
-        root = np.sqrt(s)[:, None]
-        B = root * (Y - self.y_mean)
         X_val = outer.model.X
         n, p = X.shape
         self.basis = None
-        if n >= p and sp.issparse(X):
-            # Sparse X stays sparse: the Gram of the centred, weighted rows is
-            # X'SX - sum(s) x_mean x_mean' (a difference that loses digits for
-            # features whose mean dwarfs their spread; sparse features are
-            # rarely so)
-            XS = X if inner.sample_weight is None else X.multiply(s[:, None]).tocsr()
-            gram = _dense(X.T @ XS) - s.sum() * np.outer(self.x_mean, self.x_mean)
-            d, self.basis = np.linalg.eigh(gram)
-            # A'B = X'S(Y - y_mean) - x_mean s'(Y - y_mean)
-            centred_Y = Y - self.y_mean
-            xtb = np.asarray(X.T @ (s[:, None] * centred_Y))
-            self.C = self.basis.T @ (xtb - np.outer(self.x_mean, s @ centred_Y))
-        elif n >= p:
-            # dense: centre explicitly (exact for any offset of the features)
+        if n >= p:
+            # the Gram matrix of the centred, weighted rows and A'B: the
+            # engine's quadratic moments (a sparse X stays sparse), or the
+            # fold's share of the products of all the rows
+            moments = quadratic_moments(X, Y, weight, self.fit_intercept)
+            self._set_means(moments.x_mean, moments.y_mean, p, Y.shape[1])
+            gram, xtb = moments.gram, moments.moment
             if shared is not None and shared[0] == "gram":
                 gram, xtb = shared[1:]
-            else:
-                gram, xtb = _centred_products(X, self.x_mean, root, B)
             d, self.basis = np.linalg.eigh(gram)
             self.C = self.basis.T @ xtb
         else:
+            means = (None, None)
+            if self.fit_intercept:
+                means = (np.asarray(X.T @ s).ravel() / s.sum(), s @ Y / s.sum())
+            self._set_means(*means, p, Y.shape[1])
             blocks = (
                 shared[1:] if shared is not None and shared[0] == "kernel" else None
             )
-            d = self._kernel_path(X, X_val, s, root, B, blocks)
+            d = self._kernel_path(X, X_val, Y, s, blocks)
         self.d = np.maximum(d, 0.0)
         y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
         self.Y_val = y_val.reshape(len(y_val), -1)
@@ -303,7 +272,12 @@ class _FoldPath:
         self.factor = outer.scale / self.s_val.sum() * 0.5
         self._compact = None  # built when many points are asked at once
 
-    def _kernel_path(self, X, X_val, s, root, B, blocks):
+    def _set_means(self, x_mean, y_mean, n_features, n_outputs):
+        """The intercept's weighted means (zeros without one)."""
+        self.x_mean = np.zeros(n_features) if x_mean is None else x_mean
+        self.y_mean = np.zeros(n_outputs) if y_mean is None else y_mean
+
+    def _kernel_path(self, X, X_val, Y, s, blocks):
         """More features than samples: eigendecompose the fold's kernel.
 
         ``Z = X - centre`` (the fold's own mean, or the shared centre of all
@@ -325,17 +299,20 @@ class _FoldPath:
             c = s @ u / total
             kernel = kernel - u[:, None] - u[None, :] + c
             cross = cross - v[:, None] - u[None, :] + c
-        weights = root[:, 0]
-        d, U = np.linalg.eigh(weights[:, None] * kernel * weights[None, :])
-        self._X, self._weighted_U = X, weights[:, None] * U
-        self.C = U.T @ B
+        root = np.sqrt(s)
+        d, U = np.linalg.eigh(root[:, None] * kernel * root[None, :])
+        self._X, self._weighted_U = X, root[:, None] * U
+        # C = U'B with B = root (Y - y_mean)
+        self.C = U.T @ (root[:, None] * (Y - self.y_mean))
         self.M = cross @ self._weighted_U
         return d
 
-    def _scaled(self, alpha):
-        # 1 / (d + alpha), shape (rank, q): one column per target's alpha
-        alpha = np.asarray(alpha, dtype=np.float64).reshape(1, -1)
-        return 1.0 / (self.d[:, None] + alpha)
+    def _columns(self, alphas):
+        """``C / (d + alpha)`` of every point side by side, shape
+        (rank, n_points * q): one matrix product then serves all points."""
+        alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
+        scaled = self.C[:, None, :] / (self.d[:, None, None] + alphas[None])
+        return scaled.reshape(len(self.d), -1)
 
     def curve(self, alphas, second=True):
         """``F_t`` and its first two derivatives in ``log alpha_t``, at many alphas.
@@ -401,7 +378,7 @@ class _FoldPath:
         product for all points.
         """
         q = self.C.shape[1]
-        scaled = np.concatenate([self._scaled(alpha) * self.C for alpha in alphas], 1)
+        scaled = self._columns(alphas)
         every = self.M @ scaled
         out = []
         for k in range(len(alphas)):
@@ -416,7 +393,7 @@ class _FoldPath:
         computed with one matrix product.
         """
         q = self.C.shape[1]
-        scaled = np.concatenate([self._scaled(alpha) * self.C for alpha in alphas], 1)
+        scaled = self._columns(alphas)
         if self.basis is not None:
             coefs = self.basis @ scaled
         else:  # A' U z with A = root (X - x_mean)

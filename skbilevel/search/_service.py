@@ -207,13 +207,7 @@ class GradientSearch(KeptSolutions):
     """
 
     def __init__(self, folds, space, options, *, keep_solutions=False):
-        self.problem = CrossValidatedProblem(
-            folds,
-            get_linear_solver(options.hypergradient),
-            inner_max_iter=options.inner_max_iter,
-            memory_size=options.memory_size,
-            n_jobs=options.n_jobs,
-        )
+        self.problem = cv_problem(folds, options)
         self.space = space.resize(self.problem.n_hyper)
         self.options = options
         self.keep_solutions = keep_solutions
@@ -365,6 +359,17 @@ class GradientSearch(KeptSolutions):
         only its starting point depends on it, not its result.
         """
         return mean_of(self.problem.solutions())
+
+
+def cv_problem(folds, options):
+    """The :class:`CrossValidatedProblem` of ``folds`` under ``options``."""
+    return CrossValidatedProblem(
+        folds,
+        get_linear_solver(options.hypergradient),
+        inner_max_iter=options.inner_max_iter,
+        memory_size=options.memory_size,
+        n_jobs=options.n_jobs,
+    )
 
 
 def warn_if_not_polished(evaluation, space):

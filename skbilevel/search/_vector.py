@@ -53,9 +53,8 @@ diagonal, then HOAG on every coordinate), kept for comparisons.
 
 import numpy as np
 
-from ..hypergrad import get_linear_solver
 from ..objectives import InnerObjective, L2Penalty
-from ..outer import CrossValidatedProblem, Fold, hoag
+from ..outer import Fold, hoag
 from ..utils._array_api import to_numpy
 from ._heldout import (
     _rows_loss,
@@ -72,6 +71,7 @@ from ._service import (
     GradientSearch,
     KeptSolutions,
     SearchResult,
+    cv_problem,
     mean_of,
     snapshot,
     warn_if_not_polished,
@@ -239,12 +239,12 @@ class VectorSearch(KeptSolutions):
             for fold, pair in zip(folds, halves)
             for rows in pair
         )
-        self.cv_problem = self._problem(folds)
+        self.cv_problem = cv_problem(folds, options)
         self.problem = None
         self._heldout = []
         if self.splittable:
-            self.problem = self._problem(
-                descent_folds(folds, [descent for descent, _ in halves])
+            self.problem = cv_problem(
+                descent_folds(folds, [descent for descent, _ in halves]), options
             )
             self._heldout = [
                 _rows_loss(fold.outer, heldout)
@@ -261,16 +261,6 @@ class VectorSearch(KeptSolutions):
         self._solutions = {}  # the fold models at the same points
         self._selected_w = None
         self._selected = None
-
-    def _problem(self, folds):
-        options = self.options
-        return CrossValidatedProblem(
-            folds,
-            get_linear_solver(options.hypergradient),
-            inner_max_iter=options.inner_max_iter,
-            memory_size=options.memory_size,
-            n_jobs=options.n_jobs,
-        )
 
     def _snapshot(self):
         return snapshot(self.cv_problem)
