@@ -237,25 +237,25 @@ class _FoldPath:
         X_val = outer.model.X
         n, p = X.shape
         self.basis = None
-        if n >= p:
+        kind = None if shared is None else shared[0]
+        if n >= p and kind != "gram":
             # the Gram matrix of the centred, weighted rows and A'B: the
-            # engine's quadratic moments (a sparse X stays sparse), or the
-            # fold's share of the products of all the rows
+            # engine's quadratic moments (a sparse X stays sparse)
             moments = quadratic_moments(X, Y, weight, self.fit_intercept)
             self._set_means(moments.x_mean, moments.y_mean, p, Y.shape[1])
             gram, xtb = moments.gram, moments.moment
-            if shared is not None and shared[0] == "gram":
-                gram, xtb = shared[1:]
-            d, self.basis = np.linalg.eigh(gram)
-            self.C = self.basis.T @ xtb
         else:
             means = (None, None)
             if self.fit_intercept:
                 means = (np.asarray(X.T @ s).ravel() / s.sum(), s @ Y / s.sum())
             self._set_means(*means, p, Y.shape[1])
-            blocks = (
-                shared[1:] if shared is not None and shared[0] == "kernel" else None
-            )
+            if n >= p:  # the fold's share of the products of all the rows
+                gram, xtb = shared[1:]
+        if n >= p:
+            d, self.basis = np.linalg.eigh(gram)
+            self.C = self.basis.T @ xtb
+        else:
+            blocks = shared[1:] if kind == "kernel" else None
             d = self._kernel_path(X, X_val, Y, s, blocks)
         self.d = np.maximum(d, 0.0)
         y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
