@@ -2,6 +2,9 @@
 own fits and fine grids: the chosen value, cv_results_, refit, scoring, weights,
 callbacks, verbose output and scikit-learn's estimator checks."""
 
+import io
+from contextlib import redirect_stdout
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,7 +86,11 @@ def searched(request):
     # tol=1e-6 asks for the optimum itself: the default (1e-4) stops once the
     # predicted decrease of the CV loss is below 1e-4 of it (on diabetes, whose
     # CV loss is flat to 1e-5 over a decade of alpha, three grid steps away).
-    search = BilevelSearchCV(estimator, space, cv=splits, scoring=scoring, tol=1e-6)
+    # polish_tol=1e-10 asks for fold models as exact as the tight reference
+    # fits (the default matches the estimator's tol=1e-4: tested below).
+    search = BilevelSearchCV(
+        estimator, space, cv=splits, scoring=scoring, tol=1e-6, polish_tol=1e-10
+    )
     return search.fit(X, y), X, y, splits
 
 
@@ -197,6 +204,36 @@ def test_cv_results_keys_and_attributes_match_grid_search(
     assert search.n_splits_ == 3
 
 
+@pytest.mark.parametrize("tol", [1e-4, 1e-3])
+def test_default_polish_tol_is_the_estimators_tol(small_classification, tol):
+    # polish_tol="auto": the best point's fold models pass LogisticRegression's
+    # own gradient test at its tol, and its score is theirs
+    X, y = small_classification
+    splits = list(StratifiedKFold(3).split(X, y))
+    search = BilevelSearchCV(
+        LogisticRegression(tol=tol), {"C": (0.01, 100)}, cv=splits, verbose=1
+    )
+    with redirect_stdout(io.StringIO()) as out:
+        search.fit(X, y)
+    assert f"to tol {tol:g}:" in out.getvalue()
+    C = search.best_params_["C"]
+    for (train, test), model, score in zip(
+        splits,
+        search.best_fold_estimators_,
+        [
+            search.cv_results_[f"split{k}_test_score"][search.best_index_]
+            for k in range(3)
+        ],
+    ):
+        z = X[train] @ model.coef_.ravel() + model.intercept_[0]
+        residual = 1 / (1 + np.exp(-z)) - y[train]
+        grad = np.concatenate(
+            [X[train].T @ residual + model.coef_.ravel() / C, [residual.sum()]]
+        )
+        assert np.linalg.norm(grad) / len(train) <= tol
+        assert score == model.score(X[test], y[test])
+
+
 def test_scores_are_the_scorers_on_each_fold(small_classification):
     X, y = small_classification
     splits = list(StratifiedKFold(3).split(X, y))
@@ -207,6 +244,7 @@ def test_scores_are_the_scorers_on_each_fold(small_classification):
         scoring={"acc": "accuracy", "nll": "neg_log_loss"},
         refit="nll",
         return_train_score=True,
+        polish_tol=1e-10,
     ).fit(X, y)
     results, best = search.cv_results_, search.best_index_
     C = search.best_params_["C"]
@@ -323,7 +361,7 @@ def test_integer_weights_equal_duplicated_samples(weighted_problem):
         (np.flatnonzero(np.isin(owner, tr)), np.flatnonzero(np.isin(owner, te)))
         for tr, te in splits
     ]
-    kwargs = dict(scoring="neg_log_loss", tol=1e-6)
+    kwargs = dict(scoring="neg_log_loss", tol=1e-6, polish_tol=1e-10)
     weighted = BilevelSearchCV(
         LogisticRegression(), {"C": (1e-2, 1e2)}, cv=splits, **kwargs
     )
@@ -362,7 +400,11 @@ def test_sample_weight_reaches_the_pipeline_step(weighted_problem, routing):
             )
         pipe = make_pipeline(scaler, clf)
         search = BilevelSearchCV(
-            pipe, {"logisticregression__C": (1e-2, 1e2)}, cv=splits, scoring=scoring
+            pipe,
+            {"logisticregression__C": (1e-2, 1e2)},
+            cv=splits,
+            scoring=scoring,
+            polish_tol=1e-10,
         ).fit(X, y, **params)
         C = search.best_params_["logisticregression__C"]
         for (train, _), model in zip(splits, search.best_fold_estimators_):

@@ -93,9 +93,10 @@ def per_feature():
         scoring="neg_log_loss",
         cv=cv,
         callback=recorder("bilevel"),
+        polish_tol=1e-10,  # refits as tight as the references
     )
     hoag = HOAGLogisticRegression(
-        penalty_groups="features", cv=cv, callback=recorder("hoag")
+        penalty_groups="features", cv=cv, callback=recorder("hoag"), polish_tol=1e-10
     )
     _fit(search, X, y)
     _fit(hoag, X, y)
@@ -236,6 +237,7 @@ def test_refit_of_any_vector_point_solves_the_estimators_problem(case):
             {name: (1e-2, 1e2)},
             penalty_groups="features" if groups is None else groups,
             refit=_last_row,
+            polish_tol=1e-10,
         ),
         X,
         y,
@@ -271,6 +273,7 @@ def test_pipeline_penalties_apply_to_the_scaled_features():
             penalty_groups="features",
             cv=StratifiedKFold(5),
             refit=_last_row,
+            polish_tol=1e-10,
         ),
         X,
         y,

@@ -32,11 +32,14 @@ def iris():
 
 
 def _fit_at(C, X, y, **params):
-    """Refit at a fixed C without searching (max_iter=0)."""
+    """Refit at a fixed C without searching (max_iter=0), to a tight tolerance
+    unless ``polish_tol`` is given."""
+    params.setdefault("polish_tol", 1e-8)
+    sample_weight = params.pop("sample_weight", None)
     model = HOAGLogisticRegression(C_init=C, max_iter=0, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, y, sample_weight=params.pop("sample_weight", None))
+        return model.fit(X, y, sample_weight=sample_weight)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -57,11 +60,56 @@ def test_refit_matches_sklearn_at_fixed_C(dataset, C, fit_intercept, sparse, req
     assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-5)
 
 
+def _sklearn_gradient(model, X, y, sample_weight=None):
+    """Gradient of LogisticRegression's objective (divided by the weights' sum,
+    as scikit-learn scales it) at ``model``'s coefficients, by hand."""
+    sw = np.ones(len(y)) if sample_weight is None else sample_weight
+    z = X @ model.coef_.T + model.intercept_
+    if model.coef_.shape[0] == 1:
+        residual = 1 / (1 + np.exp(-z)) - (y == model.classes_[1])[:, None]
+    else:
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        residual = p / p.sum(axis=1, keepdims=True) - (y[:, None] == model.classes_)
+    residual = residual * sw[:, None]
+    grad = np.concatenate(
+        [(X.T @ residual + model.coef_.T / model.C_).ravel(), residual.sum(axis=0)]
+    )
+    return grad / sw.sum()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
+def test_default_refit_meets_sklearns_gradient_test(dataset, weighted, request):
+    # polish_tol=1e-4 (the default): the refit's gradient, scaled as
+    # scikit-learn scales it, is below LogisticRegression's default tol
+    X, y = request.getfixturevalue(dataset)
+    sw = np.random.default_rng(0).uniform(0.2, 3.0, y.size) if weighted else None
+    model = _fit_at(0.5, X, y, polish_tol=1e-4, sample_weight=sw)
+    assert np.linalg.norm(_sklearn_gradient(model, X, y, sw)) <= 1e-4
+    tight = _fit_at(0.5, X, y, polish_tol=1e-10, sample_weight=sw)
+    assert np.linalg.norm(_sklearn_gradient(tight, X, y, sw)) <= 1e-10
+
+
+def test_refit_at_the_upper_bound_matches_sklearn_with_a_tight_polish_tol(
+    breast_cancer,
+):
+    X, y = breast_cancer
+    model = HOAGLogisticRegression(C_bounds=(1e-4, 1e-2), polish_tol=1e-8).fit(X, y)
+    assert model.C_ == pytest.approx(
+        1e-2, rel=1e-12
+    )  # the CV optimum lies above: the search ends at the bound
+    reference = LogisticRegression(C=1e-2, tol=1e-12, max_iter=10000).fit(X, y)
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-6, atol=1e-9)
+    assert_allclose(model.intercept_, reference.intercept_, rtol=1e-6)
+
+
 def test_sample_and_class_weights_match_sklearn(iris):
     X, y = iris
     sw = np.random.default_rng(0).uniform(0.2, 3.0, y.size)
     ours = _fit_at(0.5, X, y, class_weight="balanced")
-    ours_sw = HOAGLogisticRegression(C_init=0.5, max_iter=0, class_weight="balanced")
+    ours_sw = HOAGLogisticRegression(
+        C_init=0.5, max_iter=0, class_weight="balanced", polish_tol=1e-8
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours_sw.fit(X, y, sample_weight=sw)
@@ -118,7 +166,9 @@ def test_per_feature_and_group_penalties_match_rescaled_features(
     groups = np.arange(X.shape[1]) % 3
     penalty_groups = "features" if structure == "features" else groups
     cv = StratifiedKFold(5)
-    model = HOAGLogisticRegression(cv=cv, penalty_groups=penalty_groups, max_iter=5)
+    model = HOAGLogisticRegression(
+        cv=cv, penalty_groups=penalty_groups, max_iter=5, polish_tol=1e-8
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)

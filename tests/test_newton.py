@@ -7,6 +7,7 @@ from numpy.testing import assert_allclose
 
 from skbilevel.solvers import (
     empty_memory,
+    inv_hessian_product,
     minimize_lbfgs,
     minimize_newton_cg,
 )
@@ -121,3 +122,68 @@ def test_runs_in_another_array_namespace():
     )
     assert result.converged
     assert_allclose(np.asarray(result.x), expected.x, rtol=1e-7, atol=1e-9)
+
+
+def test_memory_size_keeps_the_last_steps_hessian_pairs():
+    # On a quadratic the Hessian is constant: every pair is (p, H p) exactly,
+    # with positive curvature, newest last, at most memory_size of them.
+    inner, _, _ = make_fold("squared", n_samples=60, n_features=12)
+    lam = np.array([0.5])
+    hessian = inner.hessp(inner.model.zeros(), lam)
+    result = minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        inner.model.zeros(),
+        tol=1e-10,
+        memory_size=4,
+    )
+    assert result.converged and 1 <= len(result.memory) <= 4
+    for s, y, sy in zip(result.memory.s, result.memory.y, result.memory.sy):
+        assert_allclose(y, hessian(s), rtol=1e-12, atol=1e-12)
+        assert sy == pytest.approx(s @ y) and sy > 0
+    # the L-BFGS inverse built on them meets the newest pair's secant equation
+    assert_allclose(
+        inv_hessian_product(np, result.memory, result.memory.y[-1]),
+        result.memory.s[-1],
+        rtol=1e-8,
+    )
+
+
+def test_memory_is_passed_through_without_memory_size_or_a_step():
+    inner, _, _ = make_fold("binary", n_samples=80, n_features=6)
+    lam = np.array([0.0])
+    s = np.ones(inner.n_params)
+    memory = append_pair(empty_memory(), s, 2.0 * s, 2.0 * s @ s, 10)
+    solved = minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        inner.model.zeros(),
+        tol=1e-10,
+    )
+    again = minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        solved.x,
+        tol=1e-6,
+        gtol_scale=1.0,
+        memory=memory,
+        memory_size=5,
+    )
+    assert again.n_iter == 0 and again.memory is memory
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-5])
+def test_loose_tolerance_steps_stop_near_the_target(tol):
+    # A loose target is met without solving the last step far past it: the
+    # final gradient norm lies within a few decades under the target.
+    inner, _, _ = make_fold("multinomial", n_samples=200, n_features=10)
+    lam = np.array([-2.0])
+    result = minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        inner.model.zeros(),
+        tol=tol,
+    )
+    scale = np.linalg.norm(inner.value_and_grad(inner.model.zeros(), lam)[1])
+    assert result.converged
+    assert 1e-4 * tol * scale < result.grad_norm <= tol * scale

@@ -21,7 +21,6 @@ from skbilevel.model_selection import LogisticRegressionAdapter
 from skbilevel.objectives import L2Penalty
 from skbilevel.outer import CrossValidatedProblem
 from skbilevel.search import (
-    POLISH_TOL,
     GradientSearch,
     HyperSpace,
     SearchOptions,
@@ -31,6 +30,9 @@ from skbilevel.search import (
 )
 
 SPACE = HyperSpace.from_values("clf__C", 1e-2, 1e2, log_sign=-1)
+# The tests of what a polish computes ask for tight fold fits; the default
+# polish_tol (scikit-learn's tol=1e-4) has tests of its own.
+TIGHT = SearchOptions(polish_tol=1e-10)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def _exact(data, lam):
 
 @pytest.fixture(scope="module")
 def searched(data):
-    search = GradientSearch(_folds(data), SPACE, SearchOptions(), keep_solutions=True)
+    search = GradientSearch(_folds(data), SPACE, TIGHT, keep_solutions=True)
     return search, search.run()
 
 
@@ -96,7 +98,7 @@ def test_the_box_is_broadcast_to_the_folds_hyperparameters(data):
 
 def _with_history(data, lams, values):
     """A search whose history holds ``values`` (inexact on purpose) at ``lams``."""
-    search = GradientSearch(_folds(data), SPACE, SearchOptions())
+    search = GradientSearch(_folds(data), SPACE, TIGHT)
     search.history = [
         {"lam": np.array([lam]), "value": value, "time": 0.0}
         for lam, value in zip(lams, values)
@@ -132,7 +134,7 @@ def test_polish_best_stops_when_the_polished_point_stays_lowest(data):
 # -- warnings and callback ------------------------------------------------------------
 def test_max_iter_zero_with_a_start_evaluates_it_and_warns(data):
     space = HyperSpace.from_values("clf__C", 1e-2, 1e2, log_sign=-1, start=3.0)
-    search = GradientSearch(_folds(data), space, SearchOptions(max_iter=0))
+    search = GradientSearch(_folds(data), space, TIGHT._replace(max_iter=0))
     with pytest.warns(ConvergenceWarning, match="max_iter") as caught:
         result = search.run()
     (warning,) = caught
@@ -160,7 +162,7 @@ def test_truthy_callback_stops_the_search(data):
 @pytest.mark.parametrize("falsy", [None, 0, False, np.False_])
 def test_falsy_callback_does_not_stop(searched, data, falsy):
     _, reference = searched
-    options = SearchOptions(callback=lambda record: falsy)
+    options = TIGHT._replace(callback=lambda record: falsy)
     result = GradientSearch(_folds(data), SPACE, options).run()
     assert len(result.history) == len(reference.history) and result.converged
 
@@ -218,7 +220,9 @@ def test_folds_hold_the_last_polished_point_after_two_polishes(data):
     search = _with_history(data, [-2.0, 0.0, 2.0], [0.0, 0.01, 10.0])
     assert search.polish_best() == 0 and search.polished == {0, 1}
     reference = CrossValidatedProblem(_folds(data), get_linear_solver("cg"))
-    reference.evaluate([0.0], inner_tol=POLISH_TOL, gradient=False, newton=True)
+    reference.evaluate(
+        [0.0], inner_tol=TIGHT.polish_tol, gradient=False, newton=True, per_sample=True
+    )
     assert_allclose(
         search.mean_solution(), np.mean(reference.solutions(), axis=0), rtol=1e-6
     )
@@ -227,7 +231,7 @@ def test_folds_hold_the_last_polished_point_after_two_polishes(data):
 # -- what a run prints ------------------------------------------------------------------
 @pytest.mark.parametrize("verbose", [0, 1])
 def test_verbose_prints_the_header_and_the_polish(data, verbose, capsys):
-    options = SearchOptions(verbose=verbose)
+    options = TIGHT._replace(verbose=verbose)
     search = GradientSearch(_folds(data), SPACE, options)
     result = search.run()
     lines = capsys.readouterr().out.splitlines()
@@ -240,7 +244,88 @@ def test_verbose_prints_the_header_and_the_polish(data, verbose, capsys):
     (polish,) = [line for line in lines if line.startswith("Re-solved")]
     assert polish.startswith(
         f"Re-solved the folds of evaluation {best} "
-        f"({SPACE.describe(result.lam)}) to tol 1e-08: CV loss {result.value:.6g}, "
+        f"({SPACE.describe(result.lam)}) to tol 1e-10: CV loss {result.value:.6g}, "
     )
     assert lines.index(polish) == 2 + len(result.history)  # after the rows
     assert lines[-1].startswith("Search converged after")
+
+
+# -- the default polish: scikit-learn's tolerance -------------------------------------
+def _sklearn_gradient(X, y, C, coef, intercept):
+    """Gradient of LogisticRegression's objective (per-sample scaling) by hand."""
+    z = X @ coef + intercept[0]
+    residual = 1 / (1 + np.exp(-z)) - y
+    grad = np.concatenate([X.T @ residual + coef / C, [residual.sum()]])
+    return grad / X.shape[0]
+
+
+def test_default_polish_meets_sklearns_gradient_test_and_no_more(data):
+    X, y, splits = data
+    search = GradientSearch(_folds(data), SPACE, SearchOptions(), keep_solutions=True)
+    result = search.run()
+    C = float(result.history[result.best_index]["C"][0])
+    norms = [
+        np.linalg.norm(_sklearn_gradient(X[train], y[train], C, coef, intercept))
+        for (coef, intercept), (train, _) in zip(
+            search.solutions(result.best_index), splits
+        )
+    ]
+    # ||grad|| <= tol: at least as strict as LogisticRegression(tol=1e-4)'s
+    # largest-entry test
+    assert max(norms) <= 1e-4
+    # folds that already pass the test are not re-solved: a second polish of
+    # the same point costs no Newton step and changes nothing
+    again = search.polish(result.best_index)
+    assert again.inner_iter == 0
+    assert again.value == result.value
+
+
+def test_polish_tol_sets_how_far_the_folds_are_solved(data):
+    X, y, splits = data
+    errors = {}
+    for tol in (1e-3, 1e-9):
+        search = GradientSearch(
+            _folds(data), SPACE, SearchOptions(polish_tol=tol), keep_solutions=True
+        )
+        result = search.run()
+        C = float(result.history[result.best_index]["C"][0])
+        errors[tol] = max(
+            np.linalg.norm(_sklearn_gradient(X[train], y[train], C, coef, intercept))
+            for (coef, intercept), (train, _) in zip(
+                search.solutions(result.best_index), splits
+            )
+        )
+    assert errors[1e-9] <= 1e-9 < errors[1e-3] <= 1e-3
+
+
+# -- the inner solver -----------------------------------------------------------------
+def test_both_inner_solvers_find_the_same_point(data):
+    results = {
+        solver: GradientSearch(
+            _folds(data), SPACE, TIGHT._replace(inner_solver=solver)
+        ).run()
+        for solver in ("lbfgs", "newton-cg")
+    }
+    lbfgs, newton = results["lbfgs"], results["newton-cg"]
+    assert lbfgs.converged and newton.converged
+    assert_allclose(newton.lam, lbfgs.lam, atol=0.05)
+    # both polished to 1e-10: the same CV loss up to the curve's flatness
+    assert newton.value == pytest.approx(lbfgs.value, rel=1e-5)
+    assert newton.value == pytest.approx(_exact(data, newton.lam).value, rel=1e-7)
+
+
+def test_newton_search_hands_shine_its_conjugate_directions(data):
+    search = GradientSearch(_folds(data), SPACE, SearchOptions(memory_size=4))
+    result = search.run()
+    for fold, state in zip(search.problem.folds, search.problem.states):
+        assert 1 <= len(state.memory) <= 4
+        # pairs (p, H p) of the Hessian near the last solve's (the polished
+        # best point's, or the step's before it when the polish took none)
+        hessian = fold.inner.hessp(state.w, result.lam)
+        for s, y in zip(state.memory.s, state.memory.y):
+            assert_allclose(y, hessian(s), rtol=0.1, atol=1e-8 * np.linalg.norm(y))
+
+
+def test_unknown_inner_solver_is_refused(data):
+    with pytest.raises(ValueError, match="inner_solver must be one of"):
+        CrossValidatedProblem(_folds(data), get_linear_solver("cg"), inner_solver="x")

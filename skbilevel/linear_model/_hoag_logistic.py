@@ -23,9 +23,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from ..hypergrad import LINEAR_SOLVERS
 from ..model_selection._adapters import LogisticRegressionAdapter
 from ..objectives import InnerObjective
-from ..outer import TOLERANCE_SCHEDULES
+from ..outer import INNER_SOLVERS, TOLERANCE_SCHEDULES
 from ..search import (
-    POLISH_TOL,
     HyperSpace,
     SearchOptions,
     check_splits,
@@ -158,9 +157,25 @@ class HOAGLogisticRegression(
         Starting relative tolerance of the inner solves and linear systems; it
         decreases along ``tol_schedule``.
     inner_max_iter : int, default=1000
-        Iterations at most of each inner L-BFGS solve.
+        Iterations at most of each inner solve (L-BFGS iterations or Newton
+        steps).
     memory_size : int, default=10
-        Secant pairs kept by the inner L-BFGS (SHINE reuses them).
+        Curvature pairs kept from each inner solve (SHINE reuses them).
+    inner_solver : {"newton-cg", "lbfgs"}, default="newton-cg"
+        Solver of the fold fits during the search. ``"newton-cg"``: truncated
+        Newton on the exact Hessian-vector products, warm-started from the
+        previous point's solutions (a few steps each; its last conjugate
+        directions serve SHINE's inverse-Hessian estimate). ``"lbfgs"``:
+        L-BFGS with its secant pairs shifted to the new penalty.
+    polish_tol : float, default=1e-4
+        Tolerance of the fold fits at the chosen ``C`` (its ``cv_loss_``) and
+        of the refit on all data: they stop when the gradient norm of the
+        training objective, divided by the sum of the sample weights, is at
+        most ``polish_tol``. That is scikit-learn's scaling of the objective,
+        and at least as strict as ``LogisticRegression(tol=polish_tol)``'s
+        test (its largest gradient entry): the default matches its default
+        ``tol``. Lower it for more precise coefficients (``1e-8`` matches a
+        scikit-learn fit at ``tol=1e-10`` to about 1e-6 relative).
     tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
         Decrease of the inner tolerance across outer steps (summable, as HOAG
         requires for convergence).
@@ -210,7 +225,7 @@ class HOAGLogisticRegression(
         in sorted label order) otherwise.
     cv_loss_ : float
         Mean cross-validated log-loss at ``C_``, from fold fits re-solved to
-        a relative gradient norm of 1e-8 (the polish; see the user guide).
+        ``polish_tol`` (the polish; see the user guide).
     lambda_ : ndarray of shape (n_hyper,)
         ``-log C_`` (the search's log-space coordinates), in the namespace and
         on the device of the input for array-API input.
@@ -277,6 +292,8 @@ class HOAGLogisticRegression(
         "inner_tol": [Interval(Real, 0, 1, closed="neither")],
         "inner_max_iter": [Interval(Integral, 1, None, closed="left")],
         "memory_size": [Interval(Integral, 1, None, closed="left")],
+        "polish_tol": [Interval(Real, 0, None, closed="neither")],
+        "inner_solver": [StrOptions(set(INNER_SOLVERS))],
         "tol_schedule": [StrOptions(set(TOLERANCE_SCHEDULES))],
         "fit_intercept": ["boolean"],
         "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -302,6 +319,8 @@ class HOAGLogisticRegression(
         inner_tol=1e-4,
         inner_max_iter=1000,
         memory_size=10,
+        polish_tol=1e-4,
+        inner_solver="newton-cg",
         tol_schedule="exponential",
         fit_intercept=True,
         class_weight=None,
@@ -323,6 +342,8 @@ class HOAGLogisticRegression(
         self.inner_tol = inner_tol
         self.inner_max_iter = inner_max_iter
         self.memory_size = memory_size
+        self.polish_tol = polish_tol
+        self.inner_solver = inner_solver
         self.tol_schedule = tol_schedule
         self.fit_intercept = fit_intercept
         self.class_weight = class_weight
@@ -503,10 +524,10 @@ class HOAGLogisticRegression(
         self.history_ = result.history
 
     def _refit(self, X, encoding, sample_weight, space, result, w0):
-        """Fit on all the data at the chosen penalty, to ``POLISH_TOL``.
+        """Fit on all the data at the chosen penalty, to ``polish_tol``.
 
         Warm-started from ``w0`` (the mean of the fold solutions there); the
-        tolerance is relative to the gradient at zero, as the fold fits'.
+        gradient test is scikit-learn's, per unit of sample weight.
         """
         xp, device = get_namespace(X), device_of(X)
         n_outputs = encoding.n_outputs
@@ -525,13 +546,14 @@ class HOAGLogisticRegression(
         )
         lam = on_device(result.lam)
         start = time.perf_counter()
-        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+        weights = inner.sample_weight
+        total = X.shape[0] if weights is None else float(xp.sum(weights))
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
             w0,
-            tol=POLISH_TOL,
-            gtol_scale=max(float(xp.sum(grad0 * grad0)) ** 0.5, 1e-300),
+            tol=self.polish_tol,
+            gtol_scale=total,
             max_iter=max(self.inner_max_iter, 1000),
         )
         if self.verbose > 0:

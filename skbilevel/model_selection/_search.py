@@ -23,8 +23,9 @@ models built from the engine's solutions: the user's estimator (or Pipeline,
 its prefix steps fitted once per fold) with ``coef_`` / ``intercept_`` set.
 The splits are materialized once, so every point is scored on the folds it was
 searched on. The search's solves are inexact by design; the point chosen as
-best is re-solved to a relative gradient norm of 1e-8 (and rescored) before
-it is declared best, so ``best_score_`` is that of tight fits.
+best is re-solved to the estimator's own tolerance (``polish_tol``, and
+rescored) before it is declared best, so ``best_score_`` is that of fits as
+precise as ``cross_validate`` of the user's estimator would make them.
 """
 
 import time
@@ -40,7 +41,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import indexable
 
 from ..hypergrad import LINEAR_SOLVERS
-from ..outer import TOLERANCE_SCHEDULES
+from ..outer import INNER_SOLVERS, TOLERANCE_SCHEDULES
 from ..search import (
     PATHS,
     VECTOR_STRUCTURES,
@@ -170,8 +171,8 @@ class BilevelSearchCV(BaseSearchCV):
         ``refit`` chooses among all rows. A many-penalty point cannot be refit
         by ``set_params(**best_params_).fit``: the Pipeline's earlier steps are
         fit on all data by scikit-learn, then the final step's training
-        problem at those penalties is solved by the engine (relative gradient
-        norm 1e-8, from the folds' mean solution; the squared loss with few
+        problem at those penalties is solved by the engine (to ``polish_tol``,
+        from the folds' mean solution; the squared loss with few
         features exactly, by one factorization) and set as its ``coef_`` /
         ``intercept_``, its parameter left as given.
     cv : int, cross-validation generator or iterable, default=None
@@ -208,11 +209,29 @@ class BilevelSearchCV(BaseSearchCV):
     inner_tol : float, default=1e-4
         Starting relative tolerance of the fold fits and of the hypergradient
         linear systems; it decreases along ``tol_schedule``. The best point's
-        folds are re-solved to 1e-8 whatever this value.
+        folds are re-solved to ``polish_tol`` whatever this value.
     inner_max_iter : int, default=1000
-        Iterations at most of each fold fit (L-BFGS) during the search.
+        Iterations at most of each fold fit during the search (L-BFGS
+        iterations or Newton steps).
     memory_size : int, default=10
-        Secant pairs kept by the fold fits' L-BFGS (SHINE reuses them).
+        Curvature pairs kept from each fold fit (SHINE reuses them).
+    inner_solver : {"newton-cg", "lbfgs"}, default="newton-cg"
+        Solver of the fold fits during the search. ``"newton-cg"``: truncated
+        Newton on the exact Hessian-vector products, warm-started from the
+        previous point's solutions (a few steps each; its last conjugate
+        directions serve SHINE's inverse-Hessian estimate). ``"lbfgs"``:
+        L-BFGS with its secant pairs shifted to the new penalty.
+    polish_tol : float or "auto", default="auto"
+        Tolerance of the fold fits of a point before it is declared best (it
+        is rescored from them): they stop when the gradient norm of the
+        training objective divided by the sum of the training weights is at
+        most ``polish_tol``, at least as strict as ``LogisticRegression(tol=
+        polish_tol)``'s test. ``"auto"``: the estimator's own ``tol`` (its
+        final step's in a Pipeline; 1e-4 where it has none), so that
+        ``best_score_`` comes from fold models as precise as
+        ``cross_validate`` of the estimator would fit them. Lower it for more
+        precise scores (the refit is the estimator's own ``fit``, at its own
+        ``tol``).
     tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
         Decrease of the inner tolerance across outer steps (summable, as HOAG
         requires for convergence).
@@ -383,6 +402,8 @@ class BilevelSearchCV(BaseSearchCV):
         "inner_tol": [Interval(Real, 0, 1, closed="neither")],
         "inner_max_iter": [Interval(Integral, 1, None, closed="left")],
         "memory_size": [Interval(Integral, 1, None, closed="left")],
+        "inner_solver": [StrOptions(set(INNER_SOLVERS))],
+        "polish_tol": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "tol_schedule": [StrOptions(set(TOLERANCE_SCHEDULES))],
         "max_time": [None, Interval(Real, 0, None, closed="neither")],
         "callback": [None, callable],
@@ -410,6 +431,8 @@ class BilevelSearchCV(BaseSearchCV):
         inner_tol=1e-4,
         inner_max_iter=1000,
         memory_size=10,
+        polish_tol="auto",
+        inner_solver="newton-cg",
         tol_schedule="exponential",
         max_time=None,
         callback=None,
@@ -434,6 +457,8 @@ class BilevelSearchCV(BaseSearchCV):
         self.inner_tol = inner_tol
         self.inner_max_iter = inner_max_iter
         self.memory_size = memory_size
+        self.polish_tol = polish_tol
+        self.inner_solver = inner_solver
         self.tol_schedule = tol_schedule
         self.max_time = max_time
         self.callback = callback
@@ -693,7 +718,9 @@ class BilevelSearchCV(BaseSearchCV):
                 f"param_space[{space.name!r}] has bounds for {space.lam_low.size} "
                 f"outputs, but y has {n_outputs}."
             )
-        options = SearchOptions.from_estimator(self)
+        options = SearchOptions.from_estimator(self)._replace(
+            polish_tol=_polish_tol(self.polish_tol, split.final)
+        )
         search = make_search(
             engine, space, options, keep_solutions=True, path=self.path, rows=rows
         )
@@ -797,6 +824,7 @@ class BilevelSearchCV(BaseSearchCV):
                     X,
                     y,
                     fit_params,
+                    tol=fold_models.search.options.polish_tol,
                     max_iter=max(self.inner_max_iter, 1000),
                     verbose=self.verbose,
                 )
@@ -806,6 +834,16 @@ class BilevelSearchCV(BaseSearchCV):
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
+
+
+def _polish_tol(polish_tol, estimator):
+    """``polish_tol``, with ``"auto"`` read from the estimator's ``tol``."""
+    if polish_tol != "auto":
+        return polish_tol
+    tol = estimator.get_params(deep=False).get("tol")
+    if isinstance(tol, Real) and not isinstance(tol, bool) and tol > 0:
+        return float(tol)
+    return SearchOptions._field_defaults["polish_tol"]
 
 
 class _CandidateTable:

@@ -16,8 +16,8 @@ differ from a scalar search:
   earlier steps are fit on all the data by scikit-learn, then the final
   step's training problem (its loss, sample and class weights, unpenalized
   intercept, and the chosen penalty of each feature) is solved by the
-  engine's Newton-CG to a relative gradient norm of ``POLISH_TOL`` (the
-  tolerance of the fold re-solves), warm-started from the mean of the folds'
+  engine's Newton-CG to the search's ``polish_tol`` (scikit-learn's gradient
+  test at the estimator's ``tol`` by default), warm-started from the mean of the folds'
   solutions at that point, as ``HOAGLogisticRegression`` refits; the squared
   loss with few features is solved exactly, by one factorization (the
   engine's direct path). The
@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
-from ..search import POLISH_TOL, as_engine_array, fit_steps, route_fit_params
+from ..search import as_engine_array, fit_steps, route_fit_params
 from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
@@ -118,7 +118,7 @@ class _Exact(NamedTuple):
 
 
 def refit_vector_penalty(
-    model, fold_models, index, X, y, fit_params, *, max_iter, verbose
+    model, fold_models, index, X, y, fit_params, *, tol, max_iter, verbose
 ):
     """Fit ``model`` on all the data at evaluated point ``index`` of the search.
 
@@ -135,6 +135,9 @@ def refit_vector_penalty(
     fit_params : dict
         The estimator's routed fit parameters (``sample_weight``, a prefix
         step's parameters).
+    tol : float
+        Gradient-norm tolerance per unit of training weight (the search's
+        ``polish_tol``: scikit-learn's scaling of the objective).
     max_iter : int
         Newton steps at most.
     verbose : int
@@ -196,14 +199,13 @@ def refit_vector_penalty(
     if factor is not None:  # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
-        # the tolerance is relative to the gradient at zero, as the fold fits'
-        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+        weights = inner.sample_weight
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
             _mean_fold_solution(search.solutions(index)),
-            tol=POLISH_TOL,
-            gtol_scale=max(float(np.linalg.norm(grad0)), 1e-300),
+            tol=tol,
+            gtol_scale=X_engine.shape[0] if weights is None else float(weights.sum()),
             max_iter=max_iter,
         )
     if verbose > 0:

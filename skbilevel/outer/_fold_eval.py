@@ -82,8 +82,12 @@ class FoldSettings(NamedTuple):
     memory_size : int
     correct_values : bool
     inner_tol, linear_tol : float
-    gradient, newton : bool
+    gradient, newton, per_sample : bool
         See :meth:`CrossValidatedProblem.evaluate`.
+    newton_pairs : bool
+        With ``newton``: keep the last step's conjugate-gradient curvature
+        pairs as the fold's memory (the inner solver is Newton-CG), instead
+        of the L-BFGS pairs it came with (a polish of an L-BFGS search).
     """
 
     linear_solver: object
@@ -94,6 +98,8 @@ class FoldSettings(NamedTuple):
     linear_tol: float
     gradient: bool
     newton: bool
+    per_sample: bool = False
+    newton_pairs: bool = False
 
 
 class FoldResult(NamedTuple):
@@ -163,6 +169,14 @@ def _gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
+def _weight_total(inner):
+    # The training weights' sum: scikit-learn's objectives are ours divided
+    # by it, so ||grad G|| <= tol * total is its gradient test at ``tol``.
+    if inner.sample_weight is None:
+        return float(inner.y.shape[0])
+    return float(inner.xp.sum(inner.sample_weight))
+
+
 def _shift_memory(xp, memory, curvature_change):
     """Update secant pairs for a new ``lambda`` without re-evaluating anything.
 
@@ -210,9 +224,12 @@ def _inner_solve(inner, outer, state, lam, settings):
             lambda w: inner.hessp(w, lam),
             state.w,
             tol=settings.inner_tol,
-            gtol_scale=state.gradient_scale,
+            gtol_scale=(
+                _weight_total(inner) if settings.per_sample else state.gradient_scale
+            ),
             max_iter=settings.inner_max_iter,
             memory=memory,
+            memory_size=settings.memory_size if settings.newton_pairs else None,
         )
         return result, curvature
     secant_direction = None

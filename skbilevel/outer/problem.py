@@ -18,7 +18,10 @@ from joblib import Parallel, delayed
 from ._fold_eval import FoldSettings, evaluate_fold, initial_state
 from ._placement import FoldPlacement, active_backend
 
-__all__ = ["Fold", "Evaluation", "CrossValidatedProblem"]
+__all__ = ["Fold", "Evaluation", "CrossValidatedProblem", "INNER_SOLVERS"]
+
+# Solvers of the inner (training) problems.
+INNER_SOLVERS = ("lbfgs", "newton-cg")
 
 
 class Fold(NamedTuple):
@@ -89,9 +92,15 @@ class CrossValidatedProblem:
     linear_solver : LinearSolver
         Solver of the hypergradient systems.
     inner_max_iter : int, default=1000
-        Iteration cap of each inner L-BFGS solve.
+        Iteration cap of each inner solve (L-BFGS iterations or Newton steps).
     memory_size : int, default=10
-        Secant pairs kept by the inner L-BFGS (and used by SHINE).
+        Curvature pairs kept from each inner solve (L-BFGS's secant pairs, or
+        Newton-CG's last conjugate directions and their Hessian products):
+        SHINE's inverse-Hessian estimate and the next solve's warm start.
+    inner_solver : {"lbfgs", "newton-cg"}, default="lbfgs"
+        Solver of the inner problems. Newton-CG (exact Hessian-vector
+        products, truncated CG, warm-started) converges quadratically where
+        L-BFGS crawls on ill-conditioned problems.
     n_jobs : int or None, default=None
         Folds solved in parallel, as ``joblib.Parallel(n_jobs, prefer="threads")``
         runs them: with threads when no joblib backend is active (NumPy and
@@ -137,6 +146,7 @@ class CrossValidatedProblem:
         *,
         inner_max_iter=1000,
         memory_size=10,
+        inner_solver="lbfgs",
         n_jobs=None,
         correct_values=True,
     ):
@@ -150,6 +160,11 @@ class CrossValidatedProblem:
         self.linear_solver = linear_solver
         self.inner_max_iter = inner_max_iter
         self.memory_size = memory_size
+        if inner_solver not in INNER_SOLVERS:
+            raise ValueError(
+                f"inner_solver must be one of {INNER_SOLVERS}, got {inner_solver!r}."
+            )
+        self.inner_solver = inner_solver
         self.n_jobs = n_jobs
         self.correct_values = correct_values
         self.states = [initial_state(fold) for fold in self.folds]
@@ -188,7 +203,14 @@ class CrossValidatedProblem:
                 self._parallel = None
 
     def evaluate(
-        self, lam, *, inner_tol=1e-4, linear_tol=1e-3, gradient=True, newton=False
+        self,
+        lam,
+        *,
+        inner_tol=1e-4,
+        linear_tol=1e-3,
+        gradient=True,
+        newton=None,
+        per_sample=False,
     ):
         """Solve every fold at ``lam`` (warm-started) and return :class:`Evaluation`.
 
@@ -202,10 +224,19 @@ class CrossValidatedProblem:
             Relative residual tolerance of the hypergradient linear solves.
         gradient : bool, default=True
             Whether to compute the hypergradient.
-        newton : bool, default=False
-            Solve the inner problems by Newton-CG instead of L-BFGS: faster
-            for tight re-solves from a nearby solution (the polish of a best
-            point); the L-BFGS memory is kept for the next evaluation.
+        newton : bool or None, default=None
+            Solve the inner problems by Newton-CG (True) or L-BFGS (False);
+            None follows ``inner_solver``. Newton-CG is faster for tight
+            re-solves from a nearby solution (the polish of a best point); an
+            L-BFGS search's memory is kept through it for the next
+            evaluation.
+        per_sample : bool, default=False
+            With ``newton``: ``inner_tol`` bounds the gradient norm per unit
+            of training weight (``||grad G|| <= inner_tol * sum of weights``)
+            instead of relative to the gradient at zero. The inner objective
+            is scikit-learn's times the weight sum, so this is at least as
+            strict as ``LogisticRegression(tol=inner_tol)``'s test (largest
+            gradient entry below ``tol``).
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
@@ -223,7 +254,9 @@ class CrossValidatedProblem:
             inner_tol=inner_tol,
             linear_tol=linear_tol,
             gradient=gradient,
-            newton=newton,
+            newton=self.inner_solver == "newton-cg" if newton is None else newton,
+            per_sample=per_sample,
+            newton_pairs=self.inner_solver == "newton-cg",
         )
         folds = self._placement.handles(active_backend())
         parallel = self._parallel

@@ -33,11 +33,11 @@ __all__ = [
 # squared loss, or the gradient search (HOAG) that serves every problem.
 PATHS = ("auto", "closed-form", "gradient")
 
-# Relative gradient-norm tolerance of the re-solves at a best point (the
-# polish), and of HOAGLogisticRegression's refit: fold models then match
+# Relative gradient-norm tolerance of the re-solves where a search needs its
+# fold models exact rather than as precise as the user's (the held-out check
+# of the many-penalty search, its refit): fold models then match
 # scikit-learn fits at tol=1e-10 to ~5e-7 in the weights (measured on
-# breast_cancer, digits, diabetes). The search's own solves start at 1e-4,
-# where validation losses err by up to ~1e-3 relative on digits.
+# breast_cancer, digits, diabetes).
 POLISH_TOL = 1e-8
 # Points of the coarse bracket when no start is given: strongest penalty
 # first, stopped past the minimum.
@@ -58,9 +58,11 @@ class SearchOptions(NamedTuple):
     inner_tol : float
         First tolerance of the inner and linear solves.
     inner_max_iter : int
-        L-BFGS iterations at most per inner solve.
+        Iterations (L-BFGS) or steps (Newton-CG) at most per inner solve.
     memory_size : int
-        Secant pairs kept by the inner L-BFGS.
+        Curvature pairs kept from each inner solve (SHINE's estimate).
+    inner_solver : {"newton-cg", "lbfgs"}
+        Solver of the fold fits.
     tol_schedule : {"exponential", "quadratic", "cubic"}
         Decrease of the inner tolerance along the outer steps.
     max_time : float or None
@@ -71,6 +73,11 @@ class SearchOptions(NamedTuple):
         Progress display level.
     callback : callable or None
         Called with each decided history record; a truthy return stops.
+    polish_tol : float
+        Tolerance of the re-solves of a best point (the polish), per unit of
+        training weight: a fold is re-solved until ``||grad|| <= polish_tol *
+        sum of its training weights``, at least as strict as
+        ``LogisticRegression(tol=polish_tol)``'s own test.
     """
 
     hypergradient: object = "shine"
@@ -84,6 +91,8 @@ class SearchOptions(NamedTuple):
     n_jobs: object = None
     verbose: int = 0
     callback: object = None
+    polish_tol: float = 1e-4
+    inner_solver: str = "newton-cg"
 
     @classmethod
     def from_estimator(cls, estimator):
@@ -99,7 +108,7 @@ class SearchResult(NamedTuple):
     lam : ndarray of shape (n_hyper,)
         Best point (lowest cross-validated loss), log penalty strengths.
     value : float
-        Its cross-validated loss, from fold fits solved to ``POLISH_TOL``.
+        Its cross-validated loss, from fold fits solved to ``polish_tol``.
     best_index : int
         Its index in ``history``.
     n_iter : int
@@ -322,16 +331,19 @@ class GradientSearch(KeptSolutions):
         return best
 
     def polish(self, index):
-        """Re-solve the folds at evaluated point ``index`` to ``POLISH_TOL``.
+        """Re-solve the folds at evaluated point ``index`` to ``polish_tol``.
 
         The search's solves are inexact by design (their tolerance decreases
         along the outer iterations): a point reported as best deserves fold
-        models as precise as a scikit-learn fit. Updates the record's
-        ``value``, ``fold_values`` and ``time`` (and the kept solutions).
+        models as precise as the user's estimator fits them (scikit-learn's
+        gradient test at ``options.polish_tol``; folds that already pass it
+        cost one gradient). Updates the record's ``value``, ``fold_values``
+        and ``time`` (and the kept solutions).
         """
         record = self.history[index]
+        tol = self.options.polish_tol
         evaluation = self.problem.evaluate(
-            record["lam"], inner_tol=POLISH_TOL, gradient=False, newton=True
+            record["lam"], inner_tol=tol, gradient=False, newton=True, per_sample=True
         )
         if self.keep_solutions:
             self._kept[index] = self._snapshot()
@@ -342,12 +354,12 @@ class GradientSearch(KeptSolutions):
         if self.options.verbose > 0:
             print(
                 f"Re-solved the folds of evaluation {index} "
-                f"({self.space.describe(record['lam'])}) to tol {POLISH_TOL:g}: "
+                f"({self.space.describe(record['lam'])}) to tol {tol:g}: "
                 f"CV loss {evaluation.value:.6g}, {evaluation.inner_iter} inner "
                 f"iterations, {evaluation.time:.2f}s.",
                 flush=True,
             )
-        warn_if_not_polished(evaluation, self.space)
+        warn_if_not_polished(evaluation, self.space, tol)
         return evaluation
 
     def mean_solution(self):
@@ -368,16 +380,17 @@ def cv_problem(folds, options):
         get_linear_solver(options.hypergradient),
         inner_max_iter=options.inner_max_iter,
         memory_size=options.memory_size,
+        inner_solver=options.inner_solver,
         n_jobs=options.n_jobs,
     )
 
 
-def warn_if_not_polished(evaluation, space):
-    """ConvergenceWarning when a re-solve to ``POLISH_TOL`` did not get there."""
+def warn_if_not_polished(evaluation, space, tol=POLISH_TOL):
+    """ConvergenceWarning when a re-solve to ``tol`` did not get there."""
     if not evaluation.inner_converged:
         warnings.warn(
             f"The fold fits at {space.describe(evaluation.lam)} did not reach the "
-            f"tolerance {POLISH_TOL:g}; increase inner_max_iter, scale the data, or "
+            f"tolerance {tol:g}; increase inner_max_iter, scale the data, or "
             "narrow the bounds of the search.",
             ConvergenceWarning,
             stacklevel=4,
