@@ -1,26 +1,31 @@
-"""Peak memory of a search against the data's own footprint.
+"""Peak memory of a search against the data's own footprint, and its wall time.
 
-Run ``python benchmarks/memory.py`` (``--quick`` for 10000 x 5000). On the
-sparse problem of :func:`make_sparse_classification` (50000 x 20000 CSR,
-density 0.002, about 24 MB of data, indices and row pointers), with the
-same 5 stratified folds and one BLAS thread, the peak of the memory
-allocated by Python and NumPy during ``fit`` (``tracemalloc``: what the
-call allocates on top of what exists before it, the input included in the
-"data" column, not in the peaks) of
+Run ``python benchmarks/memory.py`` (``--quick`` for 10000 x 5000, ``--repeat
+N`` for the median of N timed runs). On the sparse problem of
+:func:`make_sparse_classification` (50000 x 20000 CSR, density 0.002, about
+24 MB of data, indices and row pointers), with the same 5 stratified folds
+and one BLAS thread, for
 
 - ``HOAGLogisticRegression(cv=folds)``;
 - ``BilevelSearchCV(LogisticRegression(), {"C": (1e-4, 1e4)}, cv=folds)``;
+- both again with every fold's rows copied (``fold copies``: the storage
+  ``materialize_folds`` chooses for small data, forced here);
 - ``LogisticRegressionCV(Cs=20, cv=folds)``;
 - ``GridSearchCV(LogisticRegression(), 20 C, cv=folds)``;
-- the oracle (``cross_validate`` at the chosen C plus one refit).
+- the oracle (``cross_validate`` at the chosen C plus one refit),
 
-Wall times are not measured here (``tracemalloc`` slows allocations); see
-``run.py`` and ``search_profile.py``.
+the table gives the peak of the memory allocated by Python and NumPy during
+``fit`` (``tracemalloc``: what the call allocates on top of what exists
+before it; the input counts in the "data" line, not in the peaks), that peak
+over the data's size, and the wall time of a separate, untraced fit
+(``tracemalloc`` slows allocations).
 """
 
 import argparse
+import contextlib
 import os
 import sys
+import time
 import tracemalloc
 import warnings
 
@@ -33,6 +38,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_HERE), _HERE]
 from _datasets import make_sparse_classification  # noqa: E402
 
+import skbilevel.search._folds as folds_module  # noqa: E402
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression  # noqa: E402
 
 
@@ -47,9 +53,31 @@ def _peak(call):
     return peak, result
 
 
+def _seconds(call, repeat):
+    """Median wall time of ``repeat`` untraced calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@contextlib.contextmanager
+def _fold_copies():
+    """Every fold's rows copied, whatever their size (the small-data storage)."""
+    threshold = folds_module._VIEW_BYTES_PER_SLOWDOWN
+    folds_module._VIEW_BYTES_PER_SLOWDOWN = float("inf")
+    try:
+        yield
+    finally:
+        folds_module._VIEW_BYTES_PER_SLOWDOWN = threshold
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     n, p = (10000, 5000) if args.quick else (50000, 20000)
@@ -57,39 +85,52 @@ def main():
     data = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     folds = list(StratifiedKFold(5).split(X, y))
     Cs = np.logspace(-4, 4, 20)
+
+    def hoag():
+        return HOAGLogisticRegression(cv=folds).fit(X, y)
+
+    def bilevel():
+        search = BilevelSearchCV(LogisticRegression(), {"C": (1e-4, 1e4)}, cv=folds)
+        return search.fit(X, y)
+
+    rows = []
     with threadpool_limits(1):
-        hoag_peak, hoag = _peak(lambda: HOAGLogisticRegression(cv=folds).fit(X, y))
-        C = hoag.C_
+        hoag_peak, model = _peak(hoag)
+        C = model.C_
 
         def oracle():
             cross_validate(LogisticRegression(C=C), X, y, cv=folds)
             return LogisticRegression(C=C).fit(X, y)
 
-        rows = [("HOAGLogisticRegression", hoag_peak)]
-        for name, call in [
-            (
-                "BilevelSearchCV",
-                lambda: BilevelSearchCV(
-                    LogisticRegression(), {"C": (1e-4, 1e4)}, cv=folds
-                ).fit(X, y),
-            ),
+        methods = [
+            ("HOAGLogisticRegression", hoag, None),
+            ("BilevelSearchCV", bilevel, None),
+            ("HOAG, fold copies", hoag, _fold_copies),
+            ("BilevelSearchCV, fold copies", bilevel, _fold_copies),
             (
                 "LogisticRegressionCV (20)",
                 lambda: LogisticRegressionCV(Cs=Cs, cv=folds).fit(X, y),
+                None,
             ),
             (
                 "GridSearchCV (20)",
                 lambda: GridSearchCV(LogisticRegression(), {"C": Cs}, cv=folds).fit(
                     X, y
                 ),
+                None,
             ),
-            ("oracle", oracle),
-        ]:
-            rows.append((name, _peak(call)[0]))
-    print(f"sparse {n} x {p} CSR, data {data / 1e6:.1f} MB; peak allocated during fit")
-    print(f"{'method':>26s}  {'peak MB':>8s}  {'x data':>6s}")
-    for name, peak in rows:
-        print(f"{name:>26s}  {peak / 1e6:8.1f}  {peak / data:6.2f}")
+            ("oracle", oracle, None),
+        ]
+        for name, call, setting in methods:
+            with setting() if setting is not None else contextlib.nullcontext():
+                peak = hoag_peak if call is hoag and setting is None else None
+                if peak is None:
+                    peak = _peak(call)[0]
+                rows.append((name, peak, _seconds(call, args.repeat)))
+    print(f"sparse {n} x {p} CSR, 5 folds, data {data / 1e6:.1f} MB")
+    print(f"{'method':>29s}  {'peak MB':>8s}  {'x data':>6s}  {'wall s':>7s}")
+    for name, peak, seconds in rows:
+        print(f"{name:>29s}  {peak / 1e6:8.1f}  {peak / data:6.2f}  {seconds:7.2f}")
 
 
 if __name__ == "__main__":

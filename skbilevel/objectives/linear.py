@@ -12,11 +12,82 @@ flattened row-major, followed by the intercepts (one per output) when
   The intercept is never penalized.
 - :class:`ValidationLoss` is the outer criterion ``F(w)``, the weighted mean loss
   on held-out samples (log-loss; mean squared error for regression).
+
+Both take their samples as a matrix of their own or, with ``rows``, as rows of
+a matrix that several folds share (no copy): ``raw = (X @ coef)[rows]`` and
+the adjoint ``X' scatter(r)``, where ``scatter`` puts ``r_j`` on row
+``rows[j]`` (summing repeated rows). The products then run over every row of
+``X``: memory saved, time paid (:func:`skbilevel.search.materialize_folds`
+chooses).
 """
+
+import numpy as np
+import scipy.sparse as sp
 
 from ..utils._array_api import device_of, get_namespace, is_sparse
 
-__all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss"]
+__all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss", "take_rows"]
+
+
+def take_rows(X, rows):
+    """Rows ``rows`` (host integers) of a dense or sparse matrix, as a copy.
+
+    Parameters
+    ----------
+    X : array or sparse matrix of shape (n_samples, ...)
+        NumPy, SciPy sparse, CuPy, cupyx sparse or any array-API array.
+    rows : ndarray of int of shape (n_rows,)
+
+    Returns
+    -------
+    array or sparse matrix of shape (n_rows, ...)
+    """
+    if is_sparse(X):
+        return X[rows]
+    xp = get_namespace(X)
+    return xp.take(X, xp.asarray(rows, device=device_of(X)), axis=0)
+
+
+def _is_cupy(X):
+    return type(X).__module__.split(".")[0] in ("cupy", "cupyx")
+
+
+def _scatter_matrix(X, rows):
+    """``(rows, S)``: the row indices in the library of ``X`` and the sparse
+    ``(n_samples, n_rows)`` matrix with ``S[rows[j], j] = 1``.
+
+    ``S @ r`` scatters (and sums over repeated rows) in one sparse product, a
+    kernel SciPy and cupyx both have for vectors and matrices alike.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    n_samples, n_rows = X.shape[0], rows.size
+    if rows.ndim != 1 or (n_rows and not (0 <= rows.min() and rows.max() < n_samples)):
+        raise ValueError(
+            f"rows must be a 1-d array of indices in [0, {n_samples}), got shape "
+            f"{rows.shape}."
+        )
+    if isinstance(X, np.ndarray) or sp.issparse(X):
+        xp, library = np, sp
+    elif _is_cupy(X):
+        import cupy as xp
+        import cupyx.scipy.sparse as library
+    else:
+        raise TypeError(
+            "rows of a shared matrix need NumPy / SciPy or CuPy / cupyx data, got "
+            f"{type(X).__name__}: pass the rows' own matrix instead."
+        )
+    take = xp.asarray(rows)
+    # cuSPARSE indexes with int32; so does SciPy below 2**31 entries
+    index = xp.int32 if max(n_samples, n_rows) < 2**31 else xp.int64
+    scatter = library.csc_matrix(
+        (
+            xp.ones(n_rows, dtype=X.dtype),
+            take.astype(index),
+            xp.arange(n_rows + 1, dtype=index),
+        ),
+        shape=(n_samples, n_rows),
+    )
+    return take, scatter
 
 
 class LinearPredictor:
@@ -24,26 +95,62 @@ class LinearPredictor:
 
     Parameters
     ----------
-    X : array or sparse matrix of shape (n_samples, n_features)
+    X : array or sparse matrix of shape (n_rows_of_X, n_features)
     n_outputs : int
         Raw predictions per sample (1 for binary and single-target models).
     fit_intercept : bool
+    rows : ndarray of int of shape (n_samples,) or None, default=None
+        The samples are these rows of ``X`` (host indices; repeats allowed),
+        read in place: NumPy / SciPy or CuPy / cupyx ``X`` only. None: every
+        row of ``X``, in order.
+
+    Attributes
+    ----------
+    source : array or sparse matrix
+        The ``X`` given, which the products read.
+    rows : array of int or None
+        ``rows`` in the library of ``X``.
+    n_samples : int
+        Number of samples (of ``rows`` when given).
+    device : object
+        Device of ``X``.
     """
 
-    def __init__(self, X, n_outputs=1, fit_intercept=True):
+    def __init__(self, X, n_outputs=1, fit_intercept=True, rows=None):
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {X.shape}.")
-        self.X = X
+        self.source = X
+        self.rows, self._scatter = None, None
         self.n_samples, self.n_features = X.shape
+        if rows is not None:
+            self.rows, self._scatter = _scatter_matrix(X, rows)
+            self.n_samples = self.rows.shape[0]
         self.n_outputs = int(n_outputs)
         self.fit_intercept = bool(fit_intercept)
         self.n_coef = self.n_features * self.n_outputs
         self.n_params = self.n_coef + (self.n_outputs if fit_intercept else 0)
         self.xp = get_namespace(X)
         self.dtype = X.dtype
+        self.device = device_of(X)
         # A sparse matrix's transpose is a new object at each ``X.T`` (its
         # format checked each time): made once, sharing X's arrays.
         self._XT = X.T if is_sparse(X) else None
+
+    @property
+    def X(self):
+        """The design matrix of the samples, shape (n_samples, n_features).
+
+        ``X`` itself without ``rows``; with ``rows``, a copy of those rows made
+        at each access, for code that needs the samples' own matrix (the
+        products never make it).
+        """
+        if self.rows is None:
+            return self.source
+        return take_rows(self.source, self._host_rows())
+
+    def _host_rows(self):
+        rows = self.rows
+        return rows if isinstance(rows, np.ndarray) else rows.get()
 
     def split(self, w):
         """Flat ``w`` -> (coef as (n_features,) or (n_features, K), intercept or None)."""
@@ -57,7 +164,9 @@ class LinearPredictor:
     def raw(self, w):
         """Raw predictions, shape (n_samples,) or (n_samples, K)."""
         coef, intercept = self.split(w)
-        raw = self.X @ coef
+        raw = self.source @ coef
+        if self.rows is not None:
+            raw = self.xp.take(raw, self.rows, axis=0)
         if intercept is not None:
             raw = raw + (intercept if self.n_outputs > 1 else intercept[0])
         return raw
@@ -65,15 +174,18 @@ class LinearPredictor:
     def adjoint(self, raw_cotangent):
         """``d raw / d w`` transposed applied to a cotangent of the raw predictions."""
         xp = self.xp
-        coef_part = (self.X.T if self._XT is None else self._XT) @ raw_cotangent
-        parts = [xp.reshape(coef_part, (-1,))]
+        cotangent = raw_cotangent
+        if self._scatter is not None:
+            cotangent = self._scatter @ raw_cotangent
+        XT = self.source.T if self._XT is None else self._XT
+        parts = [xp.reshape(XT @ cotangent, (-1,))]
         if self.fit_intercept:
             parts.append(xp.reshape(xp.sum(raw_cotangent, axis=0), (-1,)))
         return xp.concat(parts) if len(parts) > 1 else parts[0]
 
     def zeros(self):
         """A zero parameter vector of the right size, dtype and device."""
-        return self.xp.zeros(self.n_params, dtype=self.dtype, device=device_of(self.X))
+        return self.xp.zeros(self.n_params, dtype=self.dtype, device=self.device)
 
 
 def _weighted(xp, sample_weight, values):
@@ -85,17 +197,18 @@ def _weighted(xp, sample_weight, values):
     )
 
 
-def _check_inputs(X, y, sample_weight, n_outputs, *, positive_total=False):
+def _check_inputs(X, y, sample_weight, n_outputs, rows=None, *, positive_total=False):
     """Raise a ValueError for non-finite data or mismatched shapes.
 
     ``y`` must have shape (n_samples,) when ``n_outputs == 1`` and
     (n_samples, n_outputs) otherwise: a column (n_samples, 1) would broadcast
-    against the raw predictions (n_samples,) into an (n, n) array. Sparse ``X``
-    is checked through its stored values.
+    against the raw predictions (n_samples,) into an (n, n) array; there are
+    ``len(rows)`` samples when ``rows`` is given. Sparse ``X`` is checked
+    through its stored values.
     """
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional, got shape {tuple(X.shape)}.")
-    n_samples = X.shape[0]
+    n_samples = X.shape[0] if rows is None else len(rows)
     values = X.data if is_sparse(X) else X
     xp = get_namespace(values)
     if not bool(xp.all(xp.isfinite(values))):
@@ -127,6 +240,7 @@ class InnerObjective:
     Parameters
     ----------
     X : array or sparse matrix of shape (n_samples, n_features)
+        The samples' matrix, or the matrix ``rows`` are taken from.
     y : array of shape (n_samples,) or (n_samples, n_outputs)
         Targets already encoded by ``loss.encode``.
     loss : BinaryLogisticLoss, MultinomialLogisticLoss or SquaredLoss
@@ -134,6 +248,8 @@ class InnerObjective:
     n_outputs : int
     fit_intercept : bool, default=True
     sample_weight : array of shape (n_samples,) or None
+    rows : ndarray of int of shape (n_samples,) or None, default=None
+        The samples as rows of ``X``, not copied (see :class:`LinearPredictor`).
 
     Notes
     -----
@@ -142,10 +258,18 @@ class InnerObjective:
     """
 
     def __init__(
-        self, X, y, loss, penalty, n_outputs=1, fit_intercept=True, sample_weight=None
+        self,
+        X,
+        y,
+        loss,
+        penalty,
+        n_outputs=1,
+        fit_intercept=True,
+        sample_weight=None,
+        rows=None,
     ):
-        _check_inputs(X, y, sample_weight, n_outputs)
-        self.model = LinearPredictor(X, n_outputs, fit_intercept)
+        _check_inputs(X, y, sample_weight, n_outputs, rows)
+        self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)
         group_map = getattr(penalty, "group_map", None)
         if group_map is not None and group_map.shape[0] != self.model.n_coef:
             raise ValueError(
@@ -220,8 +344,8 @@ class InnerObjective:
         """Dense Hessian ``d2G/dw2``, shape (n_params, n_params). Small problems only."""
         xp = self.xp
         model = self.model
-        device = device_of(model.X)
-        if model.n_outputs == 1 and not is_sparse(model.X):
+        device = model.device
+        if model.n_outputs == 1 and not is_sparse(model.source):
             curvature = self.loss.curvature(xp, self.y, model.raw(w))
             c = (
                 xp.ones(model.n_samples, dtype=model.dtype, device=device)
@@ -273,13 +397,23 @@ class ValidationLoss:
     scale : float, default=1.0
         Factor applied to the mean loss (2 / n_outputs turns the half squared
         error into scikit-learn's mean squared error).
+    rows : ndarray of int of shape (n_samples,) or None, default=None
+        The validation samples as rows of ``X``, not copied.
     """
 
     def __init__(
-        self, X, y, loss, n_outputs=1, fit_intercept=True, sample_weight=None, scale=1.0
+        self,
+        X,
+        y,
+        loss,
+        n_outputs=1,
+        fit_intercept=True,
+        sample_weight=None,
+        scale=1.0,
+        rows=None,
     ):
-        _check_inputs(X, y, sample_weight, n_outputs, positive_total=True)
-        self.model = LinearPredictor(X, n_outputs, fit_intercept)
+        _check_inputs(X, y, sample_weight, n_outputs, rows, positive_total=True)
+        self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)
         self.y = y
         self.loss = loss
         self.xp = self.model.xp

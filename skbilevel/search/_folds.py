@@ -10,12 +10,16 @@ they are materialized once:
 2. :func:`materialize_folds` fits the steps of a Pipeline before the searched
    estimator on each training fold, once (they do not depend on the searched
    parameter), and keeps the transformed design matrices of both sides;
+   without a Pipeline, each fold's rows are copies or, where copies would
+   cost more memory than their speed is worth, :class:`RowView` of one
+   shared ``X``;
 3. :func:`fold_weights` gives each fold its training-loss and validation
    weights (class weights are computed on the training fold, as ``fit`` on
    that fold would compute them);
 4. :func:`engine_folds` builds the engine's inner objective and validation
    loss of each fold, in the namespace and on the device the engine computes
-   on (``device="cuda"``: each fold's data is copied to the GPU once).
+   on (``device="cuda"``: each fold's data, or the shared ``X``, is copied
+   to the GPU once).
 """
 
 from numbers import Integral
@@ -29,6 +33,7 @@ from sklearn.utils import check_array
 from sklearn.utils.parallel import Parallel, delayed
 
 from ..objectives import InnerObjective, ValidationLoss
+from ..objectives.linear import take_rows
 from ..outer import Fold
 from ..utils._array_api import device_of, get_namespace, is_sparse
 from ..utils._device import to_cuda
@@ -41,6 +46,8 @@ from ..utils._sklearn_compat import (
 
 __all__ = [
     "FoldData",
+    "RowView",
+    "STORAGES",
     "SplitEstimator",
     "check_splits",
     "engine_folds",
@@ -126,17 +133,19 @@ def _as_indices(part, n_samples, name):
             f"Split indices must be integers in [0, {n_samples}), got {part.dtype} "
             f"values in [{part.min()}, {part.max()}]."
         )
-    return part.astype(np.int64, copy=False) % n_samples
+    part = part.astype(np.int64, copy=False)
+    # no copy of indices already in range: K of them are as many as X has rows
+    return part % n_samples if part.min() < 0 else part
 
 
 def _take_rows(X, indices):
-    """Rows ``indices`` (host ints) of a dense or sparse matrix of any namespace."""
+    """Rows ``indices`` (host ints) of a dense or sparse matrix of any namespace,
+    or of a :class:`RowView` (a copy either way); None stays None."""
     if X is None:
         return None
-    if is_sparse(X):
-        return X[indices]
-    xp = get_namespace(X)
-    return xp.take(X, xp.asarray(indices, device=device_of(X)), axis=0)
+    if isinstance(X, RowView):
+        return take_rows(X.source, X.rows[indices])
+    return take_rows(X, indices)
 
 
 # -- the estimator: prefix steps and the searched final step ----------------------
@@ -221,6 +230,95 @@ def route_fit_params(estimator, split, fit_params):
 
 
 # -- fold data ------------------------------------------------------------------
+# Fold storage (see materialize_folds): copies of each fold's rows, or views
+# of one shared X. A view costs no memory, but its training products run over
+# every row of X (the held-out ones weighted by zero): n / n_train times a
+# copy's, 1.25 for 5 folds. Measured (HOAGLogisticRegression, one BLAS thread,
+# stratified folds, CPU seconds, medians of 3, copies -> views, the ratio's
+# range over two such runs): sparse 50000 x 20000 CSR (24 MB; copies 121 MB),
+# 5 folds: 4.0 -> 5.1 (1.24-1.28x); 10 folds: 9.1 -> 10.3 (1.13-1.14x); 2
+# folds: 1.1 -> 2.3 (1.8-2.0x); dense 20000 x 300 (48 MB), 5 folds: 6.7 -> 7.6
+# (1.13-1.26x); run.py --quick's small sets, where the copies take under
+# 5 MB: 1.07x (sparse 3200 x 2000), 1.08x (Fashion 2000 x 196), 1.22x
+# (digits, 10 classes). Hence views where the copies would take more
+# than _VIEW_BYTES_PER_SLOWDOWN per unit of extra product time (n / smallest
+# n_train - 1): above 64 MiB of copies for 5 folds, 28 MiB for 10, 256 MiB
+# for 2; copies below, where the memory is cheap and the time is not.
+_VIEW_BYTES_PER_SLOWDOWN = 256 * 2**20
+STORAGES = ("auto", "copy", "view")
+
+
+class RowView:
+    """Rows of a matrix, read in place: one fold's side in the "view" storage.
+
+    Supports what the fold models need of their validation data, ``view @ coef``
+    (``(X @ coef)[rows]``: the product runs over every row of ``X``);
+    :func:`engine_folds` hands ``source`` and ``rows`` to the objectives.
+
+    Parameters
+    ----------
+    source : array or sparse matrix of shape (n_samples, n_features)
+    rows : ndarray of int of shape (n_rows,)
+    """
+
+    ndim = 2
+
+    def __init__(self, source, rows):
+        self.source, self.rows = source, rows
+
+    @property
+    def shape(self):
+        return (len(self.rows), self.source.shape[1])
+
+    @property
+    def dtype(self):
+        return self.source.dtype
+
+    def __matmul__(self, other):
+        product = self.source @ other
+        xp = get_namespace(product)
+        rows = xp.asarray(self.rows, device=device_of(product))
+        return xp.take(product, rows, axis=0)
+
+    def copy(self):
+        """The rows as a matrix of their own."""
+        return take_rows(self.source, self.rows)
+
+
+def _nbytes(X):
+    """Bytes of a dense array or of a sparse matrix's three arrays."""
+    if is_sparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return X.nbytes
+
+
+def _viewable(X):
+    """Whether the objectives read rows of ``X`` in place (NumPy / SciPy, CuPy)."""
+    if isinstance(X, np.ndarray) or is_sparse(X):
+        return True
+    return type(X).__module__.split(".")[0] == "cupy"
+
+
+def _storage(X, splits, storage):
+    """``"copy"`` or ``"view"``: how the folds of ``X`` hold their rows."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}.")
+    if storage == "view" and not _viewable(X):
+        raise ValueError(
+            "storage='view' needs NumPy / SciPy or CuPy / cupyx data, got "
+            f"{type(X).__name__}."
+        )
+    if storage != "auto":
+        return storage
+    if not _viewable(X):
+        return "copy"
+    n_samples = X.shape[0]
+    copied = sum(len(train) + len(test) for train, test in splits)
+    copies = _nbytes(X) * copied / n_samples
+    slowdown = n_samples / min(len(train) for train, _ in splits) - 1.0
+    return "view" if copies > _VIEW_BYTES_PER_SLOWDOWN * slowdown else "copy"
+
+
 class FoldData(NamedTuple):
     """One split with the data the engine and the fold models need.
 
@@ -230,9 +328,11 @@ class FoldData(NamedTuple):
         Sample indices.
     prefix : Pipeline or None
         The prefix steps fitted on the training fold.
-    X_train, X_test : array or sparse matrix
+    X_train, X_test : array, sparse matrix or RowView
         (Transformed) data of the training and validation folds, in the
-        namespace the engine computes in.
+        namespace the engine computes in: their own matrices, or
+        :class:`RowView` of one shared matrix (``storage="view"`` of
+        :func:`materialize_folds`).
     n_features_in : int
         Features seen by the final step.
     feature_names_in : ndarray of str or None
@@ -305,9 +405,24 @@ def _fit_prefix(prefix, X, y, train, test, prefix_params):
 
 
 def materialize_folds(
-    X, y, splits, *, prefix=None, prefix_params=None, n_jobs=None, feature_names=None
+    X,
+    y,
+    splits,
+    *,
+    prefix=None,
+    prefix_params=None,
+    n_jobs=None,
+    feature_names=None,
+    storage="auto",
 ):
     """The data of every fold, the prefix steps fitted once per training fold.
+
+    Without a prefix, the folds' rows are copies of the rows of ``X`` or, in
+    the "view" storage, read in place: the folds then hold no data of their
+    own, and their products run over every row of ``X``. ``"auto"`` views the
+    rows when the copies would be large next to that extra time (more than
+    64 MiB for 5 folds; see the rule above :class:`RowView`). With a prefix,
+    each fold has its own transformed data: copies.
 
     Parameters
     ----------
@@ -327,19 +442,24 @@ def materialize_folds(
         (dask...) takes them elsewhere (they are pure functions of the data).
     feature_names : ndarray of str or None, default=None
         Without ``prefix``: the names of the columns of the user's data.
+    storage : {"auto", "copy", "view"}, default="auto"
+        Without ``prefix``: copies of each fold's rows, :class:`RowView` of
+        ``X`` (NumPy / SciPy or CuPy / cupyx data), or the rule's choice.
+        Results agree up to round-off.
 
     Returns
     -------
     list of FoldData
     """
     if prefix is None:
+        take = _take_rows if _storage(X, splits, storage) == "copy" else RowView
         return [
             FoldData(
                 train,
                 test,
                 None,
-                _take_rows(X, train),
-                _take_rows(X, test),
+                take(X, train),
+                take(X, test),
                 X.shape[1],
                 feature_names,
             )
@@ -393,21 +513,32 @@ def fold_weights(folds, y, sample_weight, training_weights):
     return weights
 
 
-def _on_device(X, y, weight, device):
+def _on_device(X, y, weight, device, moved=None):
     """``(X, y, weight)`` of one side of a fold, in the namespace of the engine.
 
     ``device="cuda"`` copies the design matrix to the GPU once (CSR stays
-    sparse, as cupyx CSR). The targets and weights, host arrays, follow ``X``:
-    its namespace, device and dtype.
+    sparse, as cupyx CSR); ``moved`` (a dict) keeps what was copied, so that
+    a matrix or targets the folds share are copied once for all of them. The
+    targets and weights, host arrays, follow ``X``: its namespace, device and
+    dtype.
     """
+    moved = {} if moved is None else moved
+
+    def once(a, move):
+        if a is None:
+            return None
+        if id(a) not in moved:
+            moved[id(a)] = (a, move(a))  # keeps ``a`` alive: its id stays its own
+        return moved[id(a)][1]
+
     if device == "cuda":
-        X = to_cuda(X)
+        X = once(X, to_cuda)
     xp, where = get_namespace(X), device_of(X)
 
     def move(a):
-        return None if a is None else xp.asarray(a, dtype=X.dtype, device=where)
+        return xp.asarray(a, dtype=X.dtype, device=where)
 
-    return X, move(y), move(weight)
+    return X, once(y, move), None if weight is None else move(weight)
 
 
 def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=None):
@@ -430,14 +561,33 @@ def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=Non
     -------
     list of Fold
     """
-    engine = []
+    engine, moved = [], {}
     n_outputs, loss = encoding.n_outputs, encoding.loss
     for fold, (train_weight, test_weight) in zip(folds, weights):
+        test_rows = None
+        if isinstance(fold.X_train, RowView):
+            # The training loss of a view: every row of X, weighted by the
+            # fold's weights and zero off its training rows (a row the split
+            # repeats counts as often). Its products cost what rows would
+            # (X @ coef over all rows either way), and it stays an ordinary
+            # weighted objective on a matrix: what reads (model.X, y,
+            # sample_weight), the direct and closed-form squared-loss solves
+            # or the many-penalty search, sees the same problem. The
+            # validation loss takes its rows instead: its mean, its sample
+            # count and its per-row losses are those of the validation rows.
+            X_train, y_train = fold.X_train.source, encoding.y
+            train_weight = np.bincount(
+                fold.train, weights=train_weight, minlength=X_train.shape[0]
+            )
+            X_test, test_rows = fold.X_test.source, fold.test
+        else:
+            X_train, y_train = fold.X_train, encoding.y[fold.train]
+            X_test = fold.X_test
         X_train, y_train, train_weight = _on_device(
-            fold.X_train, encoding.y[fold.train], train_weight, device
+            X_train, y_train, train_weight, device, moved
         )
         X_test, y_test, test_weight = _on_device(
-            fold.X_test, encoding.y[fold.test], test_weight, device
+            X_test, encoding.y[fold.test], test_weight, device, moved
         )
         inner = InnerObjective(
             X_train,
@@ -456,6 +606,7 @@ def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=Non
             fit_intercept,
             test_weight,
             scale=encoding.outer_scale,
+            rows=test_rows,
         )
         engine.append(Fold(inner, outer))
     return engine
