@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
+from scipy.linalg import eigvalsh_tridiagonal
 from sklearn.datasets import load_diabetes, make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -19,12 +20,13 @@ from skbilevel.search import (
     RidgePathSearch,
     SearchOptions,
     SharedRows,
+    _ridge,
     engine_folds,
     fold_weights,
     make_search,
     materialize_folds,
 )
-from skbilevel.search._ridge import _FoldPath
+from skbilevel.search._ridge import _FoldPath, choose_factorization
 
 CASES = {
     # n_samples, n_features, n_targets, sparse, weighted, fit_intercept
@@ -59,6 +61,11 @@ def _folds(case, per_target):
         fit_intercept=fit_intercept,
     )
     return folds, X, y, weights, splits, encoding
+
+
+# The folds' factorizations, imposed on the search in turn (not by the cost
+# model): the same global minimum either way.
+FACTORIZATIONS = ("eigen", "tridiagonal")
 
 
 def _h(paths, alpha, per_target):
@@ -112,47 +119,63 @@ def test_fold_solutions_are_ridge_fits(case):
                 assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
 
 
-def test_scalar_alpha_is_the_fine_grids_argmin():
-    X, y = load_diabetes(return_X_y=True)
+@pytest.mark.parametrize("data", ["diabetes", "kernel"])
+def test_scalar_alpha_is_the_fine_grids_argmin(data, monkeypatch):
+    if data == "diabetes":
+        X, y = load_diabetes(return_X_y=True)
+    else:  # more features than training samples: the fold kernels
+        X, y = make_regression(80, 120, effective_rank=10, noise=1.0, random_state=0)
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
     grid = np.logspace(-4, 4, 201)
     reference = GridSearchCV(
         Ridge(), {"alpha": grid}, cv=splits, scoring="neg_mean_squared_error"
     ).fit(X, y)
-    search = BilevelSearchCV(
-        Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits, scoring="neg_mean_squared_error"
-    ).fit(X, y)
     step = np.log(grid[1] / grid[0])
-    alpha = search.best_params_["alpha"]
-    assert abs(np.log(alpha / reference.best_params_["alpha"])) <= step
-    # and its CV loss is at least as good as the grid's best
-    ours = cross_validate(
-        Ridge(alpha=alpha), X, y, cv=splits, scoring="neg_mean_squared_error"
-    )["test_score"].mean()
-    assert ours >= reference.best_score_ - 1e-9 * abs(reference.best_score_)
-    assert search.history_[-1]["phase"] == "root"
-    assert search.history_[-1]["grad_norm"] < 1e-6 * search.history_[-1]["value"]
+    for factorization in FACTORIZATIONS:
+        monkeypatch.setattr(_ridge, "_FACTORIZATION", factorization)
+        search = BilevelSearchCV(
+            Ridge(),
+            {"alpha": (1e-4, 1e4)},
+            cv=splits,
+            scoring="neg_mean_squared_error",
+        ).fit(X, y)
+        alpha = search.best_params_["alpha"]
+        assert abs(np.log(alpha / reference.best_params_["alpha"])) <= step
+        # and its CV loss is at least as good as the grid's best
+        ours = cross_validate(
+            Ridge(alpha=alpha), X, y, cv=splits, scoring="neg_mean_squared_error"
+        )["test_score"].mean()
+        assert ours >= reference.best_score_ - 1e-9 * abs(reference.best_score_)
+        assert search.history_[-1]["phase"] == "root"
+        assert search.history_[-1]["grad_norm"] < 1e-6 * search.history_[-1]["value"]
 
 
-def test_each_target_gets_its_own_global_optimum():
+def test_each_target_gets_its_own_global_optimum(monkeypatch):
     # Targets of very different noise levels: their optimal alphas differ by
     # orders of magnitude; each must be at its own grid optimum.
     X, Y = make_regression(150, 12, n_targets=3, noise=0.0, random_state=0)
     rng = np.random.default_rng(0)
     Y = Y + rng.standard_normal(Y.shape) * np.array([0.1, 30.0, 300.0])
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    search = BilevelSearchCV(
-        Ridge(), {"alpha": ([1e-3] * 3, [1e5] * 3)}, cv=splits
-    ).fit(X, Y)
-    alphas = np.asarray(search.best_params_["alpha"])
     grid = np.logspace(-3, 5, 161)
     step = np.log(grid[1] / grid[0])
-    for j in range(3):
-        reference = GridSearchCV(
+    references = [
+        GridSearchCV(
             Ridge(), {"alpha": grid}, cv=splits, scoring="neg_mean_squared_error"
-        ).fit(X, Y[:, j])
-        assert abs(np.log(alphas[j] / reference.best_params_["alpha"])) <= step, j
-    assert alphas[2] > 10 * alphas[0]
+        )
+        .fit(X, Y[:, j])
+        .best_params_["alpha"]
+        for j in range(3)
+    ]
+    for factorization in FACTORIZATIONS:
+        monkeypatch.setattr(_ridge, "_FACTORIZATION", factorization)
+        search = BilevelSearchCV(
+            Ridge(), {"alpha": ([1e-3] * 3, [1e5] * 3)}, cv=splits
+        ).fit(X, Y)
+        alphas = np.asarray(search.best_params_["alpha"])
+        for j in range(3):
+            assert abs(np.log(alphas[j] / references[j])) <= step, (factorization, j)
+        assert alphas[2] > 10 * alphas[0]
 
 
 def test_pipeline_weights_and_ridge_classifier_take_the_closed_form(capsys):
@@ -373,9 +396,10 @@ def test_compact_curve_equals_the_direct_one(case):
     q = folds[0].inner.model.n_outputs
     alphas = np.exp(np.linspace(-4, 6, 40))[:, None] * np.ones(q)
     for fold in folds:
-        compact, direct = _FoldPath(fold), _FoldPath(fold)
+        compact = _FoldPath(fold, None, "eigen")
+        direct = _FoldPath(fold, None, "eigen")
         direct._compact = False
-        assert len(compact.M) > len(compact.d)
+        assert len(compact.M) > compact.rank
         for a, b in zip(compact.curve(alphas), direct.curve(alphas)):
             assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
         assert compact._compact  # the compact form was taken
@@ -426,3 +450,200 @@ def test_subclasses_and_single_sample_folds_are_scored_by_their_models():
     with pytest.warns(UserWarning):
         single = BilevelSearchCV(Ridge(), {"alpha": (1e-2, 1e2)}, cv=one).fit(X, y)
     assert np.isnan(single.cv_results_["split0_test_score"]).all()
+
+
+KERNEL_CASES = {
+    # n_samples, n_features, n_targets, weighted, fit_intercept
+    "gram": (90, 12, 2, False, True),
+    "gram-weighted-no-intercept": (90, 12, 2, True, False),
+    "kernel": (45, 80, 2, False, True),
+    "kernel-weighted": (45, 80, 3, True, True),
+}
+
+
+def _paths(shape, factorization, shared=False):
+    n, p, q, weighted, fit_intercept = shape
+    X, Y = make_regression(n, p, n_targets=q, noise=5.0, random_state=0)
+    X = X + 10.0
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, n) if weighted else None
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
+    data = materialize_folds(X, Y, splits)
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(data, Y, weights, lambda y_train, w: w),
+        penalty=lambda p: L2Penalty.per_output(p, q),
+        fit_intercept=fit_intercept,
+    )
+    rows = SharedRows(X, splits, fit_intercept) if shared else None
+    if rows is not None:
+        assert rows.applies(folds)
+    return [
+        _FoldPath(fold, None if rows is None else rows.products(k), factorization)
+        for k, fold in enumerate(folds)
+    ]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+@pytest.mark.parametrize("case", list(KERNEL_CASES))
+def test_tridiagonal_reduction_gives_the_eigen_paths_curve(case, shared):
+    # (T + alpha I)^{-k} C with T tridiagonal, one Cholesky factorization per
+    # alpha: the values, both derivatives, predictions and fold solutions of
+    # the eigendecomposition, at shared and per-target alphas alike.
+    shape = KERNEL_CASES[case]
+    q = shape[2]
+    eigen = _paths(shape, "eigen", shared)
+    reduced = _paths(shape, "tridiagonal", shared)
+    assert {path.factorization for path in reduced} == {"tridiagonal"}
+    assert {path.factorization for path in eigen} == {"eigen"}
+    shared_alphas = np.exp(np.linspace(-6, 8, 8))[:, None] * np.ones(q)
+    own_alphas = np.exp(np.linspace(-3, 4, 3 * q)).reshape(3, q)
+    for alphas in (shared_alphas, own_alphas):
+        for a, b in zip(eigen, reduced):
+            for one, other in zip(a.curve(alphas), b.curve(alphas)):
+                scale = np.abs(one).max()
+                assert_allclose(other, one, rtol=1e-8, atol=1e-11 * scale)
+            for one, other in zip(a.predictions(alphas), b.predictions(alphas)):
+                assert_allclose(other, one, rtol=1e-8, atol=1e-10 * np.abs(one).max())
+            for (coef_a, int_a), (coef_b, int_b) in zip(
+                a.solutions(alphas), b.solutions(alphas)
+            ):
+                assert_allclose(coef_b, coef_a, rtol=1e-7, atol=1e-10)
+                if shape[4]:
+                    assert_allclose(int_b, int_a, rtol=1e-8)
+    # the tridiagonal path is still one: no fallback was needed
+    assert {path.factorization for path in reduced} == {"tridiagonal"}
+
+
+def test_tridiagonal_path_of_a_singular_system_continues_as_eigen():
+    # A rank-3 Gram matrix of dimension 8 has eigenvalues of round-off size,
+    # some negative: below them T + alpha I is not positive definite, its
+    # Cholesky factorization fails and T is diagonalized (as the eigen path,
+    # with its eigenvalues clipped at zero).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)) @ rng.standard_normal((3, 8))
+    y = X @ rng.standard_normal(8) + rng.standard_normal(40)
+    assert np.linalg.eigvalsh(X.T @ X)[0] < 0
+    splits = list(KFold(4, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=False), y)
+    data = materialize_folds(X, y, splits)
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(data, y, None, lambda y_train, w: w),
+        penalty=lambda p: L2Penalty.scalar(),
+        fit_intercept=False,
+    )
+    alphas = np.array([[1e-2], [1.0], [1e2]])
+    singular = 0
+    for fold in folds:
+        path = _FoldPath(fold, None, "tridiagonal")
+        eigen = _FoldPath(fold, None, "eigen")
+        before = path.curve(alphas)
+        assert path.factorization == "tridiagonal"
+        lowest = eigvalsh_tridiagonal(*path._tridiagonal)[0]
+        if lowest < 0:
+            singular += 1
+            assert np.all(np.isfinite(path.curve(np.array([[-lowest / 2]]))[0]))
+            assert path.factorization == "eigen"
+        for one, other, again in zip(eigen.curve(alphas), before, path.curve(alphas)):
+            assert_allclose(other, one, rtol=1e-7)
+            assert_allclose(again, one, rtol=1e-7)
+    assert singular
+
+
+def test_cost_model_reduces_large_systems_of_shared_alphas():
+    # diabetes' 10 x 10 Gram matrix: calls would cost more than the flops
+    assert choose_factorization(10, 88, 1, 25, 1) == "eigen"
+    # the 1600 x 1600 fold kernels of a 2000 x 3000 problem: a reduction
+    # saves ~3 m^3 (and the read-out's product) against ~30 O(m) solves
+    assert choose_factorization(1600, 400, 1, 25, 1) == "tridiagonal"
+    # one alpha per target, 50 targets of a 400 x 400 Gram matrix: each
+    # target's root search factorizes on its own
+    assert choose_factorization(400, 1000, 50, 25, 50) == "eigen"
+    assert choose_factorization(1, 10, 1, 25, 1) == "eigen"
+
+
+def test_search_reports_its_factorization(capsys):
+    X, y = make_regression(300, 400, effective_rank=20, noise=1.0, random_state=0)
+    search = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3, verbose=1)
+    search.fit(X, y)
+    assert "one tridiagonal reduction per fold" in capsys.readouterr().out
+    assert search.history_[-1]["phase"] == "root"
+    X, y = load_diabetes(return_X_y=True)
+    BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3, verbose=1).fit(X, y)
+    assert "one eigendecomposition per fold" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("factorization", FACTORIZATIONS)
+@pytest.mark.parametrize("shape", [(45, 80), (90, 6)], ids=["kernel", "gram"])
+def test_folds_reading_rows_in_place_give_the_copies_path(shape, factorization):
+    # A fold of the "view" storage trains on every row of X with weight zero
+    # off its training rows: its path (own products, or those of all rows)
+    # is that of the fold's own copy of its rows.
+    X, Y = make_regression(*shape, n_targets=2, noise=5.0, random_state=0)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(), Y)
+    engine = {}
+    for storage in ("copy", "view"):
+        data = materialize_folds(X, Y, splits, storage=storage)
+        engine[storage] = engine_folds(
+            data,
+            encoding,
+            fold_weights(data, Y, weights, lambda y_train, w: w),
+            penalty=lambda p: L2Penalty.per_output(p, 2),
+            fit_intercept=True,
+        )
+    assert engine["view"][0].inner.model.X is X
+    rows = SharedRows(X, splits, True)
+    assert rows.applies(engine["view"])
+    alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
+    for k, (copy, view) in enumerate(zip(engine["copy"], engine["view"])):
+        reference = _FoldPath(copy, None, factorization)
+        for path in (
+            _FoldPath(view, None, factorization),
+            _FoldPath(view, rows.products(k), factorization),
+        ):
+            assert path.rank == min(len(splits[k][0]), shape[1])
+            for a, b in zip(reference.curve(alphas), path.curve(alphas)):
+                assert_allclose(b, a, rtol=1e-7, atol=1e-10 * np.abs(a).max())
+            for a, b in zip(reference.predictions(alphas), path.predictions(alphas)):
+                assert_allclose(b, a, rtol=1e-7, atol=1e-9)
+            for (coef_a, int_a), (coef_b, int_b) in zip(
+                reference.solutions(alphas), path.solutions(alphas)
+            ):
+                assert_allclose(coef_b, coef_a, rtol=1e-6, atol=1e-9)
+                assert_allclose(int_b, int_a, rtol=1e-7)
+
+
+@pytest.mark.parametrize("factorization", FACTORIZATIONS)
+@pytest.mark.parametrize("shape", [(45, 80), (90, 6)], ids=["kernel", "gram"])
+def test_rows_of_zero_weight_are_left_out(shape, factorization):
+    # Rows a fold weighs zero add nothing to its ridge fit: the path drops
+    # them (a smaller system), and its solutions are scikit-learn's.
+    X, y = make_regression(*shape, noise=5.0, random_state=0)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    weights[::4] = 0.0
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    encoding = RidgeAdapter().encode_targets(Ridge(), y)
+    data = materialize_folds(X, y, splits)
+    folds = engine_folds(
+        data,
+        encoding,
+        fold_weights(data, y, weights, lambda y_train, w: w),
+        penalty=lambda p: L2Penalty.scalar(),
+        fit_intercept=True,
+    )
+    for fold, (train, _) in zip(folds, splits):
+        path = _FoldPath(fold, None, factorization)
+        assert path.rank == min(np.count_nonzero(weights[train]), shape[1])
+        ((coef, intercept),) = path.solutions([np.array([2.0])])
+        ridge = Ridge(alpha=2.0, tol=1e-12).fit(
+            X[train],
+            (y - encoding.context["offset"])[train],
+            sample_weight=weights[train],
+        )
+        assert_allclose(coef, ridge.coef_, atol=1e-8)
+        assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
