@@ -210,7 +210,7 @@ def test_banded_ridge_search_chooses_the_same_alphas(monkeypatch):
         * np.repeat([1.0, 0.1, 0.0], sizes)[:, None]
     )
     Y = X @ coef + rng.standard_normal((200, 3))
-    chosen = []
+    chosen, scores = [], []
     for use_direct in (True, False):
         monkeypatch.setattr(_fold_eval, "_DIRECT", use_direct)
         search = BilevelSearchCV(
@@ -220,11 +220,15 @@ def test_banded_ridge_search_chooses_the_same_alphas(monkeypatch):
         n_hvp = sum(record["n_hvp"] for record in search.history_)
         assert (n_hvp == 0) == use_direct
         chosen.append(np.log(search.best_params_["alpha"]))
+        scores.append(search.best_score_)
     # the iterative path's fold fits stop at the search's inner tolerance:
-    # the signal bands' alphas agree; the noise band's CV curve is flat once
-    # it is switched off, and both paths switch it off (the weak band's alpha
-    # lies on a shallow curve: 0.12 apart in log with Newton-CG fold fits)
-    assert_allclose(chosen[0][:2], chosen[1][:2], atol=0.15)
+    # the signal band's alpha agrees; the weak band's lies on a shallow
+    # curve (its alpha moves by a factor ~3 with the path the descent takes)
+    # where the CV score agrees; the noise band's CV curve is flat once it is
+    # switched off, and both paths switch it off
+    assert_allclose(chosen[0][0], chosen[1][0], atol=0.15)
+    assert scores[1] == pytest.approx(scores[0], abs=2e-3)
+    assert max(chosen[0][1], chosen[1][1]) < min(chosen[0][2], chosen[1][2])
     assert min(chosen[0][2], chosen[1][2]) > 6.0
 
 
