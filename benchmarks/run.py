@@ -85,8 +85,9 @@ scikit-learn's (relative difference, a few 1e-6 or less). ``t to 0.1%`` is the
 first time the incumbent's precise CV loss is within 0.1% of the reference
 ("not reached" if never); ``final gap %`` is that of ``C_``. ``evals`` counts
 evaluations of the CV loss (bracket included), ``outer`` the gradient steps,
-``HVPs`` and ``inner it`` the Hessian-vector products and L-BFGS iterations
-summed over folds and evaluations.
+``HVPs`` and ``inner it`` the Hessian-vector products of the linear solves
+and the inner iterations (Newton steps by default, L-BFGS iterations with
+``inner_solver="lbfgs"``) summed over folds and evaluations.
 """
 
 import argparse

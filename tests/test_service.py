@@ -13,13 +13,13 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from skbilevel.hypergrad import get_linear_solver
-from skbilevel.model_selection import LogisticRegressionAdapter
+from skbilevel.model_selection import LogisticRegressionAdapter, RidgeAdapter
 from skbilevel.objectives import L2Penalty
-from skbilevel.outer import CrossValidatedProblem
+from skbilevel.outer import CrossValidatedProblem, _fold_eval
 from skbilevel.search import (
     GradientSearch,
     HyperSpace,
@@ -329,3 +329,59 @@ def test_newton_search_hands_shine_its_conjugate_directions(data):
 def test_unknown_inner_solver_is_refused(data):
     with pytest.raises(ValueError, match="inner_solver must be one of"):
         CrossValidatedProblem(_folds(data), get_linear_solver("cg"), inner_solver="x")
+
+
+def test_shine_opa_needs_lbfgs_inner_solves(data):
+    with pytest.raises(ValueError, match="inner_solver='lbfgs'"):
+        CrossValidatedProblem(
+            _folds(data), get_linear_solver("shine-opa"), inner_solver="newton-cg"
+        )
+    CrossValidatedProblem(_folds(data), get_linear_solver("shine-opa"))  # lbfgs
+
+
+@pytest.mark.parametrize("inner_solver", ["lbfgs", "newton-cg"])
+def test_per_sample_tolerance_applies_to_both_inner_solvers(data, inner_solver):
+    X, y, splits = data
+    problem = CrossValidatedProblem(
+        _folds(data), get_linear_solver("cg"), inner_solver=inner_solver
+    )
+    problem.evaluate([0.0], inner_tol=1e-6, gradient=False, per_sample=True)
+    for w, (train, _) in zip(problem.solutions(), splits):
+        coef, intercept = w[:-1], w[-1:]
+        grad = _sklearn_gradient(X[train], y[train], 1.0, coef, intercept)
+        assert np.linalg.norm(grad) <= 1e-6
+
+
+def test_squared_loss_polish_stays_relative(monkeypatch):
+    # a squared loss's gradient carries the units of y: the polish's test is
+    # relative to the gradient at zero, so rescaling y rescales nothing else
+    # (on the iterative path: the direct one is exact whatever the tolerance)
+    monkeypatch.setattr(_fold_eval, "_DIRECT", False)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = X @ rng.standard_normal(4) + rng.standard_normal(60)
+    splits = list(KFold(3).split(X))
+    values = []
+    for scale in (1e-3, 1.0, 1e3):
+        adapter, reg = RidgeAdapter(), Ridge()
+        encoding = adapter.encode_targets(reg, scale * y)
+        folds = materialize_folds(X, scale * y, splits)
+        weights = fold_weights(
+            folds, scale * y, None, partial(adapter.training_weights, reg)
+        )
+        engine = engine_folds(
+            folds,
+            encoding,
+            weights,
+            penalty=lambda n: L2Penalty.scalar(),
+            fit_intercept=True,
+        )
+        problem = CrossValidatedProblem(
+            engine, get_linear_solver("cg"), inner_solver="lbfgs"
+        )
+        evaluation = problem.evaluate(
+            [0.0], inner_tol=1e-2, gradient=False, newton=True, per_sample=True
+        )
+        values.append(evaluation.value / scale**2)
+    assert values[0] == pytest.approx(values[1], rel=1e-9)
+    assert values[2] == pytest.approx(values[1], rel=1e-9)

@@ -174,8 +174,10 @@ class HOAGLogisticRegression(
         most ``polish_tol``. That is scikit-learn's scaling of the objective,
         and at least as strict as ``LogisticRegression(tol=polish_tol)``'s
         test (its largest gradient entry): the default matches its default
-        ``tol``. Lower it for more precise coefficients (``1e-8`` matches a
-        scikit-learn fit at ``tol=1e-10`` to about 1e-6 relative).
+        ``tol``. Lower it for more precise coefficients (on standardized
+        breast_cancer, ``1e-8`` gives ``coef_`` within 5e-7 relative of a
+        scikit-learn fit at ``tol=1e-12``, the default within 3e-4, where
+        ``LogisticRegression()`` itself is 1.5e-2 away).
     tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
         Decrease of the inner tolerance across outer steps (summable, as HOAG
         requires for convergence).

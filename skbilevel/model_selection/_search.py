@@ -231,7 +231,12 @@ class BilevelSearchCV(BaseSearchCV):
         ``best_score_`` comes from fold models as precise as
         ``cross_validate`` of the estimator would fit them. Lower it for more
         precise scores (the refit is the estimator's own ``fit``, at its own
-        ``tol``).
+        ``tol``). For a squared loss (``Ridge``, ``RidgeClassifier`` on the
+        gradient path) the test is relative to the gradient at zero instead,
+        whose size carries the units of ``X`` and ``y``. The many-penalty
+        points of ``penalty_groups`` are re-solved to a relative 1e-8
+        whatever this value (the held-out check compares exact fold models);
+        their refit stops at ``polish_tol``.
     tol_schedule : {"exponential", "quadratic", "cubic"}, default="exponential"
         Decrease of the inner tolerance across outer steps (summable, as HOAG
         requires for convergence).

@@ -199,13 +199,20 @@ def refit_vector_penalty(
     if factor is not None:  # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
-        weights = inner.sample_weight
+        if getattr(inner.loss, "name", None) == "squared":
+            # its gradient carries the units of X and y: relative to the
+            # gradient at zero, as the fold fits' tests
+            grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+            scale = max(float(np.linalg.norm(grad0)), 1e-300)
+        else:  # scikit-learn's scaling: per unit of training weight
+            weights = inner.sample_weight
+            scale = X_engine.shape[0] if weights is None else float(weights.sum())
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
             _mean_fold_solution(search.solutions(index)),
             tol=tol,
-            gtol_scale=X_engine.shape[0] if weights is None else float(weights.sum()),
+            gtol_scale=scale,
             max_iter=max_iter,
         )
     if verbose > 0:

@@ -169,9 +169,17 @@ def _gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
-def _weight_total(inner):
-    # The training weights' sum: scikit-learn's objectives are ours divided
-    # by it, so ||grad G|| <= tol * total is its gradient test at ``tol``.
+def _tolerance_scale(inner, state, settings):
+    """The gradient norm ``inner_tol`` is relative to.
+
+    ``||dG/dw(0)||`` by default. With ``per_sample``, for the log-losses: the
+    training weights' sum (scikit-learn's objectives are ours divided by it,
+    so ``||grad G|| <= tol * total`` is its gradient test at ``tol``); a
+    squared loss's gradient carries the units of ``X`` and ``y``, which an
+    absolute test would make meaningless: it stays relative.
+    """
+    if not settings.per_sample or getattr(inner.loss, "name", None) == "squared":
+        return state.gradient_scale
     if inner.sample_weight is None:
         return float(inner.y.shape[0])
     return float(inner.xp.sum(inner.sample_weight))
@@ -224,9 +232,7 @@ def _inner_solve(inner, outer, state, lam, settings):
             lambda w: inner.hessp(w, lam),
             state.w,
             tol=settings.inner_tol,
-            gtol_scale=(
-                _weight_total(inner) if settings.per_sample else state.gradient_scale
-            ),
+            gtol_scale=_tolerance_scale(inner, state, settings),
             max_iter=settings.inner_max_iter,
             memory=memory,
             memory_size=settings.memory_size if settings.newton_pairs else None,
@@ -242,7 +248,7 @@ def _inner_solve(inner, outer, state, lam, settings):
         lambda w: inner.value_and_grad(w, lam),
         state.w,
         tol=settings.inner_tol,
-        gtol_scale=state.gradient_scale,
+        gtol_scale=_tolerance_scale(inner, state, settings),
         max_iter=settings.inner_max_iter,
         memory_size=settings.memory_size,
         memory=memory,

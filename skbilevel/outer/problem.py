@@ -100,7 +100,9 @@ class CrossValidatedProblem:
     inner_solver : {"lbfgs", "newton-cg"}, default="lbfgs"
         Solver of the inner problems. Newton-CG (exact Hessian-vector
         products, truncated CG, warm-started) converges quadratically where
-        L-BFGS crawls on ill-conditioned problems.
+        L-BFGS crawls on ill-conditioned problems (the estimators' default);
+        L-BFGS is this class's default and the only one that serves
+        ``"shine-opa"`` (ValueError otherwise).
     n_jobs : int or None, default=None
         Folds solved in parallel, as ``joblib.Parallel(n_jobs, prefer="threads")``
         runs them: with threads when no joblib backend is active (NumPy and
@@ -163,6 +165,13 @@ class CrossValidatedProblem:
         if inner_solver not in INNER_SOLVERS:
             raise ValueError(
                 f"inner_solver must be one of {INNER_SOLVERS}, got {inner_solver!r}."
+            )
+        if getattr(linear_solver, "opa", False) and inner_solver != "lbfgs":
+            raise ValueError(
+                f"The hypergradient solver {linear_solver.name!r} adds secant pairs "
+                "along the validation gradient during the inner L-BFGS iterations; "
+                f"inner_solver={inner_solver!r} makes none. Use inner_solver='lbfgs' "
+                "with it, or another hypergradient solver."
             )
         self.inner_solver = inner_solver
         self.n_jobs = n_jobs
@@ -231,12 +240,13 @@ class CrossValidatedProblem:
             L-BFGS search's memory is kept through it for the next
             evaluation.
         per_sample : bool, default=False
-            With ``newton``: ``inner_tol`` bounds the gradient norm per unit
-            of training weight (``||grad G|| <= inner_tol * sum of weights``)
-            instead of relative to the gradient at zero. The inner objective
-            is scikit-learn's times the weight sum, so this is at least as
-            strict as ``LogisticRegression(tol=inner_tol)``'s test (largest
-            gradient entry below ``tol``).
+            For the log-losses, ``inner_tol`` bounds the gradient norm per
+            unit of training weight (``||grad G|| <= inner_tol * sum of
+            weights``) instead of relative to the gradient at zero. The inner
+            objective is scikit-learn's times the weight sum, so this is at
+            least as strict as ``LogisticRegression(tol=inner_tol)``'s test
+            (largest gradient entry below ``tol``). A squared loss's gradient
+            carries the units of ``X`` and ``y``: its test stays relative.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)

@@ -34,8 +34,8 @@ __all__ = [
 PATHS = ("auto", "closed-form", "gradient")
 
 # Relative gradient-norm tolerance of the re-solves where a search needs its
-# fold models exact rather than as precise as the user's (the held-out check
-# of the many-penalty search, its refit): fold models then match
+# fold models exact rather than as precise as the user's (the points of the
+# many-penalty search, compared by its held-out check): fold models then match
 # scikit-learn fits at tol=1e-10 to ~5e-7 in the weights (measured on
 # breast_cancer, digits, diabetes).
 POLISH_TOL = 1e-8

@@ -1,0 +1,47 @@
+"""Tests for the coarse bracket that picks HOAG's starting point."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from skbilevel.outer._bracket import CONCAVE_STEP, LOOSEN, run_bracket
+
+
+class _ScriptedTrace:
+    """Answers each bracket point with the next (value, slope) of a script."""
+
+    def __init__(self, script):
+        self.script, self.points, self.loosen = list(script), [], []
+
+    def run(self, point, step, phase, *, accepted, loosen):
+        value, slope = self.script[len(self.points)]
+        self.points.append(float(point[0]))
+        self.loosen.append(loosen)
+        evaluation = SimpleNamespace(lam=point, value=value, grad=np.array([slope]))
+        return evaluation, {"accepted": accepted}
+
+    def report(self, record):
+        return None
+
+
+def test_a_steepening_slope_takes_half_a_step_at_full_tolerance():
+    # h' grows from the first point to the second: no secant curvature, so
+    # the third point is half a full step further, solved at full tolerance
+    low, high = np.array([-10.0]), np.array([10.0])
+    trace = _ScriptedTrace([(1.0, 0.01), (0.8, 0.2), (0.5, -0.1)])
+    bracket = run_bracket(trace, low, high, 5)
+    spacing = 20.0 / 4
+    assert trace.points[:2] == [10.0, 10.0 - spacing]
+    assert trace.points[2] == pytest.approx(10.0 - spacing - CONCAVE_STEP * spacing)
+    assert CONCAVE_STEP == 0.5
+    assert trace.loosen == [LOOSEN, LOOSEN, 1.0]
+    assert bracket.best.value == 0.5 and len(bracket.points) == 3
+
+
+def test_a_flattening_slope_takes_the_secant_step():
+    low, high = np.array([-10.0]), np.array([10.0])
+    trace = _ScriptedTrace([(1.0, 0.4), (0.6, 0.1), (0.55, -0.01)])
+    run_bracket(trace, low, high, 5)
+    # secant root of h' through (10, 0.4) and (5, 0.1): 5 - 0.1 / 0.06
+    assert trace.points[2] == pytest.approx(5.0 - 0.1 / 0.06)
