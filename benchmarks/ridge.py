@@ -43,7 +43,7 @@ from skbilevel import BilevelSearchCV
 from skbilevel.model_selection import RidgeAdapter
 from skbilevel.objectives import L2Penalty
 from skbilevel.search import engine_folds, fold_weights, materialize_folds
-from skbilevel.search._ridge import _FoldPath
+from skbilevel.search._ridge_factor import _FoldPath
 
 GRID_20 = np.logspace(-4, 4, 20)
 GRID_201 = np.logspace(-4, 4, 201)

@@ -1,4 +1,4 @@
-"""The closed-form search of ridge penalties (skbilevel/search/_ridge.py)."""
+"""The closed-form search of ridge penalties (skbilevel/search/_ridge*.py)."""
 
 import numpy as np
 import pytest
@@ -20,13 +20,13 @@ from skbilevel.search import (
     RidgePathSearch,
     SearchOptions,
     SharedRows,
-    _ridge,
+    _ridge_factor,
     engine_folds,
     fold_weights,
     make_search,
     materialize_folds,
 )
-from skbilevel.search._ridge import _FoldPath, choose_factorization
+from skbilevel.search._ridge_factor import _FoldPath, choose_factorization
 
 CASES = {
     # n_samples, n_features, n_targets, sparse, weighted, fit_intercept
@@ -132,7 +132,7 @@ def test_scalar_alpha_is_the_fine_grids_argmin(data, monkeypatch):
     ).fit(X, y)
     step = np.log(grid[1] / grid[0])
     for factorization in FACTORIZATIONS:
-        monkeypatch.setattr(_ridge, "_FACTORIZATION", factorization)
+        monkeypatch.setattr(_ridge_factor, "_FACTORIZATION", factorization)
         search = BilevelSearchCV(
             Ridge(),
             {"alpha": (1e-4, 1e4)},
@@ -168,7 +168,7 @@ def test_each_target_gets_its_own_global_optimum(monkeypatch):
         for j in range(3)
     ]
     for factorization in FACTORIZATIONS:
-        monkeypatch.setattr(_ridge, "_FACTORIZATION", factorization)
+        monkeypatch.setattr(_ridge_factor, "_FACTORIZATION", factorization)
         search = BilevelSearchCV(
             Ridge(), {"alpha": ([1e-3] * 3, [1e5] * 3)}, cv=splits
         ).fit(X, Y)

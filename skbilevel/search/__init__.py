@@ -5,8 +5,9 @@
 - :mod:`._space`: the hyperparameter space (log-space box, start, structure);
 - :mod:`._service`: the search itself (bracket, HOAG, polish, history,
   warnings), and the choice of a search for a problem;
-- :mod:`._ridge`: the closed-form search of ridge penalties (the whole K-fold
-  CV curve from one eigendecomposition per fold);
+- :mod:`._ridge`, :mod:`._ridge_factor`, :mod:`._ridge_rows`: the closed-form
+  search of ridge penalties (the whole K-fold CV curve from one factorization
+  per fold);
 - :mod:`._vector` and :mod:`._heldout`: the search of one penalty per feature
   or per group, checked on held-out halves of the validation folds;
 - :mod:`._progress`: what the search prints.
@@ -24,7 +25,8 @@ from ._folds import (  # noqa: F401 (the fold plumbing: see __all__ below)
     route_fit_params,
     split_estimator,
 )
-from ._ridge import RidgePathSearch, SharedRows
+from ._ridge import RidgePathSearch
+from ._ridge_rows import SharedRows
 from ._service import (
     PATHS,
     POLISH_TOL,

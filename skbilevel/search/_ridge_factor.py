@@ -1,0 +1,418 @@
+"""The factorization of one fold's ridge system, for every alpha at once.
+
+:class:`_FoldPath` factors a fold's system ``S`` (the Gram matrix ``A'A``,
+or the kernel ``AA'``) once, ``S = Q T Q'``, and gives the fold's CV loss,
+its derivatives in ``log alpha``, predictions and solutions at any alpha:
+``T`` diagonal (the eigendecomposition) or tridiagonal (LAPACK ``sytrd``).
+:func:`choose_factorization` picks the cheaper of the two for a fold, from a
+cost model whose constants are measured here.
+"""
+
+import numpy as np
+import scipy.linalg
+from scipy.linalg import lapack
+
+from ..objectives.quadratic import quadratic_moments
+from ..utils._array_api import to_numpy
+from ._ridge_rows import (
+    _centred_transpose,
+    _column_means,
+    _dense,
+    _take,
+    _training_rows,
+)
+
+__all__ = ["choose_factorization"]
+
+# The fold factorization: None lets choose_factorization decide by cost,
+# "eigen" or "tridiagonal" imposes one.
+_FACTORIZATION = None
+# Costs of a fold's factorizations of dimension m (n_val validation rows),
+# in units of 5e-11 s, measured with one OpenBLAS thread for m from 50 to
+# 2000: the tridiagonal reduction (sytrd) costs ~m^3, the eigendecomposition
+# with vectors (syevd) ~4 m^3, and its read-out M = G U ~n_val m^2 (a
+# matrix product). The reduction then pays for each alpha shared by the
+# targets ~6e4 (~3 us of LAPACK calls: pttrf, pttrs), and for each target
+# there ~500 m (the factorization and three solves) and ~5 m^2 (Q applied
+# to the three columns, ormqr). A root search takes ~6 points (the best
+# scan point's neighbours, 3-5 Newton steps).
+_EIGEN_EXTRA = 3.0
+_SYSTEM_COST = (6e4, 500.0, 5.0)
+_ROOT_EVALUATIONS = 6
+
+
+def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
+    """``"tridiagonal"`` or ``"eigen"``: the cheaper for one fold's system.
+
+    Parameters
+    ----------
+    size : int
+        Dimension ``m`` of the fold's system (its Gram matrix or kernel).
+    n_val : int
+        Validation samples of the fold.
+    n_targets : int
+    n_points : int
+        Points of the search at which every target shares one alpha (the
+        scan).
+    n_alphas : int
+        1 for one alpha, ``n_targets`` for one per target (each target's
+        root search then solves systems of its own).
+    """
+    if size < 2:  # nothing to reduce
+        return "eigen"
+    if _FACTORIZATION is not None:
+        return _FACTORIZATION
+    per_system, per_solve, per_lift = _SYSTEM_COST
+    n_systems = n_points + _ROOT_EVALUATIONS * n_alphas
+    columns = (n_points + _ROOT_EVALUATIONS) * n_targets
+    eigen = _EIGEN_EXTRA * size**3 + n_val * size**2
+    tridiagonal = n_systems * per_system + columns * size * (
+        per_solve + per_lift * size
+    )
+    return "tridiagonal" if eigen > tridiagonal else "eigen"
+
+
+def _reflect(reflectors, tau, V, trans):
+    """``Q V`` (``trans="N"``) or ``Q'V`` (``"T"``), ``Q = diag(1, H)`` the
+    orthogonal factor of LAPACK's lower ``sytrd``, ``H`` the product of the
+    Householder reflectors below its subdiagonal (applied as ``ormqr`` does)."""
+    out = np.array(V, dtype=np.float64, order="F", ndmin=2)
+    if out.shape[0] < 2 or out.shape[1] == 0:
+        return out
+    lwork = lapack.dormqr("L", trans, reflectors, tau, out[1:], -1)[1]
+    part, _, info = lapack.dormqr(
+        "L", trans, reflectors, tau, out[1:], int(np.ravel(lwork)[0])
+    )
+    if info != 0:  # pragma: no cover - argument errors only
+        raise np.linalg.LinAlgError(f"ormqr failed (info={info})")
+    out[1:] = part
+    return out
+
+
+class _FoldPath:
+    """The factorization of one fold: ``h`` and ``h'`` at any alpha.
+
+    The fold's system ``S`` (``A'A`` of dimension p, or the kernel ``AA'`` of
+    dimension n_train), right-hand sides ``R`` (``A'B``, or ``B``) and
+    read-out ``G`` (the centred validation rows, or their weighted cross
+    products with the training rows) give the centred validation predictions
+    ``G (S + alpha I)^{-1} R``. One orthogonal factor ``S = Q T Q'`` serves
+    every alpha: with ``C = Q'R`` computed once, the predictions are
+    ``G Q (T + alpha I)^{-1} C``, and the derivatives in alpha take the next
+    powers of the same inverse. ``T`` is
+
+    - ``"eigen"``: diagonal (``S = U diag(d) U'``): any number of alphas,
+      one per target included, at the price of a diagonal scaling and a
+      product with ``M = G U``, formed once;
+    - ``"tridiagonal"``: tridiagonal (LAPACK ``sytrd``, about a quarter of
+      the eigendecomposition's work): each alpha then costs one Cholesky
+      factorization of ``T + alpha I`` and a triangular solve per power, O(m)
+      each, and ``Q`` (its Householder reflectors) is applied to the
+      solutions (``G Q`` would cost more than the columns a search asks
+      for). Should ``T + alpha I`` not be numerically positive definite
+      (``S`` singular to round-off, alpha below it), ``T`` is
+      eigendecomposed (a fraction of the work again) and the path continues
+      as ``"eigen"``.
+
+    Parameters
+    ----------
+    fold : Fold
+    shared : tuple or None, default=None
+        The fold's products computed from all the rows
+        (:meth:`SharedRows.products`), or None to compute the fold's own.
+    factorization : {"eigen", "tridiagonal"} or None, default=None
+        None: :func:`choose_factorization` for ``workload``.
+    workload : tuple of int, default=(25, 1)
+        ``(n_points, n_alphas)`` of :func:`choose_factorization`.
+    """
+
+    def __init__(self, fold, shared=None, factorization=None, workload=(25, 1)):
+        inner, outer = fold.inner, fold.outer
+        X = inner.model.X
+        y = np.asarray(to_numpy(inner.y), dtype=np.float64)
+        self.one_target = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        weight = inner.sample_weight
+        weight = None if weight is None else np.asarray(to_numpy(weight), float)
+        self.fit_intercept = inner.model.fit_intercept
+        X_val = outer.model.X
+        kind, rows = (None, None) if shared is None else (shared[0], shared[-1])
+        if shared is None:
+            rows = _training_rows(X, weight)
+        if rows is not None:  # the fold's training rows of X
+            Y, weight = Y[rows], weight[rows]
+        if weight is not None and np.all(weight == 1.0):
+            weight = None
+        n, p = len(Y), X.shape[1]
+        self._X = self._rows = self._root = None  # the kernel's training data
+        if n >= p:
+            if kind == "gram":  # the fold's share of the products of all rows
+                s = np.ones(n) if weight is None else weight
+                means = (None, None)
+                if self.fit_intercept:
+                    means = (_column_means(X, rows, s), s @ Y / s.sum())
+                self._set_means(*means, p, Y.shape[1])
+                system, right = shared[1:-1]
+            else:
+                # the Gram matrix of the centred, weighted rows and A'B: the
+                # engine's quadratic moments (a sparse X stays sparse)
+                moments = quadratic_moments(
+                    _take(X, rows), Y, weight, self.fit_intercept
+                )
+                self._set_means(moments.x_mean, moments.y_mean, p, Y.shape[1])
+                system, right = moments.gram, moments.moment
+            readout = _dense(X_val) - self.x_mean
+        else:
+            blocks = shared[1:-1] if kind == "kernel" else None
+            system, right, readout = self._kernel_system(
+                X, rows, X_val, Y, weight, blocks
+            )
+        if factorization is None or len(system) < 2:
+            factorization = choose_factorization(
+                len(system), len(readout), Y.shape[1], *workload
+            )
+        self.factorization = factorization
+        self.rank = len(system)
+        self._basis = self._reflectors = self.d = None
+        if factorization == "eigen":
+            d, self._basis = np.linalg.eigh(system)
+            self.d = np.maximum(d, 0.0)
+            self.C = self._basis.T @ right
+            self.M = readout @ self._basis
+        else:
+            # S symmetric: S' is S, Fortran-ordered, and S is the fold's own
+            # array (overwritten by the reduction)
+            system = np.asarray(system, dtype=np.float64)
+            lwork = int(lapack.dsytrd_lwork(len(system), lower=1)[0])
+            reduced, diag, offdiag, tau, info = lapack.dsytrd(
+                system.T, lower=1, lwork=lwork, overwrite_a=1
+            )
+            if info != 0:  # pragma: no cover - argument errors only
+                raise np.linalg.LinAlgError(f"sytrd failed (info={info})")
+            self._tridiagonal = (diag, offdiag)
+            self._reflectors = (np.asfortranarray(reduced[1:, :-1]), tau)
+            del system, reduced
+            self.C = _reflect(*self._reflectors, right, "T")
+            self.M, self._readout = None, readout  # G (Q z), never G Q
+        y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
+        self.Y_val = y_val.reshape(len(y_val), -1)
+        s_val = outer.sample_weight
+        self.s_val = (
+            np.ones(X_val.shape[0])
+            if s_val is None
+            else np.asarray(to_numpy(s_val), dtype=np.float64)
+        )
+        # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2
+        self.factor = outer.scale / self.s_val.sum() * 0.5
+        # built when many points are asked at once (with M)
+        self._compact = None if self.M is not None else False
+        self._lifted = {}  # Q z of points evaluated, by alpha
+
+    def _set_means(self, x_mean, y_mean, n_features, n_outputs):
+        """The intercept's weighted means (zeros without one)."""
+        self.x_mean = np.zeros(n_features) if x_mean is None else x_mean
+        self.y_mean = np.zeros(n_outputs) if y_mean is None else y_mean
+
+    def _kernel_system(self, X, rows, X_val, Y, weight, blocks):
+        """More features than samples: the fold's weighted kernel ``AA'``,
+        ``B`` and the validation rows' weighted cross products.
+
+        ``Z = X - centre`` (the fold's own mean, or the shared centre of all
+        rows); the weighted fold mean of ``Z`` is ``m = Z's / S``, and the
+        kernel of the fold-centred rows follows from ``ZZ'`` without another
+        copy: ``(Z - 1m')(Z - 1m')' = ZZ' - u1' - 1u' + c`` with
+        ``u = ZZ's / S``, ``c = s'u / S`` (the same for the validation
+        rows' cross products, with ``v = Z_val Z's / S``).
+        """
+        s = np.ones(len(Y)) if weight is None else weight
+        means = (None, None)
+        if self.fit_intercept:
+            means = (_column_means(X, rows, s), s @ Y / s.sum())
+        self._set_means(*means, X.shape[1], Y.shape[1])
+        if blocks is None:
+            Z = _dense(_take(X, rows)) - self.x_mean
+            kernel, cross = Z @ Z.T, (_dense(X_val) - self.x_mean) @ Z.T
+            del Z
+        else:  # blocks of the shared kernel: copies of their own
+            kernel, cross = blocks
+        if self.fit_intercept:
+            total = s.sum()
+            u, v = kernel @ s / total, cross @ s / total
+            c = s @ u / total
+            kernel -= u[:, None]
+            kernel -= u[None, :] - c
+            cross -= v[:, None]
+            cross -= u[None, :] - c
+        self._X, self._rows = X, rows
+        right = Y - self.y_mean
+        if weight is not None:
+            self._root = root = np.sqrt(weight)
+            kernel *= root[:, None]
+            kernel *= root[None, :]
+            cross *= root[None, :]
+            right *= root[:, None]
+        return kernel, right, cross
+
+    def _powers(self, alphas, n_powers):
+        """``(T + alpha I)^{-k} C`` for ``k = 1..n_powers`` at each point,
+        shape (rank, n_powers, n_points, q); ``alphas`` of shape
+        (n_points, q)."""
+        n_points, q = alphas.shape
+        if self.d is not None:
+            inverse = 1.0 / (self.d[:, None, None] + alphas[None])
+            powers = [inverse * self.C[:, None, :]]
+            for _ in range(n_powers - 1):
+                powers.append(inverse * powers[-1])
+            return np.stack(powers, axis=1)
+        diag, offdiag = self._tridiagonal
+        out = np.empty((self.rank, n_powers, n_points, q))
+        for i, row in enumerate(alphas):
+            # targets that share an alpha share its factorization
+            values, index = np.unique(row, return_inverse=True)
+            for j, alpha in enumerate(values):
+                columns = slice(None) if len(values) == 1 else index == j
+                factor_d, factor_e, info = lapack.dpttrf(diag + alpha, offdiag)
+                if info != 0:
+                    self._diagonalize()
+                    return self._powers(alphas, n_powers)
+                z = self.C[:, columns]
+                for k in range(n_powers):
+                    z = lapack.dpttrs(factor_d, factor_e, z)[0]
+                    out[:, k, i, columns] = z
+        return out
+
+    def _diagonalize(self):
+        """``T = Z diag(d) Z'``: continue as the eigen path (``d`` clipped at
+        zero, as there)."""
+        d, Z = scipy.linalg.eigh_tridiagonal(*self._tridiagonal)
+        self.d = np.maximum(d, 0.0)
+        self.C, self._basis = Z.T @ self.C, Z
+        self.M, self._readout = self._readout @ self._lift(np.eye(self.rank)), None
+        self._compact = None
+        self.factorization = "eigen"
+
+    def _lift(self, V):
+        """``Q V``: coordinates in the factorization's basis to those of ``S``."""
+        if self._basis is not None:
+            V = self._basis @ V
+        if self._reflectors is not None:
+            V = _reflect(*self._reflectors, V, "N")
+        return V
+
+    def _remember(self, alphas, lifted):
+        """Keep ``Q z`` of each point, shape (rank, n_points, q), for its
+        predictions and solutions (asked for after the search)."""
+        for row, column in zip(alphas, np.moveaxis(lifted, 1, 0)):
+            self._lifted[row.tobytes()] = column
+
+    def _lifted_columns(self, alphas):
+        """``Q (T + alpha I)^{-1} C`` of every point side by side, shape
+        (rank, n_points * q): one matrix product then serves all points."""
+        alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
+        missing = [
+            i for i, row in enumerate(alphas) if row.tobytes() not in self._lifted
+        ]
+        if missing:
+            z = self._powers(alphas[missing], 1)[:, 0]
+            lifted = self._lift(z.reshape(self.rank, -1)).reshape(z.shape)
+            self._remember(alphas[missing], lifted)
+        return np.concatenate([self._lifted[row.tobytes()] for row in alphas], axis=1)
+
+    def curve(self, alphas, second=True):
+        """``F_t`` and its first two derivatives in ``log alpha_t``, at many alphas.
+
+        ``alphas`` has shape (n_points, q); returns three arrays of that shape
+        (the second derivative None unless ``second``), from one matrix
+        product for all points.
+        """
+        alphas = np.asarray(alphas, dtype=np.float64)
+        n_points, q = alphas.shape
+        # predictions P = M z1, dP/dalpha = -M z2, d2P/dalpha2 = 2 M z3 with
+        # z_k = (T + alpha I)^{-k} C
+        n_parts = 3 if second else 2
+        stacked = self._powers(alphas, n_parts).reshape(self.rank, -1)
+        rank, n_val = self.rank, len(self.Y_val)
+        if self._compact is None and n_val > rank and stacked.shape[1] > 2 * rank:
+            self._compact = self._compact_form()
+        if self._compact:
+            # weighted residuals in the basis of R: ||R z - u||^2 + the part
+            # of the targets no alpha reaches (sums of squares: no cancellation)
+            R, u, floor = self._compact
+            every = (R @ stacked).reshape(rank, n_parts, n_points, q)
+            weighted = residual = every[:, 0] - u[:, None, :]
+            weight, extra = 1.0, floor
+        else:
+            if self.M is not None:
+                every = self.M @ stacked
+            else:
+                lifted = self._lift(stacked)
+                self._remember(alphas, lifted.reshape(rank, n_parts, n_points, q)[:, 0])
+                every = self._readout @ lifted
+            every = every.reshape(n_val, n_parts, n_points, q)
+            residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
+            weight, extra = self.s_val[:, None, None], 0.0
+            weighted = weight * residual
+        slope = -every[:, 1]
+        values = self.factor * (np.sum(weighted * residual, axis=0) + extra)
+        first = 2 * self.factor * np.sum(weighted * slope, axis=0)
+        if not second:
+            return values, alphas * first, None
+        bend = 2 * every[:, 2]
+        second = 2 * self.factor * np.sum(weight * slope**2 + weighted * bend, axis=0)
+        # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
+        return values, alphas * first, alphas * first + alphas**2 * second
+
+    def _compact_form(self):
+        """``(R, u, floor)`` with ``sqrt(s_val) M = QR`` (reduced QR),
+        ``u = Q' sqrt(s_val) (Y_val - y_mean)`` and ``floor`` the targets'
+        weighted sum of squares outside ``range(M)``, per target.
+
+        Then the weighted squared residuals at any alpha are
+        ``||R z - u||^2 + floor`` with ``z = (T + alpha I)^{-1} C``: many points
+        and targets cost ``rank^2`` each instead of ``n_val * rank``, after
+        one QR (worth it when the columns outnumber twice the rank).
+        """
+        root = np.sqrt(self.s_val)[:, None]
+        target = root * (self.Y_val - self.y_mean)
+        Q, R = np.linalg.qr(root * self.M)
+        u = Q.T @ target
+        floor = np.sum((target - Q @ u) ** 2, axis=0)
+        return R, u, floor
+
+    def predictions(self, alphas):
+        """Validation predictions at each of ``alphas`` (shape (n_points, q)).
+
+        Returns a list of arrays of shape (n_val,) for one target, else
+        (n_val, q): what the fold model's ``predict`` returns, from one matrix
+        product for all points.
+        """
+        q = self.C.shape[1]
+        if self.M is not None:
+            alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
+            every = self.M @ self._powers(alphas, 1).reshape(self.rank, -1)
+        else:
+            every = self._readout @ self._lifted_columns(alphas)
+        out = []
+        for k in range(len(alphas)):
+            prediction = every[:, k * q : (k + 1) * q] + self.y_mean
+            out.append(prediction[:, 0] if self.one_target else prediction)
+        return out
+
+    def solutions(self, alphas):
+        """``(coef, intercept)`` in the engine's layout at each of ``alphas``.
+
+        ``alphas`` has shape (n_points, q); the coefficients of all points are
+        computed with one matrix product.
+        """
+        q = self.C.shape[1]
+        coefs = self._lifted_columns(alphas)
+        if self._X is not None:  # the kernel's: A' coefs with A = root (X - x_mean)
+            if self._root is not None:
+                coefs = self._root[:, None] * coefs
+            coefs = _centred_transpose(self._X, self.x_mean, coefs, self._rows)
+        out = []
+        for k in range(len(alphas)):
+            coef = coefs[:, k * q : (k + 1) * q]
+            intercept = self.y_mean - self.x_mean @ coef if self.fit_intercept else None
+            out.append((coef[:, 0] if self.one_target else coef, intercept))
+        return out
