@@ -68,6 +68,19 @@ def _folds(case, per_target):
 FACTORIZATIONS = ("eigen", "tridiagonal")
 
 
+def _weighted_folds(X, Y, splits, weights, fit_intercept=True, storage="auto"):
+    """Engine folds of Ridge on ``(X, Y)``, one alpha per target, weighted."""
+    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
+    data = materialize_folds(X, Y, splits, storage=storage)
+    return engine_folds(
+        data,
+        encoding,
+        fold_weights(data, Y, weights, lambda y_train, w: w),
+        penalty=lambda p: L2Penalty.per_output(p, encoding.n_outputs),
+        fit_intercept=fit_intercept,
+    )
+
+
 def _h(paths, alpha, per_target):
     curves = [path.curve(np.asarray(alpha)[None], second=False) for path in paths]
     values = np.array([c[0][0] for c in curves])
@@ -270,15 +283,7 @@ def test_products_of_all_rows_give_each_folds_own_path(shape, fit_intercept, off
     weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     # 5 folds: the Gram of all rows saves work from 4 folds on
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
-    data = materialize_folds(X, Y, splits)
-    folds = engine_folds(
-        data,
-        encoding,
-        fold_weights(data, Y, weights, lambda y_train, w: w),
-        penalty=lambda p: L2Penalty.per_output(p, 2),
-        fit_intercept=fit_intercept,
-    )
+    folds = _weighted_folds(X, Y, splits, weights, fit_intercept)
     rows = SharedRows(X, splits, fit_intercept)
     assert rows.applies(folds)
     alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
@@ -467,15 +472,7 @@ def _paths(shape, factorization, shared=False):
     X = X + 10.0
     weights = np.random.default_rng(0).uniform(0.5, 2.0, n) if weighted else None
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
-    data = materialize_folds(X, Y, splits)
-    folds = engine_folds(
-        data,
-        encoding,
-        fold_weights(data, Y, weights, lambda y_train, w: w),
-        penalty=lambda p: L2Penalty.per_output(p, q),
-        fit_intercept=fit_intercept,
-    )
+    folds = _weighted_folds(X, Y, splits, weights, fit_intercept)
     rows = SharedRows(X, splits, fit_intercept) if shared else None
     if rows is not None:
         assert rows.applies(folds)
@@ -585,17 +582,10 @@ def test_folds_reading_rows_in_place_give_the_copies_path(shape, factorization):
     X, Y = make_regression(*shape, n_targets=2, noise=5.0, random_state=0)
     weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    encoding = RidgeAdapter().encode_targets(Ridge(), Y)
-    engine = {}
-    for storage in ("copy", "view"):
-        data = materialize_folds(X, Y, splits, storage=storage)
-        engine[storage] = engine_folds(
-            data,
-            encoding,
-            fold_weights(data, Y, weights, lambda y_train, w: w),
-            penalty=lambda p: L2Penalty.per_output(p, 2),
-            fit_intercept=True,
-        )
+    engine = {
+        storage: _weighted_folds(X, Y, splits, weights, storage=storage)
+        for storage in ("copy", "view")
+    }
     assert engine["view"][0].inner.model.X is X
     rows = SharedRows(X, splits, True)
     assert rows.applies(engine["view"])
