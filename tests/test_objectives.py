@@ -209,3 +209,12 @@ def test_float32_follows_float64(loss_name):
     assert grad32.dtype == np.float32
     assert_allclose(value32, value64, rtol=1e-5)
     assert_allclose(grad32, grad64, rtol=1e-4, atol=1e-4 * np.abs(grad64).max())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weight_total_is_the_number_or_the_sum_of_the_weights(weighted):
+    inner, _, _ = make_fold("binary", n_samples=40, weighted=weighted)
+    # the training part of the 40 samples: its rows, or its weights' sum
+    expected = inner.sample_weight.sum() if weighted else inner.model.X.shape[0]
+    assert (inner.sample_weight is None) != weighted
+    assert inner.weight_total == pytest.approx(expected)

@@ -548,14 +548,12 @@ class HOAGLogisticRegression(
         )
         lam = on_device(result.lam)
         start = time.perf_counter()
-        weights = inner.sample_weight
-        total = X.shape[0] if weights is None else float(xp.sum(weights))
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
             w0,
             tol=self.polish_tol,
-            gtol_scale=total,
+            gtol_scale=inner.weight_total,
             max_iter=max(self.inner_max_iter, 1000),
         )
         if self.verbose > 0:

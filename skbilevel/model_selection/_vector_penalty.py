@@ -205,8 +205,7 @@ def refit_vector_penalty(
             grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
             scale = max(float(np.linalg.norm(grad0)), 1e-300)
         else:  # scikit-learn's scaling: per unit of training weight
-            weights = inner.sample_weight
-            scale = X_engine.shape[0] if weights is None else float(weights.sum())
+            scale = inner.weight_total
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),

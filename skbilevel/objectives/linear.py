@@ -290,6 +290,14 @@ class InnerObjective:
     def n_hyper(self):
         return self.penalty.n_hyper
 
+    @property
+    def weight_total(self):
+        """Sum of the training weights (the number of samples without any):
+        scikit-learn's objectives are this one divided by it."""
+        if self.sample_weight is None:
+            return float(self.y.shape[0])
+        return float(self.xp.sum(self.sample_weight))
+
     def _coef(self, w):
         return w[: self.model.n_coef]
 

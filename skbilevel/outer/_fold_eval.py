@@ -180,9 +180,7 @@ def _tolerance_scale(inner, state, settings):
     """
     if not settings.per_sample or getattr(inner.loss, "name", None) == "squared":
         return state.gradient_scale
-    if inner.sample_weight is None:
-        return float(inner.y.shape[0])
-    return float(inner.xp.sum(inner.sample_weight))
+    return inner.weight_total
 
 
 def _shift_memory(xp, memory, curvature_change):
