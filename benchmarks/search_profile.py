@@ -17,7 +17,8 @@ same 5 stratified folds for every method. For each data set of ``run.py
   over folds and evaluations (machine independent).
 
 ``--inner-solver lbfgs`` runs both searches with L-BFGS fold fits instead of
-the default Newton-CG.
+the default Newton-CG; ``--inner-tol T`` starts their tolerance schedule at
+``T`` instead of the default.
 """
 
 import argparse
@@ -78,11 +79,11 @@ class _Timers:
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
 
 
-def profile(X, y, splits, timers, inner_solver):
+def profile(X, y, splits, timers, options):
     """One HOAG fit: total and per-phase seconds, inner cost, chosen C."""
     timers.seconds.clear()
     start = time.perf_counter()
-    model = HOAGLogisticRegression(cv=splits, inner_solver=inner_solver).fit(X, y)
+    model = HOAGLogisticRegression(cv=splits, **options).fit(X, y)
     total = time.perf_counter() - start
     history = model.history_
     polish = {k: v for k, v in timers.seconds.items() if k.startswith("polish")}
@@ -113,7 +114,11 @@ def main():
     parser.add_argument(
         "--inner-solver", choices=("newton-cg", "lbfgs"), default="newton-cg"
     )
+    parser.add_argument("--inner-tol", type=float, default=None)
     args = parser.parse_args()
+    options = {"inner_solver": args.inner_solver}
+    if args.inner_tol is not None:
+        options["inner_tol"] = args.inner_tol
     warnings.simplefilter("ignore")
     run = _run_module()
     timers = _Timers()
@@ -135,13 +140,10 @@ def main():
             splits = list(StratifiedKFold(5).split(X, y))
             rows, bilevel, oracle = [], [], []
             for _ in range(args.repeat):
-                rows.append(profile(X, y, splits, timers, args.inner_solver))
+                rows.append(profile(X, y, splits, timers, options))
                 start = time.perf_counter()
                 BilevelSearchCV(
-                    LogisticRegression(),
-                    {"C": (1e-4, 1e4)},
-                    cv=splits,
-                    inner_solver=args.inner_solver,
+                    LogisticRegression(), {"C": (1e-4, 1e4)}, cv=splits, **options
                 ).fit(X, y)
                 bilevel.append(time.perf_counter() - start)
                 C = rows[-1]["C"]

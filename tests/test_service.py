@@ -310,18 +310,24 @@ def test_both_inner_solvers_find_the_same_point(data):
     assert lbfgs.converged and newton.converged
     assert_allclose(newton.lam, lbfgs.lam, atol=0.05)
     # both polished to 1e-10: the same CV loss up to the curve's flatness
-    assert newton.value == pytest.approx(lbfgs.value, rel=1e-5)
+    assert newton.value == pytest.approx(lbfgs.value, rel=1e-4)
     assert newton.value == pytest.approx(_exact(data, newton.lam).value, rel=1e-7)
 
 
-def test_newton_search_hands_shine_its_conjugate_directions(data):
-    search = GradientSearch(_folds(data), SPACE, SearchOptions(memory_size=4))
-    result = search.run()
-    for fold, state in zip(search.problem.folds, search.problem.states):
+def test_newton_solves_hand_shine_their_conjugate_directions(data):
+    problem = CrossValidatedProblem(
+        _folds(data),
+        get_linear_solver("shine"),
+        memory_size=4,
+        inner_solver="newton-cg",
+    )
+    lam = np.array([0.0])
+    problem.evaluate(lam, inner_tol=1e-6)
+    for fold, state in zip(problem.folds, problem.states):
         assert 1 <= len(state.memory) <= 4
-        # pairs (p, H p) of the Hessian near the last solve's (the polished
-        # best point's, or the step's before it when the polish took none)
-        hessian = fold.inner.hessp(state.w, result.lam)
+        # pairs (p, H p) of the Hessian at the last Newton step's start, next
+        # to the solution
+        hessian = fold.inner.hessp(state.w, lam)
         for s, y in zip(state.memory.s, state.memory.y):
             assert_allclose(y, hessian(s), rtol=0.1, atol=1e-8 * np.linalg.norm(y))
 

@@ -153,9 +153,11 @@ class HOAGLogisticRegression(
         respect to ``log(1/C)``) has a smaller Euclidean norm, or when the
         decrease of the CV loss predicted for the next step is below ``tol``
         times its value.
-    inner_tol : float, default=1e-4
+    inner_tol : float, default=1e-3
         Starting relative tolerance of the inner solves and linear systems; it
-        decreases along ``tol_schedule``.
+        decreases along ``tol_schedule``. The best point's folds are re-solved
+        to ``polish_tol`` whatever this value, so a loose start costs no
+        precision in the result.
     inner_max_iter : int, default=1000
         Iterations at most of each inner solve (L-BFGS iterations or Newton
         steps).
@@ -318,7 +320,7 @@ class HOAGLogisticRegression(
         hypergradient="shine",
         max_iter=30,
         tol=1e-4,
-        inner_tol=1e-4,
+        inner_tol=1e-3,
         inner_max_iter=1000,
         memory_size=10,
         polish_tol=1e-4,

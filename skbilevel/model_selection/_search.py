@@ -206,10 +206,11 @@ class BilevelSearchCV(BaseSearchCV):
         decrease of the outer loss predicted for the next step is below ``tol``
         times its value. Smaller values find the optimum more precisely where
         the CV loss is flat, at the price of more evaluations.
-    inner_tol : float, default=1e-4
+    inner_tol : float, default=1e-3
         Starting relative tolerance of the fold fits and of the hypergradient
         linear systems; it decreases along ``tol_schedule``. The best point's
-        folds are re-solved to ``polish_tol`` whatever this value.
+        folds are re-solved to ``polish_tol`` whatever this value, so a loose
+        start costs no precision in the result.
     inner_max_iter : int, default=1000
         Iterations at most of each fold fit during the search (L-BFGS
         iterations or Newton steps).
@@ -433,7 +434,7 @@ class BilevelSearchCV(BaseSearchCV):
         hypergradient="shine",
         max_iter=30,
         tol=1e-4,
-        inner_tol=1e-4,
+        inner_tol=1e-3,
         inner_max_iter=1000,
         memory_size=10,
         polish_tol="auto",

@@ -83,7 +83,7 @@ class SearchOptions(NamedTuple):
     hypergradient: object = "shine"
     max_iter: int = 30
     tol: float = 1e-4
-    inner_tol: float = 1e-4
+    inner_tol: float = 1e-3
     inner_max_iter: int = 1000
     memory_size: int = 10
     tol_schedule: str = "exponential"
