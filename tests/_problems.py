@@ -2,6 +2,7 @@
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.datasets import make_classification
 from sklearn.model_selection import StratifiedKFold
 
 from skbilevel.hypergrad import get_linear_solver
@@ -141,6 +142,20 @@ def logistic_data(n_samples=200, n_features=20, seed=0):
     coef = rng.standard_normal(n_features) * 2.0 / np.sqrt(n_features)
     y = (rng.random(n_samples) < 1 / (1 + np.exp(-X @ coef))).astype(int)
     return X, y
+
+
+def few_informative(seed):
+    """3000 rows of 40 features, 3 of them informative (the many-penalty
+    searches' test data: one C per feature can pay off on it)."""
+    return make_classification(
+        3000,
+        40,
+        n_informative=3,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        flip_y=0.02,
+        random_state=seed,
+    )
 
 
 def make_problem(method="cg", X=None, y=None, penalty=None, **params):

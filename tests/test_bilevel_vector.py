@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.base import clone
-from sklearn.datasets import load_iris, make_classification
+from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import SelectKBest
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -29,6 +29,8 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression
 from skbilevel.model_selection import LogisticRegressionAdapter, register_adapter
 
+from ._problems import few_informative
+
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
@@ -36,15 +38,7 @@ def _few_informative(scales=False):
     """3 informative features out of 40 (200 rows), where one C per feature
     passes the held-out check (penalty_gain 0.34 on this seed, 0.40 after a
     StandardScaler; it is 0 on many other seeds)."""
-    X, y = make_classification(
-        3000,
-        40,
-        n_informative=3,
-        n_redundant=0,
-        n_clusters_per_class=1,
-        flip_y=0.02,
-        random_state=2,
-    )
+    X, y = few_informative(seed=2)
     X, y = X[:200], y[:200]
     if scales:  # features of very different units, for a Pipeline's scaler
         X = X * 10 ** np.random.default_rng(0).uniform(-1, 1, X.shape[1])

@@ -16,6 +16,16 @@ from skbilevel.solvers._memory import append_pair
 from ._problems import LOSS_NAMES, make_fold
 
 
+def _newton(inner, lam, x0, **kwargs):
+    """Newton-CG on ``inner``'s training problem at ``lam`` from ``x0``."""
+    return minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        x0,
+        **kwargs,
+    )
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("structure", ["scalar", "per_feature"])
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
@@ -63,18 +73,18 @@ def test_memory_passes_through_and_input_is_not_modified():
     memory = append_pair(empty_memory(), s, 2.0 * s, 2.0 * s @ s, 10)
     x0 = rng.standard_normal(inner.n_params)
     copy = x0.copy()
-    result = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    result = _newton(
+        inner,
+        lam,
         x0,
         memory=memory,
     )
     assert result.memory is memory
     assert_allclose(x0, copy)
     scale = float(np.linalg.norm(inner.value_and_grad(inner.model.zeros(), lam)[1]))
-    again = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    again = _newton(
+        inner,
+        lam,
         result.x,
         gtol_scale=scale,
     )
@@ -84,9 +94,9 @@ def test_memory_passes_through_and_input_is_not_modified():
 def test_max_iter_reached_is_not_converged():
     inner, _, _ = make_fold("multinomial")
     lam = np.array([-3.0])
-    result = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    result = _newton(
+        inner,
+        lam,
         inner.model.zeros(),
         tol=1e-14,
         max_iter=1,
@@ -130,9 +140,9 @@ def test_memory_size_keeps_the_last_steps_hessian_pairs():
     inner, _, _ = make_fold("squared", n_samples=60, n_features=12)
     lam = np.array([0.5])
     hessian = inner.hessp(inner.model.zeros(), lam)
-    result = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    result = _newton(
+        inner,
+        lam,
         inner.model.zeros(),
         tol=1e-10,
         memory_size=4,
@@ -154,15 +164,15 @@ def test_memory_is_passed_through_without_memory_size_or_a_step():
     lam = np.array([0.0])
     s = np.ones(inner.n_params)
     memory = append_pair(empty_memory(), s, 2.0 * s, 2.0 * s @ s, 10)
-    solved = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    solved = _newton(
+        inner,
+        lam,
         inner.model.zeros(),
         tol=1e-10,
     )
-    again = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    again = _newton(
+        inner,
+        lam,
         solved.x,
         tol=1e-6,
         gtol_scale=1.0,
@@ -178,9 +188,9 @@ def test_loose_tolerance_steps_stop_near_the_target(tol):
     # final gradient norm lies within a few decades under the target.
     inner, _, _ = make_fold("multinomial", n_samples=200, n_features=10)
     lam = np.array([-2.0])
-    result = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam),
-        lambda w: inner.hessp(w, lam),
+    result = _newton(
+        inner,
+        lam,
         inner.model.zeros(),
         tol=tol,
     )

@@ -68,15 +68,22 @@ def _folds(case, per_target):
 FACTORIZATIONS = ("eigen", "tridiagonal")
 
 
-def _weighted_folds(X, Y, splits, weights, fit_intercept=True, storage="auto"):
-    """Engine folds of Ridge on ``(X, Y)``, one alpha per target, weighted."""
+def _weighted_folds(
+    X, Y, splits, weights, fit_intercept=True, storage="auto", scalar=False
+):
+    """Engine folds of Ridge on ``(X, Y)``, weighted; one alpha per target, or
+    one for all (``scalar``)."""
     encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=fit_intercept), Y)
     data = materialize_folds(X, Y, splits, storage=storage)
     return engine_folds(
         data,
         encoding,
         fold_weights(data, Y, weights, lambda y_train, w: w),
-        penalty=lambda p: L2Penalty.per_output(p, encoding.n_outputs),
+        penalty=lambda p: (
+            L2Penalty.scalar()
+            if scalar
+            else L2Penalty.per_output(p, encoding.n_outputs)
+        ),
         fit_intercept=fit_intercept,
     )
 
@@ -523,15 +530,7 @@ def test_tridiagonal_path_of_a_singular_system_continues_as_eigen():
     y = X @ rng.standard_normal(8) + rng.standard_normal(40)
     assert np.linalg.eigvalsh(X.T @ X)[0] < 0
     splits = list(KFold(4, shuffle=True, random_state=0).split(X))
-    encoding = RidgeAdapter().encode_targets(Ridge(fit_intercept=False), y)
-    data = materialize_folds(X, y, splits)
-    folds = engine_folds(
-        data,
-        encoding,
-        fold_weights(data, y, None, lambda y_train, w: w),
-        penalty=lambda p: L2Penalty.scalar(),
-        fit_intercept=False,
-    )
+    folds = _weighted_folds(X, y, splits, None, fit_intercept=False, scalar=True)
     alphas = np.array([[1e-2], [1.0], [1e2]])
     singular = 0
     for fold in folds:
@@ -618,14 +617,7 @@ def test_rows_of_zero_weight_are_left_out(shape, factorization):
     weights[::4] = 0.0
     splits = list(KFold(3, shuffle=True, random_state=0).split(X))
     encoding = RidgeAdapter().encode_targets(Ridge(), y)
-    data = materialize_folds(X, y, splits)
-    folds = engine_folds(
-        data,
-        encoding,
-        fold_weights(data, y, weights, lambda y_train, w: w),
-        penalty=lambda p: L2Penalty.scalar(),
-        fit_intercept=True,
-    )
+    folds = _weighted_folds(X, y, splits, weights, scalar=True)
     for fold, (train, _) in zip(folds, splits):
         path = _FoldPath(fold, None, factorization)
         assert path.rank == min(np.count_nonzero(weights[train]), shape[1])

@@ -8,7 +8,6 @@ from functools import partial
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -40,6 +39,8 @@ from skbilevel.search._heldout import (
 )
 from skbilevel.search._vector import PATIENCE, SIGNIFICANCE, VectorSearch
 
+from ._problems import few_informative
+
 SPACE = HyperSpace.from_values("C", 1e-4, 1e4, log_sign=-1)
 
 
@@ -47,15 +48,7 @@ def _few_informative(seed=3, n_train=500):
     """3 informative features out of 40; a large test set. On this seed one C
     per feature passes the held-out check (significance 3.9) and lowers the
     test log-loss by 7%; on seeds 0-2 with 300 rows it does not pass."""
-    X, y = make_classification(
-        3000,
-        40,
-        n_informative=3,
-        n_redundant=0,
-        n_clusters_per_class=1,
-        flip_y=0.02,
-        random_state=seed,
-    )
+    X, y = few_informative(seed)
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 

@@ -247,22 +247,34 @@ class FoldModels:
                 out[i * n_splits + k] = entry
         return out
 
-    def _responses(self, index):
+    def _responses(self, indices):
         """Every fold model's validation predictions (decision values of a
-        classifier) at evaluated point ``index``, shape (n_val, n_outputs)."""
-        if hasattr(self.search, "predictions"):  # the closed form has them
-            responses = self.search.predictions(index)
-        else:
-            responses = []
-            for fold, (coef, intercept) in zip(
-                self.folds, self.search.solutions(index)
-            ):
-                decision = fold.X_test @ coef
-                responses.append(
-                    decision if intercept is None else decision + intercept
-                )
+        classifier) at evaluated points ``indices``: per point, per fold, an
+        array of shape (n_val, n_outputs). One product per fold for all the
+        points (a fold that reads its rows of a shared ``X`` in place
+        multiplies all of ``X``: once, not once per point)."""
         offset = self.encoding.context.get("offset", 0.0)
-        return [np.reshape(r, (r.shape[0], -1)) + offset for r in responses]
+        if hasattr(self.search, "predictions"):  # the closed form has them
+            return [
+                [np.reshape(r, (r.shape[0], -1)) + offset for r in responses]
+                for responses in map(self.search.predictions, indices)
+            ]
+        kept = [self.search.solutions(index) for index in indices]
+        per_point = [[] for _ in indices]
+        for k, fold in enumerate(self.folds):
+            coefs = [
+                np.reshape(point[k][0], (point[k][0].shape[0], -1)) for point in kept
+            ]
+            decisions = fold.X_test @ np.hstack(coefs)
+            start = 0
+            for i, (coef, point) in enumerate(zip(coefs, kept)):
+                decision = decisions[:, start : start + coef.shape[1]]
+                start += coef.shape[1]
+                intercept = point[k][1]
+                if intercept is not None:
+                    decision = decision + intercept
+                per_point[i].append(decision + offset)
+        return per_point
 
     def _score_responses(self, indices, y):
         """:meth:`score` from the fold models' responses, or None when a
@@ -283,7 +295,7 @@ class FoldModels:
                 return None
         else:
             y_folds = [y_fold.astype(np.float64) for y_fold in y_folds]
-        per_point = [self._responses(index) for index in indices]
+        per_point = self._responses(indices)
         out = [None] * (n_points * n_splits)
         for k, fold in enumerate(self.folds):
             start = time.perf_counter()

@@ -21,6 +21,8 @@ the adjoint ``X' scatter(r)``, where ``scatter`` puts ``r_j`` on row
 chooses).
 """
 
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -290,10 +292,11 @@ class InnerObjective:
     def n_hyper(self):
         return self.penalty.n_hyper
 
-    @property
+    @cached_property
     def weight_total(self):
         """Sum of the training weights (the number of samples without any):
-        scikit-learn's objectives are this one divided by it."""
+        scikit-learn's objectives are this one divided by it. Computed once
+        (a device synchronization on a GPU)."""
         if self.sample_weight is None:
             return float(self.y.shape[0])
         return float(self.xp.sum(self.sample_weight))

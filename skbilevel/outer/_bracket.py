@@ -19,12 +19,9 @@ __all__ = ["Bracket", "hermite_minimizer", "interpolate_bracket", "run_bracket"]
 LOOSEN = 10.0
 # Fraction of the full step taken when the slope steepens between two points
 # (no secant curvature to size the step): the minimum may be near, and a jump
-# past it lands in the weakly penalized end, whose inner problems cost most.
-# Measured (HOAGLogisticRegression, run.py's quick data and the full sparse
-# 50000 x 20000 problem, same folds, full step against half): evaluations
-# 5/8/7/4/4/6 -> 6/8/5/4/4/4 (breast_cancer, digits, sparse, Fashion binary,
-# Fashion 10-class, full sparse), data passes 572/2132/613/564/2486/640 ->
-# 572/2211/432/564/2486/337; CV losses within 3e-5 relative.
+# past it lands in the weakly penalized end, whose inner problems cost most
+# (on the full sparse problem of benchmarks/run.py the steepening slope at
+# C = 1e-2 sends the walk to 0.1, next to the optimum 0.08, not to C = 1).
 CONCAVE_STEP = 0.5
 # A secant Newton step shorter than this (in log penalty) ends the bracket: the
 # gradient phase takes over (and HOAG's own step_tol is of this size).

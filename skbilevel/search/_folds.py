@@ -33,7 +33,7 @@ from sklearn.utils import check_array
 from sklearn.utils.parallel import Parallel, delayed
 
 from ..objectives import InnerObjective, ValidationLoss
-from ..objectives.linear import take_rows
+from ..objectives.linear import _is_cupy, take_rows
 from ..outer import Fold
 from ..utils._array_api import device_of, get_namespace, is_sparse
 from ..utils._device import to_cuda
@@ -294,9 +294,7 @@ def _nbytes(X):
 
 def _viewable(X):
     """Whether the objectives read rows of ``X`` in place (NumPy / SciPy, CuPy)."""
-    if isinstance(X, np.ndarray) or is_sparse(X):
-        return True
-    return type(X).__module__.split(".")[0] == "cupy"
+    return isinstance(X, np.ndarray) or is_sparse(X) or _is_cupy(X)
 
 
 def _storage(X, splits, storage):

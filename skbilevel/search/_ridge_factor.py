@@ -17,7 +17,6 @@ from ..utils._array_api import to_numpy
 from ._ridge_rows import (
     _centred_transpose,
     _column_means,
-    _dense,
     _take,
     _training_rows,
 )
@@ -138,7 +137,7 @@ class _FoldPath:
         X_val = outer.model.X
         kind, rows = (None, None) if shared is None else (shared[0], shared[-1])
         if shared is None:
-            rows = _training_rows(X, weight)
+            rows = _training_rows(weight)
         if rows is not None:  # the fold's training rows of X
             Y, weight = Y[rows], weight[rows]
         if weight is not None and np.all(weight == 1.0):
@@ -161,7 +160,7 @@ class _FoldPath:
                 )
                 self._set_means(moments.x_mean, moments.y_mean, p, Y.shape[1])
                 system, right = moments.gram, moments.moment
-            readout = _dense(X_val) - self.x_mean
+            readout = to_numpy(X_val) - self.x_mean
         else:
             blocks = shared[1:-1] if kind == "kernel" else None
             system, right, readout = self._kernel_system(
@@ -230,8 +229,8 @@ class _FoldPath:
             means = (_column_means(X, rows, s), s @ Y / s.sum())
         self._set_means(*means, X.shape[1], Y.shape[1])
         if blocks is None:
-            Z = _dense(_take(X, rows)) - self.x_mean
-            kernel, cross = Z @ Z.T, (_dense(X_val) - self.x_mean) @ Z.T
+            Z = to_numpy(_take(X, rows)) - self.x_mean
+            kernel, cross = Z @ Z.T, (to_numpy(X_val) - self.x_mean) @ Z.T
             del Z
         else:  # blocks of the shared kernel: copies of their own
             kernel, cross = blocks

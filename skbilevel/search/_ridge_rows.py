@@ -8,7 +8,6 @@ that of the rows a fold does not train on).
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..objectives.quadratic import centred_products
 from ..utils._array_api import to_numpy
@@ -16,17 +15,13 @@ from ..utils._array_api import to_numpy
 __all__ = ["SharedRows"]
 
 
-def _dense(X):
-    return X.toarray() if sp.issparse(X) else X
-
-
 def _take(X, rows):
     """Rows ``rows`` of ``X`` (all of ``X`` when None)."""
     return X if rows is None else X[rows]
 
 
-def _training_rows(X, weight):
-    """The rows of ``X`` a fold trains on: None for all of them, else the
+def _training_rows(weight):
+    """The rows a fold trains on: None for all of them, else the
     indices of the rows of positive weight (a fold that reads every row of a
     shared matrix weighs its other rows zero; they add nothing)."""
     if weight is None or np.all(weight > 0):

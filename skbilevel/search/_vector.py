@@ -280,8 +280,7 @@ class VectorSearch(KeptSolutions):
     def _score(self, record):
         """Solve the fold models at the record's point; their loss on ``B``."""
         self._solve_folds(record)
-        solutions = self.cv_problem.solutions()
-        rows = [per_row_losses(loss, w) for loss, w in zip(self._heldout, solutions)]
+        rows = self._heldout_rows()
         heldout = np.array([r.mean() for r in rows])
         record["heldout_value"] = float(heldout.mean())
         record["heldout_fold_values"] = heldout
