@@ -516,7 +516,7 @@ class BilevelSearchCV(BaseSearchCV):
             adapter,
             penalty_groups=self.penalty_groups,
         )
-        self._check_penalty_groups(refit_input)
+        self._check_penalty_groups(refit_input, space)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -601,11 +601,11 @@ class BilevelSearchCV(BaseSearchCV):
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
-    def _check_penalty_groups(self, refit_input):
+    def _check_penalty_groups(self, refit_input, space):
         """What ``penalty_groups`` cannot be combined with, before any work."""
         if self.penalty_groups is None:
             return
-        if self.path == "closed-form":
+        if self.path == "closed-form" and space.structure != "output-groups":
             raise ValueError(
                 "path='closed-form' searches one alpha for all features (or one per "
                 "target); penalty_groups needs the iterative search: use "
@@ -707,7 +707,7 @@ class BilevelSearchCV(BaseSearchCV):
             partial(adapter.training_weights, split.final),
         )
         n_outputs = encoding.n_outputs
-        if space.structure in VECTOR_STRUCTURES:
+        if space.structure in _MANY_PENALTIES:
             estimator_name = type(split.final).__name__
             check_same_features(folds, estimator_name)
             check_vector_space(space, folds[0].n_features_in, n_outputs, estimator_name)
@@ -750,7 +750,11 @@ class BilevelSearchCV(BaseSearchCV):
         """
         search = table.fold_models.search
         rows = None
-        if self.penalty_groups is not None and not callable(self.refit):
+        if search.space.structure == "output-groups" and not callable(self.refit):
+            # each target chose its own point by its CV loss: the last
+            # record holds every target's choice
+            rows = [self._result.best_index]
+        elif self.penalty_groups is not None and not callable(self.refit):
             stages = [record.get("stage") for record in search.history]
             if getattr(search, "penalty_gain", 0.0):
                 rows = [self._result.best_index]  # polished by the search
@@ -812,7 +816,7 @@ class BilevelSearchCV(BaseSearchCV):
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
-        many = space.structure in VECTOR_STRUCTURES and not params
+        many = space.structure in _MANY_PENALTIES and not params
         self.best_estimator_ = clone(self.estimator).set_params(
             **clone(params, safe=False)
         )
@@ -840,6 +844,10 @@ class BilevelSearchCV(BaseSearchCV):
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
+
+
+# Structures whose values the estimator cannot hold: refit by the engine.
+_MANY_PENALTIES = VECTOR_STRUCTURES + ("output-groups",)
 
 
 def _polish_tol(polish_tol, estimator):

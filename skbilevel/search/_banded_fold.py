@@ -123,21 +123,22 @@ class _Candidate:
         self.C = self.basis.T @ fold.moment
         self.M = fold.readout @ self.basis
 
-    def curve(self, alphas, second=True):
-        """Each target's ``F_t`` and derivatives in ``log alpha_t``.
+    def curve(self, alphas, second=True, targets=slice(None)):
+        """The CV loss ``F_t`` of ``targets`` and its derivatives in ``log alpha_t``.
 
-        ``alphas`` has shape (n_points, q); returns three arrays of that
-        shape (the second derivative None unless ``second``).
+        ``alphas`` has shape (n_points, n) for the n targets; returns three
+        arrays of that shape (the second derivative None unless ``second``).
         """
         fold = self.fold
         n_points, q = alphas.shape
         inverse = 1.0 / (self.d[:, None, None] + alphas[None])
-        powers = [inverse * self.C[:, None, :]]
+        powers = [inverse * self.C[:, None, targets]]
         for _ in range(2 if second else 1):
             powers.append(inverse * powers[-1])
         stacked = np.stack(powers, axis=1).reshape(len(self.d), -1)
         every = (self.M @ stacked).reshape(len(fold.Y_val), len(powers), n_points, q)
-        residual = every[:, 0] + fold.y_mean - fold.Y_val[:, None, :]
+        Y_val = fold.Y_val[:, targets] - fold.y_mean[targets]
+        residual = every[:, 0] - Y_val[:, None, :]
         weighted = fold.s_val[:, None, None] * residual
         slope = -every[:, 1]
         values = fold.factor * np.sum(weighted * residual, axis=0)
