@@ -48,16 +48,19 @@ __all__ = ["BandedRidgeSearch", "banded_applies", "banded_coefficients"]
 # Candidates evaluated per round (k-means clusters of the targets' steps),
 # rounds at most, and the relative decrease of a target's CV loss that counts
 # as an improvement.
-_ROUND_CANDIDATES = 4
-_MAX_ROUNDS = 8
+_ROUND_CANDIDATES = (8, 3)
+_MAX_ROUNDS = 2
 _TOL = 1e-4
 # Trust radius of a target's Newton step in log alpha_tb (largest coordinate):
 # first, largest, and below which the target is converged.
 _RADIUS = (np.log(100.0), 3 * np.log(100.0), 1e-2)
 # Scan density of each target's curve in log(alpha_t), per decade, and the
 # half-width of the scan around the expected log(alpha_t) of a new candidate.
-_SCAN_PER_DECADE = 3
-_WINDOW = np.log(100.0)
+_SCAN_PER_DECADE = 2
+_WINDOW = np.log(10.0)
+# Precision of each target's log(alpha_t): the CV loss is flat at its
+# minimum, off by ~h'' tol^2 / 2, 5e-7 of a curvature of 1 per unit of loss.
+_ALPHA_TOL = 1e-3
 
 
 def banded_applies(folds):
@@ -204,9 +207,10 @@ class BandedRidgeSearch:
         fold_values = np.where(feasible, fold_values, np.inf)
         return factors, a[:, None] - log_weights[None, :], fold_values, a
 
-    def _accept(self, factors, a, lam, fold_values, targets):
+    def _accept(self, factors, a, lam, fold_values, targets, hessian=True):
         """Make ``lam`` the point of ``targets``: keep their fold solutions and
-        predictions, and their band derivatives there (mean over folds)."""
+        predictions, and their band derivatives there (mean over folds; the
+        Hessian only where another round may follow)."""
         alpha = np.exp(a[targets])
         solutions, predictions = [], []
         grad = np.zeros((len(targets), self.n_bands))
@@ -219,9 +223,10 @@ class BandedRidgeSearch:
                 intercept = fold.y_mean[targets] - fold.x_mean @ coef
             solutions.append((coef, intercept))
             predictions.append(centred + fold.y_mean[targets])
-            g, h = factor.band_derivatives(alpha, targets)
+            g, h = factor.band_derivatives(alpha, targets, hessian)
             grad += g / len(factors)
-            hess += h / len(factors)
+            if hessian:
+                hess += h / len(factors)
         positions = np.full(self.n_outputs, -1)
         positions[targets] = np.arange(len(targets))
         self._blocks.append((positions, solutions, predictions))
@@ -308,7 +313,14 @@ class BandedRidgeSearch:
                 better &= np.isfinite(value)
                 targets = np.flatnonzero(better)
                 if targets.size:
-                    self._accept(factors, a, lam, fold_values, targets)
+                    self._accept(
+                        factors,
+                        a,
+                        lam,
+                        fold_values,
+                        targets,
+                        hessian=round_index < _MAX_ROUNDS,
+                    )
                 improved_round |= better
                 del factors
                 record = self._record(
@@ -337,7 +349,9 @@ class BandedRidgeSearch:
             if round_index > _MAX_ROUNDS:
                 stop = f"{_MAX_ROUNDS} rounds"
                 break
-            queue = self._next_candidates()
+            queue = self._next_candidates(
+                _ROUND_CANDIDATES[min(round_index, len(_ROUND_CANDIDATES)) - 1]
+            )
         best = len(self.history) - 1
         value = self.history[best]["value"]
         self.penalty_gain = (first_value - value) / abs(first_value) if first_value else 0.0
@@ -360,16 +374,15 @@ class BandedRidgeSearch:
         reporter.finish(result)
         return result
 
-    def _next_candidates(self):
-        """Candidates of the next round: the targets' proposals clustered."""
+    def _next_candidates(self, n_candidates):
+        """At most ``n_candidates`` for the next round: the targets' proposals
+        clustered."""
         proposals, decrease = self._proposals()
         value = self.fold_values.mean(axis=0)
         active = (self.radius > _RADIUS[2]) & (decrease > _TOL * np.abs(value))
         if not active.any():
             return []
-        centres = _weighted_kmeans(
-            proposals[active], decrease[active], _ROUND_CANDIDATES
-        )
+        centres = _weighted_kmeans(proposals[active], decrease[active], n_candidates)
         queue = []
         for centre in centres:
             centre = centre - centre.max()
@@ -476,7 +489,9 @@ def _minimize(factors, a_low, a_high, targets):
     # the root search reads the curvature at the best scan point only
     bends = np.zeros_like(slopes)
     bends[best, columns] = evaluate(lams[best, columns][None])[2][0]
-    a, fold_values, _ = minimize_curves(evaluate, lams, values, slopes, bends)
+    a, fold_values, _ = minimize_curves(
+        evaluate, lams, values, slopes, bends, tol=_ALPHA_TOL
+    )
     return a, fold_values, best == 0, best == n_points - 1
 
 

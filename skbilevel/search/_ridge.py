@@ -312,7 +312,7 @@ class RidgePathSearch:
         return self._predictions[index]
 
 
-def minimize_curves(evaluate, lams, values, slopes, bends):
+def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
     """Each target's (or the sum's) minimizer: the best scan point, refined
     by a safeguarded Newton search for the root of the exact derivative
     on the side where the curve descends.
@@ -323,8 +323,9 @@ def minimize_curves(evaluate, lams, values, slopes, bends):
     ``log alpha`` there, shape (n_points, n_hyper).
 
     ``evaluate(lams)`` gives the same three arrays at points ``lams`` of
-    shape (n, n_hyper). Returns the minimizer (shape (n_hyper,)), its fold
-    values (shape (K, q)) and slopes (shape (n_hyper,)).
+    shape (n, n_hyper). ``tol`` is the precision of the minimizer in ``log
+    alpha``. Returns the minimizer (shape (n_hyper,)), its fold values
+    (shape (K, q)) and slopes (shape (n_hyper,)).
     """
     table = values.mean(axis=0)
     per_target = lams.shape[1] > 1
@@ -357,14 +358,14 @@ def minimize_curves(evaluate, lams, values, slopes, bends):
     # the regula falsi point instead): quadratic near the root, never
     # worse than the bracket's secant.
     for _ in range(_ROOT_ITER):
-        active = bracketed & (b - a > _ROOT_TOL)
+        active = bracketed & (b - a > tol)
         if not np.any(active):
             break
         newton = t - g_t / np.where(dg_t > 0, dg_t, 1.0)
         secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
         inside = (dg_t > 0) & (newton > a) & (newton < b)
         step = np.where(inside, newton, secant)
-        converged = active & (np.abs(step - t) <= _ROOT_TOL)
+        converged = active & (np.abs(step - t) <= tol)
         t = np.where(active, step, t)
         new_values, new_g, new_dg = evaluate(t[None])
         fold_t = np.where(active, new_values[:, 0], fold_t)
