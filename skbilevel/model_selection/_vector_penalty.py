@@ -126,9 +126,7 @@ def _banded_solution(inner, space, lam):
         model.X, inner.y, inner.sample_weight, model.fit_intercept
     )
     band_index = np.unique(space.groups, return_inverse=True)[1].reshape(-1)
-    coef = banded_coefficients(
-        moments, band_index, lam.reshape(model.n_outputs, -1)
-    )
+    coef = banded_coefficients(moments, band_index, lam.reshape(model.n_outputs, -1))
     parts = [coef.reshape(-1)]
     if model.fit_intercept:
         parts.append(moments.y_mean - moments.x_mean @ coef)

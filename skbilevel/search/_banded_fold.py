@@ -146,8 +146,10 @@ class _Candidate:
         if not second:
             return values, alphas * first, None
         bend = 2 * every[:, 2]
-        curvature = 2 * fold.factor * np.sum(
-            fold.s_val[:, None, None] * slope**2 + weighted * bend, axis=0
+        curvature = (
+            2
+            * fold.factor
+            * np.sum(fold.s_val[:, None, None] * slope**2 + weighted * bend, axis=0)
         )
         return values, alphas * first, alphas * first + alphas**2 * curvature
 
@@ -179,8 +181,10 @@ class _Candidate:
         XQ = np.stack([self.M @ Y_b for Y_b in Y])  # X q_b, (B, n_val, n)
         data = 2 * fold.factor * np.einsum("bit,i,cit->tbc", XQ, fold.s_val, XQ)
         cross = np.einsum("ckt,bkt->tbc", Pv, Y)  # v'P_c q_b
-        hess = band_alpha[:, :, None] * band_alpha[:, None, :] * (
-            data + cross + cross.transpose(0, 2, 1)
+        hess = (
+            band_alpha[:, :, None]
+            * band_alpha[:, None, :]
+            * (data + cross + cross.transpose(0, 2, 1))
         )
         n_bands = grad.shape[1]
         hess[:, np.arange(n_bands), np.arange(n_bands)] += grad
