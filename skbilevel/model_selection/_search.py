@@ -129,7 +129,9 @@ class BilevelSearchCV(BaseSearchCV):
         For ``Ridge`` with ``y`` of shape (n_samples, n_targets), bounds given
         as arrays of shape (n_targets,) search one ``alpha`` per target. With
         ``penalty_groups``, bounds are scalars or arrays of shape
-        (n_features,) / (n_groups,).
+        (n_features,) / (n_groups,); with group labels, bounds of shape
+        (n_targets, n_groups) search one ``alpha`` per target and per group
+        (banded ridge, ``Ridge`` only, no start; see ``penalty_groups``).
     penalty_groups : None, "features" or array-like of shape (n_features,), \
             default=None
         Structure of the searched penalty, as in
@@ -146,7 +148,19 @@ class BilevelSearchCV(BaseSearchCV):
         estimator (``LogisticRegression``, ``Ridge``...) cannot hold such a
         value, so the fold models and ``best_estimator_`` carry the solution
         with the parameter as given (see ``refit``). ``path="closed-form"``
-        does not apply.
+        does not apply, except to one ``alpha`` per target and per group:
+        with ``Ridge``, ``y`` of shape (n_samples, n_targets) and group
+        labels, bounds of shape (n_targets, n_groups) search
+        ``alpha[t, g]``, the penalty of group ``g`` in target ``t``'s model.
+        That search is in closed form: each candidate weighting of the
+        groups, shared by the targets, costs one eigendecomposition per fold
+        and gives every target's exact CV curve in its own scale of
+        ``alpha``; the candidates come from the targets' Newton steps in
+        their log penalties, clustered, and each target keeps its best point
+        (rows of ``cv_results_``: every target's best point after each
+        candidate; ``best_index_`` the last). Dense NumPy data, no
+        ``path="gradient"``; the user guide, "One alpha per target and per
+        group", says more.
     scoring : str, callable, list, tuple or dict, default=None
         Metrics reported for every evaluated point, as in GridSearchCV. They do
         not steer the search: the gradient descends the mean validation loss of
@@ -284,7 +298,8 @@ class BilevelSearchCV(BaseSearchCV):
         for the same ``scoring`` and ``return_train_score``, plus
         ``outer_iteration`` (index of the evaluation), ``outer_phase``
         ("bracket", "start" or "gradient"; "scan" and "root" for the
-        closed-form ridge path), ``outer_loss`` (mean validation
+        closed-form ridge path; "scan" and "band" for one ``alpha`` per
+        target and group), ``outer_loss`` (mean validation
         loss the search minimizes: log-loss for classifiers, squared error
         for regressors; from the search's inexact fold fits, corrected to
         first order, except at points re-solved tightly before being
@@ -330,7 +345,10 @@ class BilevelSearchCV(BaseSearchCV):
         With ``penalty_groups``: relative decrease of the validation loss on
         the held-out halves of the folds from the best single value to the
         many penalties kept (0.0 when the single value was kept), as
-        ``HOAGLogisticRegression.penalty_gain_``; None without.
+        ``HOAGLogisticRegression.penalty_gain_``; with one ``alpha`` per
+        target and per group, relative decrease of the CV loss from one
+        ``alpha`` per target to the chosen penalties (no held-out halves);
+        None without ``penalty_groups``.
     n_iter_ : int
         Iterations of the search: evaluations of the CV loss, bracket
         included (one row of ``cv_results_`` each); ``max_iter`` bounds the

@@ -207,8 +207,9 @@ class BandedRidgeSearch:
             ends = a_low, a_high
         else:
             centre = np.clip(guess, a_low, a_high)
-            ends = np.maximum(a_low, centre - _WINDOW), np.minimum(
-                a_high, centre + _WINDOW
+            ends = (
+                np.maximum(a_low, centre - _WINDOW),
+                np.minimum(a_high, centre + _WINDOW),
             )
         per_decade = _SCAN_PER_DECADE[guess is not None]
         a, fold_values, top, bottom = _minimize(factors, *ends, targets, per_decade)
