@@ -302,3 +302,26 @@ def test_sparse_data_and_per_fold_features_raise():
 
 def _first_row(X, y):
     return X[0]
+
+
+def test_banded_coefficients_of_shared_and_own_band_weights():
+    """Targets sharing band weights (one eigendecomposition) and others (one
+    Cholesky factorization each) get the normal equations' solutions."""
+    from skbilevel.objectives.quadratic import quadratic_moments
+    from skbilevel.search._banded import _EIGEN_TARGETS, banded_coefficients
+
+    rng = np.random.default_rng(10)
+    n_targets = _EIGEN_TARGETS + 3
+    X = rng.standard_normal((40, BANDS.size))
+    Y = rng.standard_normal((40, n_targets))
+    shared = np.array([0.0, -2.0, 1.5])
+    lam = rng.uniform(-2, 2, n_targets)[:, None] + shared[None, :]
+    lam[-3:] = rng.uniform(-3, 3, (3, 3))  # weightings of their own
+    moments = quadratic_moments(X, Y)
+    coef = banded_coefficients(moments, BANDS, lam)
+    A, B = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    for t in range(n_targets):
+        expected = np.linalg.solve(
+            A.T @ A + np.diag(np.exp(lam[t, BANDS])), A.T @ B[:, t]
+        )
+        assert_allclose(coef[:, t], expected, rtol=1e-8, atol=1e-12)

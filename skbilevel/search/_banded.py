@@ -104,10 +104,10 @@ def banded_coefficients(moments, band_index, lam):
     Returns
     -------
     ndarray of shape (n_features, n_targets)
-        Exact solutions of ``(A'A + diag(alpha_t)) w_t = A'b_t``: targets
-        with the same band weights (the same candidate) share one
-        eigendecomposition of the scaled Gram when there are enough of them,
-        others take one Cholesky factorization each.
+        Solutions of ``(A'A + diag(alpha_t)) w_t = A'b_t``: targets with the
+        same band weights (the same candidate, to 1e-8 in ``log alpha``)
+        share one eigendecomposition of the scaled Gram when there are enough
+        of them, others take one Cholesky factorization each.
     """
     gram, moment = moments.gram, moments.moment
     n_features, n_targets = moment.shape
