@@ -325,3 +325,24 @@ def test_banded_coefficients_of_shared_and_own_band_weights():
             A.T @ A + np.diag(np.exp(lam[t, BANDS])), A.T @ B[:, t]
         )
         assert_allclose(coef[:, t], expected, rtol=1e-8, atol=1e-12)
+
+
+def test_pipeline_with_a_scaler():
+    """The final step's columns after the scaler carry the bands; the refit
+    is Ridge on the scaled, rescaled columns."""
+    from sklearn.preprocessing import StandardScaler
+
+    X, Y = _data(seed=11)
+    X = X * np.arange(1, BANDS.size + 1)
+    pipe = make_pipeline(StandardScaler(), Ridge())
+    search = BilevelSearchCV(
+        pipe, {"ridge__alpha": _bounds(3)["alpha"]}, penalty_groups=BANDS, cv=3
+    ).fit(X, Y)
+    alpha = search.best_params_["ridge__alpha"]
+    scaled = StandardScaler().fit_transform(X)
+    for t in range(3):
+        coef, _ = _ridge_on_rescaled(scaled, Y[:, t], alpha[t])
+        assert_allclose(search.best_estimator_[-1].coef_[t], coef, rtol=1e-7)
+    assert_allclose(
+        search.predict(X[:5]), search.best_estimator_.predict(X[:5]), rtol=1e-12
+    )
