@@ -172,7 +172,7 @@ class BandedRidgeSearch:
         self.polished = set()
         self.penalty_gain = 0.0
         self.candidates = []
-        self._blocks = []  # (targets, positions, fold solutions, predictions)
+        self._blocks = []  # (positions, fold solutions, fold predictions)
         self._owners = []  # per record: the block of each target's point
 
     @property
