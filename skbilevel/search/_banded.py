@@ -524,13 +524,30 @@ def _minimize(factors, a_low, a_high, targets, per_decade):
     point was the top or the bottom of the interval.
     """
 
-    def evaluate(points, second=True):
-        alphas = np.exp(points)
-        curves = [factor.curve(alphas, second, targets) for factor in factors]
+    def evaluate(points, second=True, columns=slice(None)):
+        alphas = np.exp(points[:, columns])
+        chosen = targets[columns]
+        curves = [factor.curve(alphas, second, chosen) for factor in factors]
         values = np.array([c[0] for c in curves])
         slopes = np.mean([c[1] for c in curves], axis=0)
         bends = np.mean([c[2] for c in curves], axis=0) if second else None
         return values, slopes, bends
+
+    last = {}
+
+    def evaluate_moved(points):
+        """One point per target (the root search's steps): only the targets
+        whose point moved are computed again (most converge in a few)."""
+        if not last:
+            last.update(zip(("point", "curves"), (points, evaluate(points))))
+            return last["curves"]
+        moved = np.flatnonzero(points[0] != last["point"][0])
+        curves = tuple(np.array(c, copy=True) for c in last["curves"])
+        if moved.size:
+            for old, new in zip(curves, evaluate(points, columns=moved)):
+                old[..., moved] = new
+        last.update(point=points, curves=curves)
+        return curves
 
     widest = float(np.max(a_high - a_low))
     n_points = max(int(np.ceil(widest / np.log(10) * per_decade)) + 1, 3)
@@ -542,7 +559,7 @@ def _minimize(factors, a_low, a_high, targets, per_decade):
     bends = np.zeros_like(slopes)
     bends[best, columns] = evaluate(lams[best, columns][None])[2][0]
     a, fold_values, _ = minimize_curves(
-        evaluate, lams, values, slopes, bends, tol=_ALPHA_TOL
+        evaluate_moved, lams, values, slopes, bends, tol=_ALPHA_TOL
     )
     return a, fold_values, best == 0, best == n_points - 1
 
