@@ -71,6 +71,7 @@ from ..utils._sklearn_compat import (
 )
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
+from ._ridge_refit import refit_from_search
 from ._scoring import FoldModels, prediction_metrics
 from ._space import check_vector_space, estimator_params, parse_param_space
 from ._vector_penalty import check_same_features, refit_vector_penalty
@@ -174,7 +175,11 @@ class BilevelSearchCV(BaseSearchCV):
         problem at those penalties is solved by the engine (to ``polish_tol``,
         from the folds' mean solution; the squared loss with few
         features exactly, by one factorization) and set as its ``coef_`` /
-        ``intercept_``, its parameter left as given.
+        ``intercept_``, its parameter left as given. A ``Ridge`` searched in
+        closed form on dense data (solver ``"auto"`` or ``"cholesky"``) is
+        refit from the products its folds shared, one factorization and no
+        pass over the data, with the attributes ``fit`` would set, when every
+        row trains some fold; otherwise by its ``fit``.
     cv : int, cross-validation generator or iterable, default=None
         As in GridSearchCV (None: 5-fold, stratified for classifiers). With an
         int (or None) and ``random_state`` set, the folds are shuffled.
@@ -586,7 +591,13 @@ class BilevelSearchCV(BaseSearchCV):
             )
         elif self.refit:
             self._refit_best(
-                X, y, routed_params.estimator.fit, root_ctx, metadata, fold_models
+                X,
+                y,
+                routed_params.estimator.fit,
+                root_ctx,
+                metadata,
+                fold_models,
+                closed_form=split.prefix is None,
             )
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
@@ -808,7 +819,9 @@ class BilevelSearchCV(BaseSearchCV):
         tied = rows[ranks[rows] == ranks[rows].min()]
         return int(tied[np.argmin(results["outer_loss"][tied])])
 
-    def _refit_best(self, X, y, fit_params, root_ctx, metadata, fold_models):
+    def _refit_best(
+        self, X, y, fit_params, root_ctx, metadata, fold_models, closed_form=False
+    ):
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
@@ -834,8 +847,24 @@ class BilevelSearchCV(BaseSearchCV):
                     max_iter=max(self.inner_max_iter, 1000),
                     verbose=self.verbose,
                 )
-            else:
+            elif not (
+                closed_form
+                and refit_from_search(
+                    self.best_estimator_,
+                    fold_models,
+                    self.best_index_,
+                    X,
+                    y,
+                    fit_params,
+                )
+            ):
                 self.best_estimator_.fit(X, y, **fit_params)
+            elif self.verbose > 0:
+                print(
+                    "Refit from the products the folds shared (one "
+                    "factorization, no pass over the data)",
+                    flush=True,
+                )
             self.refit_time_ = time.perf_counter() - start
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):

@@ -106,7 +106,8 @@ class RidgePathSearch:
         Accepted for the interface; solutions are computed on demand.
     rows : SharedRows or None, default=None
         All folds' rows of one array: fold kernels (or Gram matrices) come
-        from products of all the rows.
+        from products of all the rows, and so does the solution on all of
+        them (:meth:`all_rows_solution`, the refit).
     """
 
     def __init__(self, folds, space, options, *, keep_solutions=False, rows=None):
@@ -223,7 +224,6 @@ class RidgePathSearch:
             )
             for k, (fold, method) in enumerate(zip(self.folds, factorizations))
         ]
-        self.rows = None  # the shared kernel is no longer needed
         setup = time.perf_counter() - start
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
         # the curvatures too: the root search starts from the best scan point
@@ -332,6 +332,23 @@ class RidgePathSearch:
         # without a sign change, the best scan point (an end of the box, or
         # a flat stretch) is the minimum; t is that point there
         return t, (fold_t.sum(axis=1), g_t)
+
+    def all_rows_solution(self, index):
+        """The ridge solution on all the rows at evaluated point ``index``,
+        from the products the folds shared (no pass over the data), or None
+        when they do not give it (see :meth:`SharedRows.solution`).
+
+        Returns
+        -------
+        tuple or None
+            ``(coef, intercept, weights, targets)``: coefficients of shape
+            (n_outputs, n_features), intercepts (n_outputs,), and the rows'
+            weights and targets the solution fits, for the caller to check
+            against the data's own.
+        """
+        if self.rows is None:
+            return None
+        return self.rows.solution(self._alpha(self.history[index]["lam"]))
 
     def polish_best(self):
         """Every value is exact: the best point needs no re-solve."""
