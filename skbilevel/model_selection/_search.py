@@ -897,7 +897,7 @@ class _CandidateTable:
         self.scorer, self.score_params = scorer, score_params
         self.candidates, self.indices, self.out = [], [], []
         self.more = defaultdict(list)
-        self.results = {}
+        self.results, self._warnings = {}, []
 
     def _score(self, candidates, indices):
         return self.fold_models.score(
@@ -911,20 +911,24 @@ class _CandidateTable:
             error_score=self.owner.error_score,
         )
 
-    def _format(self, quiet=True):
+    def _format(self):
         # Rows are formatted again after each rescore: the "non-finite scores"
-        # warning of _format_results is given once, by the final formatting.
-        with warnings.catch_warnings():
-            if quiet:
-                warnings.filterwarnings("ignore", message=".*scores are non-finite")
+        # warning of _format_results is held back, and given once by finish.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             self.results = self.owner._format_results(
                 self.candidates, self.owner.n_splits_, self.out, self.more
             )
+        self._warnings = caught
         return self.results
 
     def finish(self):
         """The final cv_results_ (warns once about non-finite scores)."""
-        return self._format(quiet=False)
+        for caught in self._warnings:
+            warnings.warn_explicit(
+                caught.message, caught.category, caught.filename, caught.lineno
+            )
+        return self.results
 
     def add(self, candidate_params, indices, more_results):
         candidate_params = list(candidate_params)

@@ -174,9 +174,11 @@ class SharedRows:
     def _gram_totals(self):
         if self._totals is None:
             n = self.X.shape[0]
-            self._rests = [
-                np.setdiff1d(np.arange(n), train) for train, _ in self.splits
-            ]
+            self._rests = []
+            for train, _ in self.splits:
+                outside = np.ones(n, dtype=bool)
+                outside[train] = False
+                self._rests.append(np.flatnonzero(outside))
             self._left_out = np.bincount(np.concatenate(self._rests), minlength=n)
             # rows left out by one fold at most (K-fold: each row by exactly
             # one): the products of all rows are the sum of the left-out
