@@ -315,7 +315,14 @@ class RidgePathSearch:
             secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
             inside = (dg_t > 0) & (newton > a) & (newton < b)
             step = np.where(inside, newton, secant)
-            converged = active & (np.abs(step - t) <= _ROOT_TOL)
+            # a Newton step below the tolerance: t is the root to that
+            # precision (quadratic convergence), no evaluation to confirm it
+            converged = active & inside & (np.abs(step - t) <= _ROOT_TOL)
+            a, b = np.where(converged, t, a), np.where(converged, t, b)
+            active &= ~converged
+            if not np.any(active):
+                break
+            tiny = np.abs(step - t) <= _ROOT_TOL
             t = np.where(active, step, t)
             new_values, new_g, new_dg = self._evaluate(t[None])
             fold_t = np.where(active, new_values[:, 0], fold_t)
@@ -324,10 +331,10 @@ class RidgePathSearch:
             left, right = active & (g_t < 0), active & (g_t >= 0)
             a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
             b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
-            # a Newton step below the tolerance, or a root found to round-off,
-            # closes the bracket
+            # a secant step below the tolerance, or a root found to
+            # round-off, closes the bracket
             flat = np.abs(g_t) <= 1e-12 * scale
-            done = active & (converged | flat)
+            done = active & (tiny | flat)
             a, b = np.where(done, t, a), np.where(done, t, b)
         # without a sign change, the best scan point (an end of the box, or
         # a flat stretch) is the minimum; t is that point there
