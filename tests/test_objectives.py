@@ -243,3 +243,14 @@ def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatc
     inner.value(copy, lam)
     assert calls[-1] is copy
     assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
+
+
+def test_shipped_objectives_leave_the_reused_predictions_behind():
+    cloudpickle = pytest.importorskip("cloudpickle")
+    inner, _, _ = make_fold("binary")
+    w, lam = np.ones(inner.n_params), np.zeros(1)
+    inner.value_and_grad(w, lam)
+    assert inner._last_raw is not None
+    shipped = cloudpickle.loads(cloudpickle.dumps(inner))
+    assert shipped._last_raw is None
+    assert_allclose(shipped.value(w, lam), inner.value(w, lam))

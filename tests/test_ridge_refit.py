@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skbilevel import BilevelSearchCV
-from skbilevel.model_selection import RidgeAdapter, register_adapter
+from skbilevel.model_selection import RidgeAdapter, _adapters
 
 
 @pytest.fixture
@@ -135,8 +135,8 @@ class _OwnRidge(Ridge):
     ],
     ids=["subclass", "svd", "lsqr", "pipeline"],
 )
-def test_other_estimators_are_refit_by_their_fit(estimator, ridge_fits):
-    register_adapter(_OwnRidge, RidgeAdapter())
+def test_other_estimators_are_refit_by_their_fit(estimator, ridge_fits, monkeypatch):
+    monkeypatch.setitem(_adapters._REGISTRY, _OwnRidge, RidgeAdapter())
     X, y = _data((120, 9), 0)
     name = "ridge__alpha" if hasattr(estimator, "steps") else "alpha"
     search = BilevelSearchCV(estimator, {name: (1e-3, 1e3)}, cv=5).fit(X, y)
@@ -172,7 +172,26 @@ def test_sparse_data_and_invalid_parameters(ridge_fits):
     search = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=5)
     search.fit(sp.csr_matrix(X), y)
     assert len(ridge_fits) == 1
-    # the refit validates the estimator's parameters as its fit would
-    bad = BilevelSearchCV(Ridge(solver="bogus"), {"alpha": (1e-3, 1e3)}, cv=5)
-    with pytest.raises(InvalidParameterError, match="solver"):
+    # the refit validates the estimator's parameters as its fit would (the
+    # search itself does not read max_iter)
+    ridge_fits.clear()
+    bad = BilevelSearchCV(Ridge(max_iter=-5), {"alpha": (1e-3, 1e3)}, cv=5)
+    with pytest.raises(InvalidParameterError, match="max_iter"):
         bad.fit(X, y)
+    assert ridge_fits == []
+
+
+def test_a_system_singular_to_round_off_is_refit_by_fit(ridge_fits, monkeypatch):
+    # Cholesky fails where Ridge.fit would switch to its SVD solver: the
+    # refit leaves it to Ridge.fit instead of failing after the search.
+    from skbilevel.search import _ridge_rows
+
+    def singular(system, right, alpha):
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(_ridge_rows, "_penalized_solve", singular)
+    X, y = _data((120, 9), 0)
+    search = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=5).fit(X, y)
+    assert len(ridge_fits) == 1
+    reference = Ridge(alpha=search.best_params_["alpha"]).fit(X, y)
+    assert_allclose(search.best_estimator_.coef_, reference.coef_)

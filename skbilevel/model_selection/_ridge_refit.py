@@ -20,6 +20,7 @@ fold with the data's own weight and target. The fitted attributes are those
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import validate_data
 
@@ -31,7 +32,7 @@ _EXACT_SOLVERS = ("auto", "cholesky")
 
 
 def refit_from_search(estimator, fold_models, index, X, y, fit_params):
-    """Fit ``estimator`` at point ``index`` of ``search`` without a pass over
+    """Fit ``estimator`` at point ``index`` of the search without a pass over
     the data, when the search's products give its exact solution.
 
     Parameters
@@ -63,7 +64,8 @@ def refit_from_search(estimator, fold_models, index, X, y, fit_params):
         or not hasattr(fold_models.search, "all_rows_solution")
     ):
         return False
-    estimator._validate_params()  # as fit would, before any work
+    if not get_config()["skip_parameter_validation"]:
+        estimator._validate_params()  # as fit would, before any work
     found = fold_models.search.all_rows_solution(index)
     if found is None:
         return False

@@ -847,9 +847,8 @@ class BilevelSearchCV(BaseSearchCV):
                     max_iter=max(self.inner_max_iter, 1000),
                     verbose=self.verbose,
                 )
-            elif not (
-                closed_form
-                and refit_from_search(
+            else:
+                shared = closed_form and refit_from_search(
                     self.best_estimator_,
                     fold_models,
                     self.best_index_,
@@ -857,14 +856,19 @@ class BilevelSearchCV(BaseSearchCV):
                     y,
                     fit_params,
                 )
-            ):
-                self.best_estimator_.fit(X, y, **fit_params)
-            elif self.verbose > 0:
-                print(
-                    "Refit from the products the folds shared (one "
-                    "factorization, no pass over the data)",
-                    flush=True,
-                )
+                # the closed form's products of all rows are no longer needed
+                # (a fit computes its own beside them otherwise)
+                release = getattr(fold_models.search, "release_rows", None)
+                if release is not None:
+                    release()
+                if not shared:
+                    self.best_estimator_.fit(X, y, **fit_params)
+                elif self.verbose > 0:
+                    print(
+                        "Refit from the products the folds shared (one "
+                        "factorization, no product of the data with itself)",
+                        flush=True,
+                    )
             self.refit_time_ = time.perf_counter() - start
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
@@ -897,7 +901,7 @@ class _CandidateTable:
         self.scorer, self.score_params = scorer, score_params
         self.candidates, self.indices, self.out = [], [], []
         self.more = defaultdict(list)
-        self.results, self._warnings = {}, []
+        self.results = {}
 
     def _score(self, candidates, indices):
         return self.fold_models.score(
@@ -911,23 +915,26 @@ class _CandidateTable:
             error_score=self.owner.error_score,
         )
 
-    def _format(self):
+    def _format(self, quiet=True):
         # Rows are formatted again after each rescore: the "non-finite scores"
-        # warning of _format_results is held back, and given once by finish.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        # warning of _format_results is given once, by the final formatting.
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.filterwarnings("ignore", message=".*scores are non-finite")
             self.results = self.owner._format_results(
                 self.candidates, self.owner.n_splits_, self.out, self.more
             )
-        self._warnings = caught
         return self.results
 
     def finish(self):
-        """The final cv_results_ (warns once about non-finite scores)."""
-        for caught in self._warnings:
-            warnings.warn_explicit(
-                caught.message, caught.category, caught.filename, caught.lineno
-            )
+        """The final cv_results_ (warns once about non-finite scores, as
+        scikit-learn's formatting does: formatted again only then)."""
+        if any(
+            key.startswith(("mean_test_", "mean_train_"))
+            and not np.all(np.isfinite(values))
+            for key, values in self.results.items()
+        ):
+            return self._format(quiet=False)
         return self.results
 
     def add(self, candidate_params, indices, more_results):

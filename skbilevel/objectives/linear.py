@@ -256,7 +256,10 @@ class InnerObjective:
     Notes
     -----
     ``lam`` arguments are arrays of shape (n_hyper,) in the namespace and dtype of
-    ``X``; ``w`` is flat (see the module docstring).
+    ``X``; ``w`` is flat (see the module docstring). The raw predictions at the
+    last ``w`` evaluated are reused when the same array comes again (the
+    curvature of a Newton step at the point whose gradient was just taken):
+    do not modify a ``w`` in place between calls.
     """
 
     def __init__(
@@ -284,6 +287,11 @@ class InnerObjective:
         self.sample_weight = sample_weight
         self.xp = self.model.xp
         self._last_raw = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_raw"] = None  # a fold shipped to a worker leaves it behind
+        return state
 
     def _raw(self, w):
         """``model.raw(w)``, reused when ``w`` is the array of the previous

@@ -244,9 +244,12 @@ class RidgePathSearch:
             lam, (point_values, point_slopes) = self._minimize(
                 lams, values, slopes, bends
             )
-            record = self._record(lam, point_values, point_slopes, "root", start)
-            record["time"] += time.perf_counter() - at
-            reporter.report(record)
+            # a minimum at a scan point itself (an end of the box, a root the
+            # scan hit) is already a row
+            if not any(np.array_equal(lam, scanned) for scanned in lams):
+                record = self._record(lam, point_values, point_slopes, "root", start)
+                record["time"] += time.perf_counter() - at
+                reporter.report(record)
             message = "global minimum of the scanned CV curve, refined exactly"
         else:
             message = stop
@@ -342,8 +345,9 @@ class RidgePathSearch:
 
     def all_rows_solution(self, index):
         """The ridge solution on all the rows at evaluated point ``index``,
-        from the products the folds shared (no pass over the data), or None
-        when they do not give it (see :meth:`SharedRows.solution`).
+        from the products the folds shared (no product of the data with
+        itself), or None when they do not give it (see
+        :meth:`SharedRows.solution`).
 
         Returns
         -------
@@ -356,6 +360,11 @@ class RidgePathSearch:
         if self.rows is None:
             return None
         return self.rows.solution(self._alpha(self.history[index]["lam"]))
+
+    def release_rows(self):
+        """Drop the products of all rows (the refit took what it needed, or
+        fits otherwise: its own products need not sit beside these)."""
+        self.rows = None
 
     def polish_best(self):
         """Every value is exact: the best point needs no re-solve."""

@@ -234,7 +234,8 @@ class SharedRows:
         """``(A'A, A'B)`` of fold ``index``, from the products of all rows
         minus those of the rows it leaves out."""
         if self._disjoint:
-            rest = self._blocks[index]
+            # each block serves one fold: freed once used (LeaveOneOut has n)
+            rest, self._blocks[index] = self._blocks[index], None
         else:
             rest = self._block_products(self._rests[index], totals)
         return _centred_system(totals, rest, self.fit_intercept)
@@ -245,8 +246,12 @@ class SharedRows:
 
         Every row must train some fold, with the same weight and target in
         each (then these are the data's own); the products are the kernel
-        of all the rows (consumed: a second call returns None) or their
-        Gram matrix, whichever the folds used. No product is computed here.
+        of all the rows (consumed: overwritten by the factorization) or else
+        their Gram matrix, whichever the folds used. No product of the data
+        with itself is computed here (the kernel form takes two products of
+        ``X`` with a vector per target). None also when the system is not
+        positive definite to round-off (``Ridge.fit`` then falls back to
+        its SVD solver).
 
         Parameters
         ----------
@@ -273,13 +278,19 @@ class SharedRows:
             y_mean = totals["target_centre"] + (
                 totals["y_sum"] / totals["total"] if self.fit_intercept else 0.0
             )
-            coef = _penalized_solve(system, right, alpha).T
+            try:
+                coef = _penalized_solve(system, right, alpha).T
+            except np.linalg.LinAlgError:
+                return None  # not positive definite to round-off: Ridge.fit decides
         elif self._kernel is not None:
             data = self._row_data()
             if data is None:
                 return None
             weights, targets = data
-            coef, mean, y_mean = self._kernel_solution(weights, targets, alpha)
+            try:
+                coef, mean, y_mean = self._kernel_solution(weights, targets, alpha)
+            except np.linalg.LinAlgError:
+                return None
         else:
             return None
         intercept = y_mean - coef @ mean if self.fit_intercept else np.zeros(len(coef))
