@@ -42,7 +42,9 @@ def refit_from_search(estimator, fold_models, index, X, y, fit_params):
     fold_models : FoldModels
         The search's folds: its search (a closed-form ridge search offers
         ``all_rows_solution``) and the targets' encoding (the engine fits
-        the targets less their mean, ``context["offset"]``).
+        the targets less their mean, ``context["offset"]``). Called by
+        ``RidgeAdapter.refit_from_search`` (so also for ``RidgeClassifier``,
+        which this declines: it is not a ``Ridge``).
     index : int
         The point in the search's history.
     X, y : array-like

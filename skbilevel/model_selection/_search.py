@@ -71,7 +71,6 @@ from ..utils._sklearn_compat import (
 )
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
-from ._ridge_refit import refit_from_search
 from ._scoring import FoldModels, prediction_metrics
 from ._space import check_vector_space, estimator_params, parse_param_space
 from ._vector_penalty import check_same_features, refit_vector_penalty
@@ -848,7 +847,7 @@ class BilevelSearchCV(BaseSearchCV):
                     verbose=self.verbose,
                 )
             else:
-                shared = closed_form and refit_from_search(
+                shared = closed_form and fold_models.adapter.refit_from_search(
                     self.best_estimator_,
                     fold_models,
                     self.best_index_,
