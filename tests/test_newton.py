@@ -197,3 +197,19 @@ def test_loose_tolerance_steps_stop_near_the_target(tol):
     scale = np.linalg.norm(inner.value_and_grad(inner.model.zeros(), lam)[1])
     assert result.converged
     assert 1e-4 * tol * scale < result.grad_norm <= tol * scale
+
+
+def test_newton_steps_take_one_product_for_the_curvature_at_their_point():
+    # The accepted trial point becomes x itself: hessp(x) reuses the raw
+    # predictions its gradient computed, so each Newton step costs the
+    # products of its gradient, its line search and its CG iterations only.
+    inner, _, _ = make_fold("binary", n_samples=120, n_features=10)
+    lam = np.array([-1.0])
+    products = []
+    raw = inner.model.raw
+    inner.model.raw = lambda w: products.append(w) or raw(w)
+    result = _newton(inner, lam, inner.model.zeros(), tol=1e-10)
+    # one raw per fun evaluation and per Hessian-vector product (n_fun counts
+    # both), none for the curvature at each step's point
+    assert result.n_iter >= 3
+    assert len(products) == result.n_fun

@@ -218,3 +218,39 @@ def test_weight_total_is_the_number_or_the_sum_of_the_weights(weighted):
     expected = inner.sample_weight.sum() if weighted else inner.model.X.shape[0]
     assert (inner.sample_weight is None) != weighted
     assert inner.weight_total == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatch):
+    # hessp at the point of the last gradient reuses its raw predictions (one
+    # product with X fewer); any other point, equal in value or not, gets its
+    # own. The results are those of a fresh objective.
+    inner, _, n_hyper = make_fold(loss_name)
+    fresh, _, _ = make_fold(loss_name)
+    lam = np.zeros(n_hyper)
+    calls = []
+    raw = inner.model.raw
+    monkeypatch.setattr(inner.model, "raw", lambda w: calls.append(w) or raw(w))
+    w = np.random.default_rng(0).normal(size=inner.n_params)
+    v = np.random.default_rng(1).normal(size=inner.n_params)
+    value, grad = inner.value_and_grad(w, lam)
+    product = inner.hessp(w, lam)(v)
+    assert len(calls) == 2  # raw(w) once, raw(v) for the product
+    assert_allclose(product, fresh.hessp(w, lam)(v), rtol=1e-14)
+    moved = w + 0.5
+    assert_allclose(inner.hessp(moved, lam)(v), fresh.hessp(moved, lam)(v))
+    copy = w.copy()  # the same values in another array: computed again
+    inner.value(copy, lam)
+    assert calls[-1] is copy
+    assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
+
+
+def test_shipped_objectives_leave_the_reused_predictions_behind():
+    cloudpickle = pytest.importorskip("cloudpickle")
+    inner, _, _ = make_fold("binary")
+    w, lam = np.ones(inner.n_params), np.zeros(1)
+    inner.value_and_grad(w, lam)
+    assert inner._last_raw is not None
+    shipped = cloudpickle.loads(cloudpickle.dumps(inner))
+    assert shipped._last_raw is None
+    assert_allclose(shipped.value(w, lam), inner.value(w, lam))

@@ -43,6 +43,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ..objectives import BinaryLogisticLoss, MultinomialLogisticLoss, SquaredLoss
 from ..utils._sklearn_compat import class_weight_per_sample
+from ._ridge_refit import refit_from_search
 
 __all__ = [
     "EstimatorAdapter",
@@ -175,6 +176,31 @@ class EstimatorAdapter:
         estimator
         """
         raise NotImplementedError
+
+    def refit_from_search(self, estimator, fold_models, index, X, y, fit_params):
+        """Fit ``estimator`` at evaluated point ``index`` from what the search
+        computed, when that gives exactly what its ``fit`` would.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            A clone of the user's estimator at the point's parameters.
+        fold_models : FoldModels
+            The search's folds, encoding and search.
+        index : int
+            The evaluated point.
+        X, y : array-like
+            The data.
+        fit_params : dict
+            The estimator's routed fit parameters.
+
+        Returns
+        -------
+        bool
+            Whether ``estimator`` is fitted; False (the default) leaves it to
+            its ``fit``.
+        """
+        return False
 
     def to_lambda(self, value):
         """Parameter value(s) -> log penalty strength(s)."""
@@ -310,6 +336,11 @@ class RidgeAdapter(EstimatorAdapter):
             2.0 / n_outputs,
             context,
         )
+
+    def refit_from_search(self, estimator, fold_models, index, X, y, fit_params):
+        """A closed-form search's solution on all rows (see
+        :func:`~skbilevel.model_selection._ridge_refit.refit_from_search`)."""
+        return refit_from_search(estimator, fold_models, index, X, y, fit_params)
 
     def set_solution(self, estimator, coef, intercept, encoding):
         one_dim = encoding.context["target_ndim"] == 1

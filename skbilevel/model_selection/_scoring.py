@@ -6,6 +6,7 @@ per fold) given the engine's solution as fitted attributes, and scikit-learn's
 own ``_score`` scores them.
 """
 
+import copy
 import time
 from inspect import getattr_static
 
@@ -168,11 +169,13 @@ class FoldModels:
         # set by the owner when the metrics follow from the predictions
         self.metrics = None
 
-    def _model(self, fold, params, solution):
-        """The user's estimator fitted on ``fold`` from an engine solution."""
-        model = clone(self.estimator).set_params(
-            **estimator_params(self.search.space, params)
-        )
+    def _model(self, fold, params, solution, template=None):
+        """The user's estimator fitted on ``fold`` from an engine solution
+        (a copy of ``template``, the estimator cloned with ``params``, when
+        given: one clone for many folds)."""
+        if template is None:
+            template = self._template(params)
+        model = copy.deepcopy(template)
         final = model.steps[-1][1] if self.split.final_name is not None else model
         coef, intercept = solution
         self.adapter.set_solution(final, coef, intercept, self.encoding)
@@ -183,10 +186,17 @@ class FoldModels:
             model.steps = list(fold.prefix.steps) + [model.steps[-1]]
         return model
 
+    def _template(self, params):
+        """The unfitted estimator with ``params`` set, to copy per fold."""
+        return clone(self.estimator).set_params(
+            **estimator_params(self.search.space, params)
+        )
+
     def models(self, params, index):
         """The fitted fold models at evaluated point ``index`` (list per fold)."""
+        template = self._template(params)
         return [
-            self._model(fold, params, solution)
+            self._model(fold, params, solution, template)
             for fold, solution in zip(self.folds, self.search.solutions(index))
         ]
 

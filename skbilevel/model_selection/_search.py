@@ -188,7 +188,11 @@ class BilevelSearchCV(BaseSearchCV):
         problem at those penalties is solved by the engine (to ``polish_tol``,
         from the folds' mean solution; the squared loss with few
         features exactly, by one factorization) and set as its ``coef_`` /
-        ``intercept_``, its parameter left as given.
+        ``intercept_``, its parameter left as given. A ``Ridge`` searched in
+        closed form on dense data (solver ``"auto"`` or ``"cholesky"``) is
+        refit from the products its folds shared, one factorization and no
+        pass over the data, with the attributes ``fit`` would set, when every
+        row trains some fold; otherwise by its ``fit``.
     cv : int, cross-validation generator or iterable, default=None
         As in GridSearchCV (None: 5-fold, stratified for classifiers). With an
         int (or None) and ``random_state`` set, the folds are shuffled.
@@ -604,7 +608,13 @@ class BilevelSearchCV(BaseSearchCV):
             )
         elif self.refit:
             self._refit_best(
-                X, y, routed_params.estimator.fit, root_ctx, metadata, fold_models
+                X,
+                y,
+                routed_params.estimator.fit,
+                root_ctx,
+                metadata,
+                fold_models,
+                closed_form=split.prefix is None,
             )
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
@@ -830,7 +840,9 @@ class BilevelSearchCV(BaseSearchCV):
         tied = rows[ranks[rows] == ranks[rows].min()]
         return int(tied[np.argmin(results["outer_loss"][tied])])
 
-    def _refit_best(self, X, y, fit_params, root_ctx, metadata, fold_models):
+    def _refit_best(
+        self, X, y, fit_params, root_ctx, metadata, fold_models, closed_form=False
+    ):
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
@@ -857,7 +869,27 @@ class BilevelSearchCV(BaseSearchCV):
                     verbose=self.verbose,
                 )
             else:
-                self.best_estimator_.fit(X, y, **fit_params)
+                shared = closed_form and fold_models.adapter.refit_from_search(
+                    self.best_estimator_,
+                    fold_models,
+                    self.best_index_,
+                    X,
+                    y,
+                    fit_params,
+                )
+                # the closed form's products of all rows are no longer needed
+                # (a fit computes its own beside them otherwise)
+                release = getattr(fold_models.search, "release_rows", None)
+                if release is not None:
+                    release()
+                if not shared:
+                    self.best_estimator_.fit(X, y, **fit_params)
+                elif self.verbose > 0:
+                    print(
+                        "Refit from the products the folds shared (one "
+                        "factorization, no product of the data with itself)",
+                        flush=True,
+                    )
             self.refit_time_ = time.perf_counter() - start
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
@@ -920,8 +952,15 @@ class _CandidateTable:
         return self.results
 
     def finish(self):
-        """The final cv_results_ (warns once about non-finite scores)."""
-        return self._format(quiet=False)
+        """The final cv_results_ (warns once about non-finite scores, as
+        scikit-learn's formatting does: formatted again only then)."""
+        if any(
+            key.startswith(("mean_test_", "mean_train_"))
+            and not np.all(np.isfinite(values))
+            for key, values in self.results.items()
+        ):
+            return self._format(quiet=False)
+        return self.results
 
     def add(self, candidate_params, indices, more_results):
         candidate_params = list(candidate_params)

@@ -256,7 +256,10 @@ class InnerObjective:
     Notes
     -----
     ``lam`` arguments are arrays of shape (n_hyper,) in the namespace and dtype of
-    ``X``; ``w`` is flat (see the module docstring).
+    ``X``; ``w`` is flat (see the module docstring). The raw predictions at the
+    last ``w`` evaluated are reused when the same array comes again (the
+    curvature of a Newton step at the point whose gradient was just taken):
+    do not modify a ``w`` in place between calls.
     """
 
     def __init__(
@@ -283,6 +286,25 @@ class InnerObjective:
         self.penalty = penalty
         self.sample_weight = sample_weight
         self.xp = self.model.xp
+        self._last_raw = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_raw"] = None  # a fold shipped to a worker leaves it behind
+        return state
+
+    def _raw(self, w):
+        """``model.raw(w)``, reused when ``w`` is the array of the previous
+        call: a solver asks for the curvature (``hessp``) at the point whose
+        gradient it just took, and the hypergradient at the solver's last
+        point; each reuse saves a product with ``X``. Arrays are never
+        modified in place here, so the same object means the same point."""
+        last = self._last_raw
+        if last is not None and last[0] is w:
+            return last[1]
+        raw = self.model.raw(w)
+        self._last_raw = (w, raw)
+        return raw
 
     @property
     def n_params(self):
@@ -315,14 +337,14 @@ class InnerObjective:
     def value(self, w, lam):
         """``G(w, lam)`` as a 0-d array."""
         xp = self.xp
-        losses = self.loss.value(xp, self.y, self.model.raw(w))
+        losses = self.loss.value(xp, self.y, self._raw(w))
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
         return data + self.penalty.value(xp, self._coef(w), lam)
 
     def value_and_grad(self, w, lam):
         """``G(w, lam)`` (0-d array) and ``dG/dw`` (shape (n_params,))."""
         xp = self.xp
-        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self.model.raw(w))
+        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self._raw(w))
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
         grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
         coef = self._coef(w)
@@ -335,7 +357,7 @@ class InnerObjective:
         model, loss = self.model, self.loss
         curvature = None
         if not getattr(loss, "constant_curvature", False):
-            curvature = loss.curvature(xp, self.y, model.raw(w))
+            curvature = loss.curvature(xp, self.y, self._raw(w))
         strength = self.penalty.strength(xp, lam)
 
         def matvec(v):
@@ -357,7 +379,7 @@ class InnerObjective:
         model = self.model
         device = model.device
         if model.n_outputs == 1 and not is_sparse(model.source):
-            curvature = self.loss.curvature(xp, self.y, model.raw(w))
+            curvature = self.loss.curvature(xp, self.y, self._raw(w))
             c = (
                 xp.ones(model.n_samples, dtype=model.dtype, device=device)
                 if curvature is None

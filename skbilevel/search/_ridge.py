@@ -107,7 +107,8 @@ class RidgePathSearch:
         Accepted for the interface; solutions are computed on demand.
     rows : SharedRows or None, default=None
         All folds' rows of one array: fold kernels (or Gram matrices) come
-        from products of all the rows.
+        from products of all the rows, and so does the solution on all of
+        them (:meth:`all_rows_solution`, the refit).
     """
 
     def __init__(self, folds, space, options, *, keep_solutions=False, rows=None):
@@ -224,7 +225,6 @@ class RidgePathSearch:
             )
             for k, (fold, method) in enumerate(zip(self.folds, factorizations))
         ]
-        self.rows = None  # the shared kernel is no longer needed
         setup = time.perf_counter() - start
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
         # the curvatures too: the root search starts from the best scan point
@@ -245,9 +245,12 @@ class RidgePathSearch:
             lam, (point_values, point_slopes) = self._minimize(
                 lams, values, slopes, bends
             )
-            record = self._record(lam, point_values, point_slopes, "root", start)
-            record["time"] += time.perf_counter() - at
-            reporter.report(record)
+            # a minimum at a scan point itself (an end of the box, a root the
+            # scan hit) is already a row
+            if not any(np.array_equal(lam, scanned) for scanned in lams):
+                record = self._record(lam, point_values, point_slopes, "root", start)
+                record["time"] += time.perf_counter() - at
+                reporter.report(record)
             message = "global minimum of the scanned CV curve, refined exactly"
         else:
             message = stop
@@ -270,6 +273,29 @@ class RidgePathSearch:
         its fold values summed over targets (shape (K,)) and its slopes."""
         lam, fold_t, g_t = minimize_curves(self._evaluate, lams, values, slopes, bends)
         return lam, (fold_t.sum(axis=1), g_t)
+
+    def all_rows_solution(self, index):
+        """The ridge solution on all the rows at evaluated point ``index``,
+        from the products the folds shared (no product of the data with
+        itself), or None when they do not give it (see
+        :meth:`SharedRows.solution`).
+
+        Returns
+        -------
+        tuple or None
+            ``(coef, intercept, weights, targets)``: coefficients of shape
+            (n_outputs, n_features), intercepts (n_outputs,), and the rows'
+            weights and targets the solution fits, for the caller to check
+            against the data's own.
+        """
+        if self.rows is None:
+            return None
+        return self.rows.solution(self._alpha(self.history[index]["lam"]))
+
+    def release_rows(self):
+        """Drop the products of all rows (the refit took what it needed, or
+        fits otherwise: its own products need not sit beside these)."""
+        self.rows = None
 
     def polish_best(self):
         """Every value is exact: the best point needs no re-solve."""
@@ -365,7 +391,14 @@ def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
         secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
         inside = (dg_t > 0) & (newton > a) & (newton < b)
         step = np.where(inside, newton, secant)
-        converged = active & (np.abs(step - t) <= tol)
+        # a Newton step below the tolerance: t is the root to that
+        # precision (quadratic convergence), no evaluation to confirm it
+        converged = active & inside & (np.abs(step - t) <= tol)
+        a, b = np.where(converged, t, a), np.where(converged, t, b)
+        active &= ~converged
+        if not np.any(active):
+            break
+        tiny = np.abs(step - t) <= tol
         t = np.where(active, step, t)
         new_values, new_g, new_dg = evaluate(t[None])
         fold_t = np.where(active, new_values[:, 0], fold_t)
@@ -374,10 +407,10 @@ def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
         left, right = active & (g_t < 0), active & (g_t >= 0)
         a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
         b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
-        # a Newton step below the tolerance, or a root found to round-off,
-        # closes the bracket
+        # a secant step below the tolerance, or a root found to
+        # round-off, closes the bracket
         flat = np.abs(g_t) <= 1e-12 * scale
-        done = active & (converged | flat)
+        done = active & (tiny | flat)
         a, b = np.where(done, t, a), np.where(done, t, b)
     # without a sign change, the best scan point (an end of the box, or
     # a flat stretch) is the minimum; t is that point there

@@ -8,6 +8,7 @@ that of the rows a fold does not train on).
 """
 
 import numpy as np
+from scipy import linalg
 
 from ..objectives.quadratic import centred_products
 from ..utils._array_api import to_numpy
@@ -64,10 +65,15 @@ class SharedRows:
       one kernel of all the rows (one product ``n^2 p`` instead of
       ``K (n - n/K)^2 p``, and no centred copy of each fold);
     - more samples: each fold's Gram matrix is the Gram of all rows minus
-      that of the rows it does not train on (``2 n p^2`` instead of
-      ``(K - 1) n p^2`` for K-fold), when every row has the same weight
-      and target in every fold that trains on it (not so for class weights
-      computed per training fold).
+      that of the rows it does not train on, when every row has the same
+      weight and target in every fold that trains on it (not so for class
+      weights computed per training fold). When each row is left out by one
+      fold at most (K-fold), the Gram of all rows is the sum of the
+      left-out blocks' Grams: ``n p^2`` in all instead of ``(K - 1) n p^2``.
+
+    The same products give the solution on all the rows
+    (:meth:`solution`): the refit of a closed-form search costs one
+    factorization, and no pass over the data.
 
     Parameters
     ----------
@@ -80,6 +86,8 @@ class SharedRows:
     def __init__(self, X, splits, fit_intercept):
         self.X, self.splits, self.fit_intercept = X, splits, fit_intercept
         self._folds = self._kernel = self._totals = None
+        self._rests = self._blocks = self._left_out = None
+        self._disjoint = False
 
     def applies(self, folds):
         """Whether these folds are the splits' rows of a dense ``X``, each
@@ -135,7 +143,7 @@ class SharedRows:
         totals = self._gram_totals()
         if totals is None:
             return None
-        return ("gram",) + self._fold_gram(train, totals) + (rows,)
+        return ("gram",) + self._fold_gram(index, totals) + (rows,)
 
     def _row_data(self):
         """Every row's training weight and target, or None if some fold gives
@@ -166,7 +174,18 @@ class SharedRows:
     def _gram_totals(self):
         if self._totals is None:
             n = self.X.shape[0]
-            rest = sum(n - len(train) for train, _ in self.splits)
+            self._rests = []
+            for train, _ in self.splits:
+                outside = np.ones(n, dtype=bool)
+                outside[train] = False
+                self._rests.append(np.flatnonzero(outside))
+            self._left_out = np.bincount(np.concatenate(self._rests), minlength=n)
+            # rows left out by one fold at most (K-fold: each row by exactly
+            # one): the products of all rows are the sum of the left-out
+            # blocks' (and of the rows no fold leaves out), so the totals
+            # cost one pass over the rows; otherwise a pass of their own
+            self._disjoint = self._left_out.max(initial=0) <= 1
+            rest = 0 if self._disjoint else sum(map(len, self._rests))
             own = sum(len(train) for train, _ in self.splits)
             data = self._row_data() if n + rest < own else None
             self._totals = False if data is None else self._sums(*data)
@@ -179,37 +198,159 @@ class SharedRows:
             target_centre = targets[weights > 0].mean(axis=0)
         else:
             centre, target_centre = 0.0, 0.0
-        gram, xtb = centred_products(self.X, centre, weights, targets - target_centre)
-        return {
-            "gram": gram,
-            "xtb": xtb,
-            "x_sum": np.asarray(self.X.T @ weights) - weights.sum() * centre,
-            "y_sum": weights @ (targets - target_centre),
+        totals = {
             "total": weights.sum(),
             "centre": centre,
             "target_centre": target_centre,
             "weights": weights,
             "targets": targets,
         }
+        if self._disjoint:
+            blocks = self._rests + [np.flatnonzero(self._left_out == 0)]
+            self._blocks = [self._block_products(rows, totals) for rows in blocks]
+            for key in ("gram", "xtb", "x_sum", "y_sum"):
+                totals[key] = sum(block[key] for block in self._blocks)
+        else:
+            totals.update(self._block_products(None, totals))
+        return totals
 
-    def _fold_gram(self, train, totals):
-        """``(A'A, A'B)`` of the fold training on rows ``train``."""
-        outside = np.ones(self.X.shape[0], dtype=bool)
-        outside[train] = False
-        rest = np.flatnonzero(outside)
-        X_rest, weights = self.X[rest], totals["weights"][rest]
-        centred_targets = totals["targets"][rest] - totals["target_centre"]
-        gram_rest, xtb_rest = centred_products(
-            X_rest, totals["centre"], weights, centred_targets
-        )
-        gram, xtb = totals["gram"] - gram_rest, totals["xtb"] - xtb_rest
+    def _block_products(self, rows, totals):
+        """The products of rows ``rows`` (None: all), centred by the shared
+        centres: ``Z'SZ``, ``Z'S(Y - ybar)``, ``Z's``, ``s'(Y - ybar)`` and
+        ``s'1``."""
+        X = _take(self.X, rows)
+        weights = _take(totals["weights"], rows)
+        centred_targets = _take(totals["targets"], rows) - totals["target_centre"]
+        gram, xtb = centred_products(X, totals["centre"], weights, centred_targets)
+        return {
+            "gram": gram,
+            "xtb": xtb,
+            "x_sum": np.asarray(X.T @ weights) - weights.sum() * totals["centre"],
+            "y_sum": weights @ centred_targets,
+            "weight": weights.sum(),
+        }
+
+    def _fold_gram(self, index, totals):
+        """``(A'A, A'B)`` of fold ``index``, from the products of all rows
+        minus those of the rows it leaves out."""
+        if self._disjoint:
+            # each block serves one fold: freed once used (LeaveOneOut has n)
+            rest, self._blocks[index] = self._blocks[index], None
+        else:
+            rest = self._block_products(self._rests[index], totals)
+        return _centred_system(totals, rest, self.fit_intercept)
+
+    def solution(self, alpha):
+        """The ridge solution on all the rows at ``alpha``, from the products
+        the folds shared, or None when they do not give it.
+
+        Every row must train some fold, with the same weight and target in
+        each (then these are the data's own); the products are the kernel
+        of all the rows (consumed: overwritten by the factorization) or else
+        their Gram matrix, whichever the folds used. No product of the data
+        with itself is computed here (the kernel form takes two products of
+        ``X`` with a vector per target). None also when the system is not
+        positive definite to round-off (``Ridge.fit`` then falls back to
+        its SVD solver).
+
+        Parameters
+        ----------
+        alpha : ndarray of shape (n_outputs,)
+            Each target's penalty.
+
+        Returns
+        -------
+        coef : ndarray of shape (n_outputs, n_features)
+        intercept : ndarray of shape (n_outputs,)
+        weights, targets : ndarray
+            The rows' weights (n_samples,) and targets (n_samples,
+            n_outputs) the solution fits: the caller checks they are the
+            data's own.
+        """
+        totals = self._totals if self._kernel is None else None
+        if totals:
+            weights, targets = totals["weights"], totals["targets"]
+            empty = {key: 0.0 for key in ("gram", "xtb", "x_sum", "y_sum", "weight")}
+            system, right = _centred_system(totals, empty, self.fit_intercept)
+            mean = totals["centre"] + (
+                totals["x_sum"] / totals["total"] if self.fit_intercept else 0.0
+            )
+            y_mean = totals["target_centre"] + (
+                totals["y_sum"] / totals["total"] if self.fit_intercept else 0.0
+            )
+            try:
+                coef = _penalized_solve(system, right, alpha).T
+            except np.linalg.LinAlgError:
+                return None  # not positive definite to round-off: Ridge.fit decides
+        elif self._kernel is not None:
+            data = self._row_data()
+            if data is None:
+                return None
+            weights, targets = data
+            try:
+                coef, mean, y_mean = self._kernel_solution(weights, targets, alpha)
+            except np.linalg.LinAlgError:
+                return None
+        else:
+            return None
+        intercept = y_mean - coef @ mean if self.fit_intercept else np.zeros(len(coef))
+        return coef, np.broadcast_to(intercept, len(coef)), weights, targets
+
+    def _kernel_solution(self, weights, targets, alpha):
+        """``(coef, x_mean, y_mean)`` on all rows from the kernel of all rows.
+
+        The kernel ``ZZ'`` (``Z = X - centre``) centred at the weighted
+        means as in the fold kernels, ``A = S^{1/2} (Z - 1m')``, and
+        ``w = A' (AA' + alpha I)^{-1} S^{1/2} (Y - ybar)``. The shared
+        kernel is overwritten (the fold paths have their blocks): a second
+        call finds none.
+        """
+        total = weights.sum()
+        centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
+        kernel, self._kernel = self._kernel, None  # consumed: no n x n copy
+        m, y_mean = 0.0, np.zeros(targets.shape[1])
         if self.fit_intercept:
-            # centre on the fold's own weighted means (m, ybar relative to
-            # the shared centres): A'A = Z'SZ - S m m', A'B = Z'SY - S m ybar'
-            total = totals["total"] - weights.sum()
-            rest_sum = X_rest.T @ weights - weights.sum() * totals["centre"]
-            m = (totals["x_sum"] - rest_sum) / total
-            ybar = (totals["y_sum"] - weights @ centred_targets) / total
-            gram = gram - total * np.outer(m, m)
-            xtb = xtb - total * np.outer(m, ybar)
-        return gram, xtb
+            u = kernel @ weights / total
+            c = weights @ u / total
+            kernel -= u[:, None]
+            kernel -= u[None, :] - c
+            m = (np.asarray(self.X.T @ weights) - total * centre) / total
+            y_mean = weights @ targets / total
+        root = np.sqrt(weights)
+        kernel *= root[:, None]
+        kernel *= root[None, :]
+        dual = _penalized_solve(kernel, root[:, None] * (targets - y_mean), alpha)
+        scaled = root[:, None] * dual
+        mean = centre + m
+        coef = np.asarray(self.X.T @ scaled).T - np.outer(scaled.sum(axis=0), mean)
+        return coef, mean, y_mean
+
+
+def _centred_system(totals, rest, fit_intercept):
+    """``(A'A, A'B)`` of the rows outside ``rest``, centred at their own
+    weighted means (``m``, ``ybar`` relative to the shared centres):
+    ``A'A = Z'SZ - S m m'``, ``A'B = Z'SY - S m ybar'``."""
+    gram, xtb = totals["gram"] - rest["gram"], totals["xtb"] - rest["xtb"]
+    if fit_intercept:
+        total = totals["total"] - rest["weight"]
+        m = (totals["x_sum"] - rest["x_sum"]) / total
+        ybar = (totals["y_sum"] - rest["y_sum"]) / total
+        gram = gram - total * np.outer(m, m)
+        xtb = xtb - total * np.outer(m, ybar)
+    return gram, xtb
+
+
+def _penalized_solve(system, right, alpha):
+    """``(system + alpha_t I)^{-1} right[:, t]`` for each column ``t``: one
+    Cholesky factorization for a shared alpha, one eigendecomposition for
+    per-column alphas. ``system`` is overwritten."""
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if np.all(alpha == alpha[0]):
+        # in place, and cho_factor rather than solve(assume_a="pos"): no new
+        # n x n array, no condition estimate (together more than the
+        # factorization itself for a 2000 x 2000 kernel)
+        system.flat[:: len(system) + 1] += alpha[0]
+        factor = linalg.cho_factor(system, overwrite_a=True, check_finite=False)
+        return linalg.cho_solve(factor, right, check_finite=False)
+    d, V = np.linalg.eigh(system)
+    return V @ ((V.T @ right) / (np.maximum(d, 0.0)[:, None] + alpha[None, :]))

@@ -116,7 +116,10 @@ def minimize_newton_cg(
             step, slope = -grad, -grad_norm * grad_norm
         t = 1.0
         for _ in range(_MAX_BACKTRACK):
-            new_value, new_grad = fun(x + t * step)
+            # the accepted trial point itself becomes x (the objective may
+            # reuse what it computed there, see InnerObjective._raw)
+            trial = x + t * step
+            new_value, new_grad = fun(trial)
             n_fun += 1
             if float(new_value) <= value + _C1 * t * slope:
                 break
@@ -126,7 +129,7 @@ def minimize_newton_cg(
             converged = grad_norm <= 10 * gtol
             break
         decrease = value - float(new_value)
-        x, value, grad = x + t * step, float(new_value), new_grad
+        x, value, grad = trial, float(new_value), new_grad
         grad_norm = float(norm(xp, grad))
         if decrease <= ftol * max(abs(value), abs(value + decrease)):
             # round-off level: further steps cannot improve x (the same
