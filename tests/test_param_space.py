@@ -72,7 +72,8 @@ def test_array_bounds_search_one_value_per_output():
         (("a", 2.0), TypeError, "with a str"),
         ((True, 2.0), TypeError, "with a bool"),
         (([1, 2], [3, 4, 5]), ValueError, "different lengths"),
-        (([[1, 2]], 3.0), ValueError, "each a number or a 1-d array"),
+        (([[1, 2]], 3.0), ValueError, "needs penalty_groups as an array"),
+        (([[[1, 2]]], 3.0), ValueError, "each a number, a 1-d array"),
         ((1.0, 2.0, 1.5, 1.7), ValueError, "got 4 values"),
     ],
 )

@@ -44,7 +44,7 @@ GROUPS = np.array(["b", "a", "b", "c", "a", "c"])  # sorted labels: a=0, b=1, c=
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_n_hyper_and_penalty_of_each_structure(structure, n_outputs):
     n_features = GROUPS.size
-    groups = GROUPS if structure == "groups" else None
+    groups = GROUPS if structure in ("groups", "output-groups") else None
     space = HyperSpace("C", -1, np.zeros(1), np.ones(1), None, structure, groups)
     penalty = space.penalty(n_features, n_outputs)
     assert isinstance(penalty, L2Penalty)
@@ -57,8 +57,16 @@ def test_n_hyper_and_penalty_of_each_structure(structure, n_outputs):
         "features": feature,
         "groups": np.array([1, 0, 1, 2, 0, 2])[feature],
         "outputs": output,
+        # output-major: output k's group g is hyperparameter k * n_groups + g
+        "output-groups": output * 3 + np.array([1, 0, 1, 2, 0, 2])[feature],
     }[structure]
-    expected_n_hyper = {"scalar": 1, "features": 6, "groups": 3, "outputs": n_outputs}
+    expected_n_hyper = {
+        "scalar": 1,
+        "features": 6,
+        "groups": 3,
+        "outputs": n_outputs,
+        "output-groups": 3 * n_outputs,
+    }
     assert space.n_hyper(n_features, n_outputs) == expected_n_hyper[structure]
     assert penalty.n_hyper == expected_n_hyper[structure]
     if expected_map is None:

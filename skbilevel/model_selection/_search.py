@@ -129,7 +129,9 @@ class BilevelSearchCV(BaseSearchCV):
         For ``Ridge`` with ``y`` of shape (n_samples, n_targets), bounds given
         as arrays of shape (n_targets,) search one ``alpha`` per target. With
         ``penalty_groups``, bounds are scalars or arrays of shape
-        (n_features,) / (n_groups,).
+        (n_features,) / (n_groups,); with group labels, bounds of shape
+        (n_targets, n_groups) search one ``alpha`` per target and per group
+        (banded ridge, ``Ridge`` only, no start; see ``penalty_groups``).
     penalty_groups : None, "features" or array-like of shape (n_features,), \
             default=None
         Structure of the searched penalty, as in
@@ -146,7 +148,19 @@ class BilevelSearchCV(BaseSearchCV):
         estimator (``LogisticRegression``, ``Ridge``...) cannot hold such a
         value, so the fold models and ``best_estimator_`` carry the solution
         with the parameter as given (see ``refit``). ``path="closed-form"``
-        does not apply.
+        does not apply, except to one ``alpha`` per target and per group:
+        with ``Ridge``, ``y`` of shape (n_samples, n_targets) and group
+        labels, bounds of shape (n_targets, n_groups) search
+        ``alpha[t, g]``, the penalty of group ``g`` in target ``t``'s model.
+        That search is in closed form: each candidate weighting of the
+        groups, shared by the targets, costs one eigendecomposition per fold
+        and gives every target's exact CV curve in its own scale of
+        ``alpha``; the candidates come from the targets' Newton steps in
+        their log penalties, clustered, and each target keeps its best point
+        (rows of ``cv_results_``: every target's best point after each
+        candidate; ``best_index_`` the last). Dense NumPy data, no
+        ``path="gradient"``; the user guide, "One alpha per target and per
+        group", says more.
     scoring : str, callable, list, tuple or dict, default=None
         Metrics reported for every evaluated point, as in GridSearchCV. They do
         not steer the search: the gradient descends the mean validation loss of
@@ -288,7 +302,8 @@ class BilevelSearchCV(BaseSearchCV):
         for the same ``scoring`` and ``return_train_score``, plus
         ``outer_iteration`` (index of the evaluation), ``outer_phase``
         ("bracket", "start" or "gradient"; "scan" and "root" for the
-        closed-form ridge path), ``outer_loss`` (mean validation
+        closed-form ridge path; "scan" and "band" for one ``alpha`` per
+        target and group), ``outer_loss`` (mean validation
         loss the search minimizes: log-loss for classifiers, squared error
         for regressors; from the search's inexact fold fits, corrected to
         first order, except at points re-solved tightly before being
@@ -334,7 +349,10 @@ class BilevelSearchCV(BaseSearchCV):
         With ``penalty_groups``: relative decrease of the validation loss on
         the held-out halves of the folds from the best single value to the
         many penalties kept (0.0 when the single value was kept), as
-        ``HOAGLogisticRegression.penalty_gain_``; None without.
+        ``HOAGLogisticRegression.penalty_gain_``; with one ``alpha`` per
+        target and per group, relative decrease of the CV loss from one
+        ``alpha`` per target to the chosen penalties (no held-out halves);
+        None without ``penalty_groups``.
     n_iter_ : int
         Iterations of the search: evaluations of the CV loss, bracket
         included (one row of ``cv_results_`` each); ``max_iter`` bounds the
@@ -520,7 +538,7 @@ class BilevelSearchCV(BaseSearchCV):
             adapter,
             penalty_groups=self.penalty_groups,
         )
-        self._check_penalty_groups(refit_input)
+        self._check_penalty_groups(refit_input, space)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -611,11 +629,11 @@ class BilevelSearchCV(BaseSearchCV):
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
-    def _check_penalty_groups(self, refit_input):
+    def _check_penalty_groups(self, refit_input, space):
         """What ``penalty_groups`` cannot be combined with, before any work."""
         if self.penalty_groups is None:
             return
-        if self.path == "closed-form":
+        if self.path == "closed-form" and space.structure != "output-groups":
             raise ValueError(
                 "path='closed-form' searches one alpha for all features (or one per "
                 "target); penalty_groups needs the iterative search: use "
@@ -717,7 +735,7 @@ class BilevelSearchCV(BaseSearchCV):
             partial(adapter.training_weights, split.final),
         )
         n_outputs = encoding.n_outputs
-        if space.structure in VECTOR_STRUCTURES:
+        if space.structure in _MANY_PENALTIES:
             estimator_name = type(split.final).__name__
             check_same_features(folds, estimator_name)
             check_vector_space(space, folds[0].n_features_in, n_outputs, estimator_name)
@@ -760,7 +778,11 @@ class BilevelSearchCV(BaseSearchCV):
         """
         search = table.fold_models.search
         rows = None
-        if self.penalty_groups is not None and not callable(self.refit):
+        if search.space.structure == "output-groups" and not callable(self.refit):
+            # each target chose its own point by its CV loss: the last
+            # record holds every target's choice
+            rows = [self._result.best_index]
+        elif self.penalty_groups is not None and not callable(self.refit):
             stages = [record.get("stage") for record in search.history]
             if getattr(search, "penalty_gain", 0.0):
                 rows = [self._result.best_index]  # polished by the search
@@ -824,7 +846,7 @@ class BilevelSearchCV(BaseSearchCV):
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
-        many = space.structure in VECTOR_STRUCTURES and not params
+        many = space.structure in _MANY_PENALTIES and not params
         self.best_estimator_ = clone(self.estimator).set_params(
             **clone(params, safe=False)
         )
@@ -872,6 +894,10 @@ class BilevelSearchCV(BaseSearchCV):
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
+
+
+# Structures whose values the estimator cannot hold: refit by the engine.
+_MANY_PENALTIES = VECTOR_STRUCTURES + ("output-groups",)
 
 
 def _polish_tol(polish_tol, estimator):

@@ -15,6 +15,10 @@ extra switch.
 One value per feature or per group of features is asked for by
 ``penalty_groups`` (as in ``HOAGLogisticRegression``): scalar bounds
 broadcast, 1-d bounds give one value per feature or group (sorted labels).
+With group labels and ``Ridge`` on several targets, 2-d bounds of shape
+(n_targets, n_groups) give one value per target and per group (banded
+ridge): the 2-d shape is the switch, as the 1-d shape is for one value per
+target, and scalar or 1-d bounds keep their meaning.
 The estimator itself cannot hold such a value: :func:`estimator_params` says
 what the fold models and the refit set on it.
 """
@@ -55,9 +59,11 @@ def parse_param_space(
     Returns
     -------
     HyperSpace
-        Named as given (``"clf__C"``); structure ``"features"`` or
-        ``"groups"`` with ``penalty_groups``, else ``"outputs"`` when a bound
-        is an array (one value per output), else ``"scalar"``.
+        Named as given (``"clf__C"``); structure ``"output-groups"`` with
+        group labels and a bound of shape (n_targets, n_groups), else
+        ``"features"`` or ``"groups"`` with ``penalty_groups``, else
+        ``"outputs"`` when a bound is an array (one value per output), else
+        ``"scalar"``.
     """
     estimator_name = type(final_estimator).__name__
     prefix = f"{final_name}__" if final_name else ""
@@ -87,6 +93,10 @@ def parse_param_space(
             f"({type(adapter).__name__}) does not support; use penalty_groups=None."
         )
     low, high, start = _check_bounds(name, bounds)
+    if any(np.ndim(a) == 2 for a in (low, high, start) if a is not None):
+        return _output_groups_space(
+            name, (low, high, start), structure, adapter, estimator_name, param
+        )
     if structure:
         # 1-d bounds give one value per feature or group, checked once the
         # final step's features are known (check_vector_space)
@@ -106,6 +116,42 @@ def parse_param_space(
         log_sign=adapter.log_sign,
         start=start,
         structure="outputs" if per_output else "scalar",
+    )
+
+
+def _output_groups_space(name, bounds, structure, adapter, estimator_name, param):
+    """The space of one value per output and per group (2-d bounds)."""
+    low, high, start = bounds
+    if structure.get("structure") != "groups":
+        given = "None" if not structure else "'features'"
+        raise ValueError(
+            f"param_space[{name!r}] has bounds of shape (n_targets, n_groups): one "
+            f"{param} per target and per group of features, which needs "
+            f"penalty_groups as an array of group labels (one per feature); got "
+            f"penalty_groups={given}. Give 1-d bounds of shape (n_targets,) for "
+            "one value per target."
+        )
+    if not adapter.per_output:
+        raise ValueError(
+            f"param_space[{name!r}]: bounds of shape (n_targets, n_groups) give "
+            f"one {param} per output and per group, but {estimator_name}.{param} "
+            "takes one value for all outputs; this needs Ridge (a regressor) with "
+            "y of shape (n_samples, n_targets)."
+        )
+    if start is not None:
+        raise ValueError(
+            f"param_space[{name!r}]: a start is not supported with one {param} per "
+            "target and per group (the search starts from the best value of each "
+            "target); give (low, high)."
+        )
+    shape = np.broadcast_shapes(low.shape, high.shape)
+    return HyperSpace.from_values(
+        name,
+        np.broadcast_to(low, shape),
+        np.broadcast_to(high, shape),
+        log_sign=adapter.log_sign,
+        structure="output-groups",
+        groups=structure["groups"],
     )
 
 
@@ -166,7 +212,8 @@ def check_vector_space(space, n_features, n_outputs, estimator_name):
     Parameters
     ----------
     space : HyperSpace
-        From :func:`parse_param_space` with ``penalty_groups``.
+        From :func:`parse_param_space` with ``penalty_groups`` (structure
+        "features", "groups" or "output-groups").
     n_features : int
         Features the final step sees (after a Pipeline's earlier steps).
     n_outputs : int
@@ -174,12 +221,25 @@ def check_vector_space(space, n_features, n_outputs, estimator_name):
     estimator_name : str
         Class of the final step, for the messages.
     """
-    if space.structure == "groups" and space.groups.shape != (n_features,):
+    if space.structure in ("groups", "output-groups") and space.groups.shape != (
+        n_features,
+    ):
         raise ValueError(
             f"penalty_groups has {space.groups.shape[0]} group labels, but "
             f"{estimator_name} sees {n_features} features (after the Pipeline's "
             "earlier steps, if any): give one label per feature of the final step."
         )
+    if space.structure == "output-groups":
+        n_groups = np.unique(space.groups).size
+        if space.lam_low.shape != (n_outputs, n_groups):
+            raise ValueError(
+                f"param_space[{space.name!r}] has bounds of shape "
+                f"{space.lam_low.shape}, but y has {n_outputs} targets and "
+                f"penalty_groups {n_groups} groups: give arrays of shape "
+                f"(n_targets, n_groups) = ({n_outputs}, {n_groups}), or of shape "
+                f"({n_groups},) broadcast over the targets."
+            )
+        return
     n_hyper = space.n_hyper(n_features, n_outputs)
     if n_hyper < 2:
         raise ValueError(
@@ -195,9 +255,10 @@ def check_vector_space(space, n_features, n_outputs, estimator_name):
         if n_outputs > 1:
             per_output = (
                 f" One value per output ({n_outputs}) and per "
-                f"{space.structure[:-1]} at once is not supported: give scalar "
-                "bounds, or penalty_groups=None with bounds of shape (n_targets,) "
-                "for one value per target."
+                f"{space.structure[:-1]} needs bounds of shape (n_targets, "
+                f"n_groups) = ({n_outputs}, {n_hyper}) (group labels only); or "
+                "give penalty_groups=None with bounds of shape (n_targets,) for "
+                "one value per target."
             )
         raise ValueError(
             f"param_space[{space.name!r}] has {what} of {size} values, but "
@@ -211,7 +272,8 @@ def estimator_params(space, params):
 
     One value, or one per output, is a value of the estimator's parameter. One
     value per feature or per group is not (``LogisticRegression(C=array)``
-    does not fit, ``Ridge(alpha=array)`` means one per target): the estimator
+    does not fit, ``Ridge(alpha=array)`` means one per target), nor one per
+    target and group: the estimator
     keeps its own value and carries the solution only, except where every
     entry is equal, which is the scalar parameter.
 
@@ -226,7 +288,7 @@ def estimator_params(space, params):
     dict
         Parameters for ``set_params`` (possibly empty).
     """
-    if space.structure not in VECTOR_STRUCTURES:
+    if space.structure not in VECTOR_STRUCTURES + ("output-groups",):
         return params
     values = np.asarray(params[space.name])
     if np.all(values == values.flat[0]):
@@ -239,14 +301,17 @@ def _is_number(value):
 
 
 def _as_bound(value, usage, bounds):
-    """One bound: a real number or a 1-d array-like of real numbers."""
+    """One bound: a real number or a 1-d or 2-d array-like of real numbers."""
     if _is_number(value):
         return np.asarray(value, dtype=np.float64)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         raise TypeError(f"{usage}; got {bounds!r}, with a {type(value).__name__}.")
     array = np.asarray(value)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{usage}, each a number or a 1-d array; got {bounds!r}.")
+    if array.ndim not in (1, 2) or array.size == 0:
+        raise ValueError(
+            f"{usage}, each a number, a 1-d array or (one value per target and "
+            f"group) a 2-d array; got {bounds!r}."
+        )
     if not (np.issubdtype(array.dtype, np.number) and array.dtype != bool):
         raise TypeError(f"{usage}; got {bounds!r}, with {array.dtype} values.")
     return array.astype(np.float64)

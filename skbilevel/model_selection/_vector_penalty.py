@@ -34,7 +34,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
+from ..objectives.quadratic import quadratic_moments
 from ..search import as_engine_array, fit_steps, route_fit_params
+from ..search._banded import banded_coefficients
 from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
@@ -117,6 +119,20 @@ class _Exact(NamedTuple):
     message: str = "exact"
 
 
+def _banded_solution(inner, space, lam):
+    """The exact minimizer (engine layout) at one penalty per target and group."""
+    model = inner.model
+    moments = quadratic_moments(
+        model.X, inner.y, inner.sample_weight, model.fit_intercept
+    )
+    band_index = np.unique(space.groups, return_inverse=True)[1].reshape(-1)
+    coef = banded_coefficients(moments, band_index, lam.reshape(model.n_outputs, -1))
+    parts = [coef.reshape(-1)]
+    if model.fit_intercept:
+        parts.append(moments.y_mean - moments.x_mean @ coef)
+    return np.concatenate(parts)
+
+
 def refit_vector_penalty(
     model, fold_models, index, X, y, fit_params, *, tol, max_iter, verbose
 ):
@@ -195,8 +211,12 @@ def refit_vector_penalty(
     )
     lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
-    factor = direct_factor(inner, lam)
-    if factor is not None:  # a quadratic with few features: one factorization
+    factor = None
+    if space.structure != "output-groups":
+        factor = direct_factor(inner, lam)
+    if space.structure == "output-groups":  # exact: a factorization per weighting
+        solution = _Exact(_banded_solution(inner, space, lam))
+    elif factor is not None:  # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
         if getattr(inner.loss, "name", None) == "squared":
@@ -216,9 +236,9 @@ def refit_vector_penalty(
         )
     if verbose > 0:
         how = (
-            "one factorization"
-            if factor is not None
-            else f"{solution.n_iter} Newton steps"
+            f"{solution.n_iter} Newton steps"
+            if hasattr(solution, "n_iter")
+            else "exact solve"
         )
         print(
             f"Refit of {name} on all {X_engine.shape[0]} samples at "

@@ -10,9 +10,12 @@
   per fold);
 - :mod:`._vector` and :mod:`._heldout`: the search of one penalty per feature
   or per group, checked on held-out halves of the validation folds;
+- :mod:`._banded` and :mod:`._banded_fold`: one ridge penalty per target and
+  per group of features, in closed form over candidate group weightings;
 - :mod:`._progress`: what the search prints.
 """
 
+from ._banded import BandedRidgeSearch
 from ._folds import (  # noqa: F401 (the fold plumbing: see __all__ below)
     FoldData,
     SplitEstimator,
@@ -42,6 +45,7 @@ from ._vector import VECTOR_STRUCTURES  # noqa: F401 (for the estimators)
 # engine_folds...) is importable from here for the estimators and benchmarks
 # but is not public: it may change with them.
 __all__ = [
+    "BandedRidgeSearch",
     "GradientSearch",
     "HyperSpace",
     "PATHS",

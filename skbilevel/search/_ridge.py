@@ -53,6 +53,7 @@ from ._service import Reporter, SearchResult
 __all__ = [
     "RidgePathSearch",
     "closed_form_applies",
+    "minimize_curves",
 ]
 
 # Scan density in log(alpha): 3 points per decade (the curve between scan
@@ -268,80 +269,10 @@ class RidgePathSearch:
         return result
 
     def _minimize(self, lams, values, slopes, bends):
-        """Each target's (or the sum's) minimizer: the best scan point, refined
-        by a safeguarded Newton search for the root of the exact derivative
-        on the side where the curve descends.
-
-        ``lams`` has shape (n_points, n_hyper), from the top of each box down;
-        ``values`` the per-fold, per-target CV losses there, shape (K,
-        n_points, q); ``slopes`` and ``bends`` the derivatives in
-        ``log alpha`` there, shape (n_points, n_hyper).
-
-        Returns the minimizer (shape (n_hyper,)) and its fold values (summed
-        over targets, shape (K,)) and slopes (shape (n_hyper,)).
-        """
-        table = values.mean(axis=0)
-        per_target = lams.shape[1] > 1
-        curves = table if per_target else table.sum(axis=1, keepdims=True)
-        n_points, columns = lams.shape[0], np.arange(lams.shape[1])
-        best = np.argmin(curves, axis=0)  # scan index per hyperparameter
-        lam = lams[best, columns]
-        g_best, dg_best = slopes[best, columns], bends[best, columns]
-        # the fold values at the best point: a target's own (its loss depends
-        # on its own alpha only), or all targets' at the scalar's best point
-        if per_target:
-            fold_t = values[:, best, np.arange(values.shape[2])]
-        else:
-            fold_t = values[:, best[0]]
-        # h' > 0 at the best point: the minimum lies below it (towards the
-        # next scan point down, index best + 1); h' < 0: above it
-        index_below = np.minimum(best + 1, n_points - 1)
-        index_above = np.maximum(best - 1, 0)
-        below, above = lams[index_below, columns], lams[index_above, columns]
-        a = np.where(g_best > 0, below, lam)
-        b = np.where(g_best > 0, lam, above)
-        g_a = np.where(g_best > 0, slopes[index_below, columns], g_best)
-        g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
-        # a bracket holds a root where h' goes from negative to positive
-        bracketed = (g_a < 0) & (g_b > 0) & (b > a)
-        t, g_t, dg_t = lam, g_best, dg_best
-        scale = np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at the scan points
-        # Newton on h' from the best scan point, kept inside the shrinking
-        # bracket (a step that leaves it, or a non-positive curvature, takes
-        # the regula falsi point instead): quadratic near the root, never
-        # worse than the bracket's secant.
-        for _ in range(_ROOT_ITER):
-            active = bracketed & (b - a > _ROOT_TOL)
-            if not np.any(active):
-                break
-            newton = t - g_t / np.where(dg_t > 0, dg_t, 1.0)
-            secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
-            inside = (dg_t > 0) & (newton > a) & (newton < b)
-            step = np.where(inside, newton, secant)
-            # a Newton step below the tolerance: t is the root to that
-            # precision (quadratic convergence), no evaluation to confirm it
-            converged = active & inside & (np.abs(step - t) <= _ROOT_TOL)
-            a, b = np.where(converged, t, a), np.where(converged, t, b)
-            active &= ~converged
-            if not np.any(active):
-                break
-            tiny = np.abs(step - t) <= _ROOT_TOL
-            t = np.where(active, step, t)
-            new_values, new_g, new_dg = self._evaluate(t[None])
-            fold_t = np.where(active, new_values[:, 0], fold_t)
-            g_t = np.where(active, new_g[0], g_t)
-            dg_t = np.where(active, new_dg[0], dg_t)
-            left, right = active & (g_t < 0), active & (g_t >= 0)
-            a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
-            b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
-            # a secant step below the tolerance, or a root found to
-            # round-off, closes the bracket
-            flat = np.abs(g_t) <= 1e-12 * scale
-            done = active & (tiny | flat)
-            a, b = np.where(done, t, a), np.where(done, t, b)
-        # without a sign change, the best scan point (an end of the box, or
-        # a flat stretch) is the minimum; t is that point there
-        return t, (fold_t.sum(axis=1), g_t)
+        """Each target's (or the sum's) minimizer (:func:`minimize_curves`),
+        its fold values summed over targets (shape (K,)) and its slopes."""
+        lam, fold_t, g_t = minimize_curves(self._evaluate, lams, values, slopes, bends)
+        return lam, (fold_t.sum(axis=1), g_t)
 
     def all_rows_solution(self, index):
         """The ridge solution on all the rows at evaluated point ``index``,
@@ -405,3 +336,82 @@ class RidgePathSearch:
             per_fold = [path.predictions(alphas) for path in self._paths]
             self._predictions = [list(point) for point in zip(*per_fold)]
         return self._predictions[index]
+
+
+def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
+    """Each target's (or the sum's) minimizer: the best scan point, refined
+    by a safeguarded Newton search for the root of the exact derivative
+    on the side where the curve descends.
+
+    ``lams`` has shape (n_points, n_hyper), from the top of each box down;
+    ``values`` the per-fold, per-target CV losses there, shape (K,
+    n_points, q); ``slopes`` and ``bends`` the derivatives in
+    ``log alpha`` there, shape (n_points, n_hyper).
+
+    ``evaluate(lams)`` gives the same three arrays at points ``lams`` of
+    shape (n, n_hyper). ``tol`` is the precision of the minimizer in ``log
+    alpha``. Returns the minimizer (shape (n_hyper,)), its fold values
+    (shape (K, q)) and slopes (shape (n_hyper,)).
+    """
+    table = values.mean(axis=0)
+    per_target = lams.shape[1] > 1
+    curves = table if per_target else table.sum(axis=1, keepdims=True)
+    n_points, columns = lams.shape[0], np.arange(lams.shape[1])
+    best = np.argmin(curves, axis=0)  # scan index per hyperparameter
+    lam = lams[best, columns]
+    g_best, dg_best = slopes[best, columns], bends[best, columns]
+    # the fold values at the best point: a target's own (its loss depends
+    # on its own alpha only), or all targets' at the scalar's best point
+    if per_target:
+        fold_t = values[:, best, np.arange(values.shape[2])]
+    else:
+        fold_t = values[:, best[0]]
+    # h' > 0 at the best point: the minimum lies below it (towards the
+    # next scan point down, index best + 1); h' < 0: above it
+    index_below = np.minimum(best + 1, n_points - 1)
+    index_above = np.maximum(best - 1, 0)
+    below, above = lams[index_below, columns], lams[index_above, columns]
+    a = np.where(g_best > 0, below, lam)
+    b = np.where(g_best > 0, lam, above)
+    g_a = np.where(g_best > 0, slopes[index_below, columns], g_best)
+    g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
+    # a bracket holds a root where h' goes from negative to positive
+    bracketed = (g_a < 0) & (g_b > 0) & (b > a)
+    t, g_t, dg_t = lam, g_best, dg_best
+    scale = np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at the scan points
+    # Newton on h' from the best scan point, kept inside the shrinking
+    # bracket (a step that leaves it, or a non-positive curvature, takes
+    # the regula falsi point instead): quadratic near the root, never
+    # worse than the bracket's secant.
+    for _ in range(_ROOT_ITER):
+        active = bracketed & (b - a > tol)
+        if not np.any(active):
+            break
+        newton = t - g_t / np.where(dg_t > 0, dg_t, 1.0)
+        secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
+        inside = (dg_t > 0) & (newton > a) & (newton < b)
+        step = np.where(inside, newton, secant)
+        # a Newton step below the tolerance: t is the root to that
+        # precision (quadratic convergence), no evaluation to confirm it
+        converged = active & inside & (np.abs(step - t) <= tol)
+        a, b = np.where(converged, t, a), np.where(converged, t, b)
+        active &= ~converged
+        if not np.any(active):
+            break
+        tiny = np.abs(step - t) <= tol
+        t = np.where(active, step, t)
+        new_values, new_g, new_dg = evaluate(t[None])
+        fold_t = np.where(active, new_values[:, 0], fold_t)
+        g_t = np.where(active, new_g[0], g_t)
+        dg_t = np.where(active, new_dg[0], dg_t)
+        left, right = active & (g_t < 0), active & (g_t >= 0)
+        a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
+        b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
+        # a secant step below the tolerance, or a root found to
+        # round-off, closes the bracket
+        flat = np.abs(g_t) <= 1e-12 * scale
+        done = active & (tiny | flat)
+        a, b = np.where(done, t, a), np.where(done, t, b)
+    # without a sign change, the best scan point (an end of the box, or
+    # a flat stretch) is the minimum; t is that point there
+    return t, fold_t, g_t

@@ -442,17 +442,34 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto", row
 
     The "features" and "groups" structures take the vector search
     (:mod:`._vector`: the scalar search, then a descent stopped on held-out
-    halves of the validation folds).
+    halves of the validation folds); the "output-groups" structure the
+    banded ridge search (:mod:`._banded`, closed form only: ValueError where
+    it does not apply).
 
     Returns
     -------
-    GradientSearch, RidgePathSearch or VectorSearch
+    GradientSearch, RidgePathSearch, VectorSearch or BandedRidgeSearch
     """
+    from ._banded import BandedRidgeSearch, banded_applies
     from ._ridge import RidgePathSearch, closed_form_applies
     from ._vector import VECTOR_STRUCTURES, vector_search
 
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}.")
+    if space.structure == "output-groups":
+        reason = (
+            "path='gradient' asks for the iterative engine"
+            if path == "gradient"
+            else banded_applies(folds)
+        )
+        if reason is not None:
+            raise ValueError(
+                "One penalty per target and per group is searched in closed form "
+                f"only (the banded ridge search), which does not apply: {reason}."
+            )
+        return BandedRidgeSearch(
+            folds, space, options, keep_solutions=keep_solutions, rows=rows
+        )
     reason = None if path == "gradient" else closed_form_applies(folds, space)
     if path != "gradient" and reason is None:
         return RidgePathSearch(

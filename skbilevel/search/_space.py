@@ -12,7 +12,12 @@ structure      penalized coefficients                      hyperparameters
 ``"features"`` the outputs of one feature                  ``n_features``
 ``"groups"``   the features of one group (labels sorted)   number of labels
 ``"outputs"``  the features of one output (target, class)  ``n_outputs``
+``"output-     the features of one group, in one output    ``n_outputs *
+groups"``                                                  n_groups``
 =============  ==========================================  =====================
+
+``"output-groups"`` hyperparameters are ordered output-major: index
+``t * n_groups + g`` penalizes group ``g`` (sorted labels) of output ``t``.
 """
 
 from typing import NamedTuple
@@ -24,7 +29,7 @@ from ._progress import describe_values
 
 __all__ = ["HyperSpace", "STRUCTURES"]
 
-STRUCTURES = ("scalar", "features", "groups", "outputs")
+STRUCTURES = ("scalar", "features", "groups", "outputs", "output-groups")
 
 
 class HyperSpace(NamedTuple):
@@ -37,13 +42,14 @@ class HyperSpace(NamedTuple):
     log_sign : {1, -1}
         ``lambda = log_sign * log(value)``.
     lam_low, lam_high : ndarray of shape (1,) or (n_hyper,)
-        Box in ``lambda`` (broadcast to ``n_hyper`` by :meth:`resize`).
+        Box in ``lambda`` (broadcast to ``n_hyper`` by :meth:`resize`);
+        ``"output-groups"``: of shape (n_outputs, n_groups) until resized.
     lam_start : ndarray of shape (1,) or (n_hyper,), or None
         Starting point; None starts with a coarse bracket.
-    structure : {"scalar", "features", "groups", "outputs"}
+    structure : {"scalar", "features", "groups", "outputs", "output-groups"}
         What each hyperparameter penalizes.
     groups : ndarray of shape (n_features,) or None
-        Group label of each feature (``structure="groups"``).
+        Group label of each feature (``"groups"``, ``"output-groups"``).
     """
 
     name: str
@@ -84,6 +90,8 @@ class HyperSpace(NamedTuple):
             return n_features
         if self.structure == "groups":
             return np.unique(self.groups).size
+        if self.structure == "output-groups":
+            return n_outputs * np.unique(self.groups).size
         if self.structure == "outputs":
             return n_outputs
         return 1
@@ -99,6 +107,12 @@ class HyperSpace(NamedTuple):
                     f"expected shape ({n_features},), got {self.groups.shape}."
                 )
             return L2Penalty.from_groups(self.groups, n_outputs)
+        if self.structure == "output-groups":
+            labels, index = np.unique(self.groups, return_inverse=True)
+            index = index.reshape(-1)
+            # coefficient (j, t), flattened j * n_outputs + t: t * n_groups + g(j)
+            group_map = np.arange(n_outputs)[None, :] * labels.size + index[:, None]
+            return L2Penalty(group_map, n_outputs * labels.size)
         if self.structure == "outputs":
             return L2Penalty.per_output(n_features, n_outputs)
         return L2Penalty.scalar()
@@ -109,6 +123,7 @@ class HyperSpace(NamedTuple):
         def grow(a, what):
             if a is None:
                 return None
+            a = a.reshape(-1)  # "output-groups": output-major
             if a.size not in (1, n_hyper):
                 raise ValueError(
                     f"The {what} of {self.name!r} has {a.size} values, but the search "

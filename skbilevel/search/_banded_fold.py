@@ -1,0 +1,191 @@
+"""One fold of the banded ridge search: its CV curves under band weights.
+
+Ridge with one penalty per target ``t`` and feature band ``b``,
+
+    w_t = argmin ||A w - b_t||^2 + sum_b alpha_tb ||w_(b)||^2,
+
+is plain ridge on rescaled columns when the band penalties of a target are
+one scalar over band weights: ``alpha_tb = alpha_t / g_b``. With ``D`` the
+diagonal of ``sqrt(g_(band of j))`` and ``Z = A D``, ``w_t = D v_t`` where
+``v_t`` is the ridge solution of ``Z`` at ``alpha_t``. So one candidate
+``g`` (shared by the targets) and one eigendecomposition of the fold's
+scaled Gram ``D A'A D = V diag(d) V'`` (no new product over the data) give
+every target's exact K-fold CV curve in its own ``alpha_t``, as
+:class:`~skbilevel.search._ridge_factor._FoldPath` gives it for ``g = 1``.
+
+The derivatives of a target's CV loss in its band log-penalties
+``lambda_tb = log alpha_tb`` come from the same factorization. The fold's
+Hessian ``H = A'A + diag(alpha_t(band))`` is ``D^{-1} (V diag(d + alpha_t)
+V') D^{-1}``, so ``H^{-1} = B diag(1 / (d + alpha_t)) B'`` with ``B = D V``
+(the candidate's ``basis``). With ``F`` the fold's validation loss, ``v =
+H^{-1} grad_w F`` and ``P_b`` the projection on band ``b``:
+
+    dF/dlambda_b = -alpha_b w'P_b v,
+    d2F/dlambda_b dlambda_c = delta_bc dF/dlambda_b
+        + alpha_b alpha_c (2 f (X q_b)'S(X q_c) + v'P_c q_b + v'P_b q_c),
+
+with ``q_b = H^{-1} P_b w`` and ``F = f sum_i s_i r_i^2`` (``X`` the centred
+validation rows, ``S`` their weights). Every ``H^{-1}`` is a diagonal
+scaling in the candidate's basis.
+"""
+
+import numpy as np
+
+from ..objectives.quadratic import quadratic_moments
+from ..utils._array_api import to_numpy
+from ._ridge_rows import _column_means, _take, _training_rows
+
+__all__ = ["BandedFold"]
+
+
+class BandedFold:
+    """A fold's ``lambda``-free products, factored again for each candidate.
+
+    Parameters
+    ----------
+    fold : Fold
+        Engine fold of the squared loss (NumPy data).
+    band_index : ndarray of int of shape (n_features,)
+        Band (``0..n_bands-1``) of each feature.
+    shared : tuple or None, default=None
+        ``("gram", A'A, A'B, rows)`` from :meth:`SharedRows.products`, or None
+        to compute the fold's own.
+    """
+
+    def __init__(self, fold, band_index, shared=None):
+        inner, outer = fold.inner, fold.outer
+        X = inner.model.X
+        y = np.asarray(to_numpy(inner.y), dtype=np.float64)
+        self.one_target = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        weight = inner.sample_weight
+        weight = None if weight is None else np.asarray(to_numpy(weight), float)
+        self.fit_intercept = inner.model.fit_intercept
+        if shared is not None and shared[0] == "gram":
+            rows = shared[-1]
+            if rows is not None:
+                Y, weight = Y[rows], weight[rows]
+            s = np.ones(len(Y)) if weight is None else weight
+            x_mean, y_mean = None, None
+            if self.fit_intercept:
+                x_mean, y_mean = _column_means(X, rows, s), s @ Y / s.sum()
+            self.gram, self.moment = shared[1], shared[2]
+        else:
+            rows = _training_rows(weight)
+            if rows is not None:
+                Y, weight = Y[rows], weight[rows]
+            moments = quadratic_moments(_take(X, rows), Y, weight, self.fit_intercept)
+            x_mean, y_mean = moments.x_mean, moments.y_mean
+            self.gram, self.moment = moments.gram, moments.moment
+        p, q = X.shape[1], Y.shape[1]
+        self.x_mean = np.zeros(p) if x_mean is None else x_mean
+        self.y_mean = np.zeros(q) if y_mean is None else y_mean
+        self.readout = np.asarray(to_numpy(outer.model.X), float) - self.x_mean
+        y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
+        self.Y_val = y_val.reshape(len(y_val), -1)
+        s_val = outer.sample_weight
+        self.s_val = (
+            np.ones(len(y_val))
+            if s_val is None
+            else np.asarray(to_numpy(s_val), dtype=np.float64)
+        )
+        # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2, as _FoldPath
+        self.factor = outer.scale / self.s_val.sum() * 0.5
+        self.band_index = np.asarray(band_index)
+        n_bands = int(self.band_index.max()) + 1
+        self.bands = np.zeros((n_bands, p))
+        self.bands[self.band_index, np.arange(p)] = 1.0
+        self.band_rows = [np.flatnonzero(self.band_index == b) for b in range(n_bands)]
+
+    def candidate(self, log_weights):
+        """The fold factored at band weights ``exp(log_weights)`` (n_bands,)."""
+        return _Candidate(self, np.asarray(log_weights, dtype=np.float64))
+
+
+class _Candidate:
+    """One fold's scaled Gram ``D A'A D = V diag(d) V'`` at one band weighting.
+
+    ``basis = D V`` maps the eigen-coordinates to the coefficients, ``C =
+    V'D A'B`` and ``M = X basis`` (the centred validation rows): a target's
+    coefficients at ``alpha`` are ``basis (C / (d + alpha))``, its centred
+    validation predictions ``M (C / (d + alpha))``.
+    """
+
+    def __init__(self, fold, log_weights):
+        self.fold, self.log_weights = fold, log_weights
+        scale = np.exp(0.5 * log_weights[fold.band_index])
+        system = fold.gram * scale[:, None]
+        system *= scale[None, :]
+        d, V = np.linalg.eigh(system)
+        del system
+        self.d = np.maximum(d, 0.0)  # positive semi-definite: round-off below
+        self.basis = scale[:, None] * V
+        self.C = self.basis.T @ fold.moment
+        self.M = fold.readout @ self.basis
+
+    def curve(self, alphas, second=True, targets=slice(None)):
+        """The CV loss ``F_t`` of ``targets`` and its derivatives in ``log alpha_t``.
+
+        ``alphas`` has shape (n_points, n) for the n targets; returns three
+        arrays of that shape (the second derivative None unless ``second``).
+        """
+        fold = self.fold
+        n_points, q = alphas.shape
+        inverse = 1.0 / (self.d[:, None, None] + alphas[None])
+        powers = [inverse * self.C[:, None, targets]]
+        for _ in range(2 if second else 1):
+            powers.append(inverse * powers[-1])
+        stacked = np.stack(powers, axis=1).reshape(len(self.d), -1)
+        every = (self.M @ stacked).reshape(len(fold.Y_val), len(powers), n_points, q)
+        Y_val = fold.Y_val[:, targets] - fold.y_mean[targets]
+        residual = every[:, 0] - Y_val[:, None, :]
+        weighted = fold.s_val[:, None, None] * residual
+        slope = -every[:, 1]
+        values = fold.factor * np.sum(weighted * residual, axis=0)
+        first = 2 * fold.factor * np.sum(weighted * slope, axis=0)
+        if not second:
+            return values, alphas * first, None
+        bend = 2 * every[:, 2]
+        curvature = (
+            2
+            * fold.factor
+            * np.sum(fold.s_val[:, None, None] * slope**2 + weighted * bend, axis=0)
+        )
+        return values, alphas * first, alphas * first + alphas**2 * curvature
+
+    def solution(self, alpha, targets):
+        """Coefficients (p, n) and centred validation predictions (n_val, n)
+        of ``targets`` at their ``alpha`` (n,)."""
+        z = self.C[:, targets] / (self.d[:, None] + alpha[None, :])
+        return self.basis @ z, self.M @ z
+
+    def band_derivatives(self, alpha, targets, hessian=True):
+        """Gradient (n, n_bands) and Hessian (n, n_bands, n_bands) of the
+        fold's loss of ``targets`` in their ``log alpha_tb`` (see the module
+        docstring), at ``alpha_tb = alpha_t / g_b``."""
+        fold = self.fold
+        inverse = 1.0 / (self.d[:, None] + alpha[None, :])
+        z = inverse * self.C[:, targets]
+        w = self.basis @ z
+        residual = self.M @ z + fold.y_mean[targets] - fold.Y_val[:, targets]
+        weighted = fold.s_val[:, None] * residual
+        u = 2 * fold.factor * inverse * (self.M.T @ weighted)
+        v = self.basis @ u
+        band_alpha = alpha[:, None] * np.exp(-self.log_weights)[None, :]  # (n, B)
+        grad = -band_alpha * (fold.bands @ (w * v)).T
+        if not hessian:
+            return grad, None
+        # Y_b = diag(1 / (d + alpha)) B'P_b w, and B'P_c v, for every band
+        Y = np.stack([inverse * (self.basis[r].T @ w[r]) for r in fold.band_rows])
+        Pv = np.stack([self.basis[r].T @ v[r] for r in fold.band_rows])
+        XQ = np.stack([self.M @ Y_b for Y_b in Y])  # X q_b, (B, n_val, n)
+        data = 2 * fold.factor * np.einsum("bit,i,cit->tbc", XQ, fold.s_val, XQ)
+        cross = np.einsum("ckt,bkt->tbc", Pv, Y)  # v'P_c q_b
+        hess = (
+            band_alpha[:, :, None]
+            * band_alpha[:, None, :]
+            * (data + cross + cross.transpose(0, 2, 1))
+        )
+        n_bands = grad.shape[1]
+        hess[:, np.arange(n_bands), np.arange(n_bands)] += grad
+        return grad, hess
