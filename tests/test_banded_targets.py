@@ -242,9 +242,12 @@ def test_one_target_and_scalar_per_band_bounds():
     coef, intercept = _ridge_on_rescaled(X, Y[:, 0], search.best_params_["alpha"][0])
     assert_allclose(search.best_estimator_.coef_, coef, rtol=1e-7, atol=1e-10)
     assert_allclose(search.best_estimator_.intercept_, intercept, atol=1e-8)
+    # 2 targets, 3 groups: bounds of shape (3,) can only mean one per group
     shared = _search(param_space={"alpha": (np.full(3, 1e-3), 1e4)}, max_iter=3)
-    shared.fit(X, Y)
+    shared.fit(X, Y[:, :2])
     assert shared.best_params_["alpha"].shape in ((), (3,))
+    assert {len(record["lam"]) for record in shared.history_} <= {1, 3}
+    assert any(len(record["lam"]) == 3 for record in shared.history_)
 
 
 @pytest.mark.parametrize(
@@ -346,3 +349,34 @@ def test_pipeline_with_a_scaler():
     assert_allclose(
         search.predict(X[:5]), search.best_estimator_.predict(X[:5]), rtol=1e-12
     )
+
+
+def test_targets_whose_band_boxes_share_no_alpha():
+    # Target 0 must penalize band 1 more than bands 0 and 2 (its boxes do not
+    # overlap): g = 1 leaves its box, and it starts from its boxes' centres.
+    # Every target ends inside its boxes, with a finite CV loss, and the refit
+    # is Ridge on rescaled columns at those alphas.
+    X, Y = _data()
+    low, high = (bound.copy() for bound in _bounds(3)["alpha"])
+    low[0], high[0] = [1e-3, 1e2, 1e-3], [1e-1, 1e4, 1e4]
+    splits = list(KFold(3).split(X))
+    search = BilevelSearchCV(
+        Ridge(), {"alpha": (low, high)}, cv=splits, penalty_groups=BANDS
+    ).fit(X, Y)
+    alpha = search.best_params_["alpha"]
+    assert np.all(alpha >= low * (1 - 1e-9)) and np.all(alpha <= high * (1 + 1e-9))
+    assert alpha[0, 1] > alpha[0, 0] and alpha[0, 1] > alpha[0, 2]
+    assert np.all(np.isfinite(search.cv_results_["outer_loss"]))
+    assert np.isfinite(search.penalty_gain_)
+    for t in range(3):
+        coef, intercept = _ridge_on_rescaled(X, Y[:, t], alpha[t])
+        assert_allclose(search.best_estimator_.coef_[t], coef, rtol=1e-8, atol=1e-10)
+        assert_allclose(search.best_estimator_.intercept_[t], intercept, rtol=1e-8)
+    # every target's boxes apart: one candidate of box centres each
+    low[:, 1], high[:, 1] = 1e2, 1e4
+    low[:, [0, 2]], high[:, [0, 2]] = 1e-3, 1e-1
+    apart = BilevelSearchCV(
+        Ridge(), {"alpha": (low, high)}, cv=splits, penalty_groups=BANDS
+    ).fit(X, Y)
+    assert np.all(apart.best_params_["alpha"][:, 1] >= 1e2)
+    assert np.all(np.isfinite(apart.cv_results_["outer_loss"]))

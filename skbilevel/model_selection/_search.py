@@ -324,7 +324,9 @@ class BilevelSearchCV(BaseSearchCV):
     best_params_ : dict
         Parameter setting of the best evaluated point.
     best_index_ : int
-        Its row in ``cv_results_``.
+        Its row in ``cv_results_``. With one ``alpha`` per target and per group,
+        the last row: each target's own best point by its CV loss (the metric,
+        which averages over targets, does not choose among the rows).
     best_fold_estimators_ : list of estimators
         The fold models at ``best_index_`` (at the lowest outer loss when there
         is no ``best_index_``): ``estimator`` as fit on each training fold.

@@ -9,7 +9,8 @@ target's exact CV curve in its own ``alpha_t`` (:mod:`._banded_fold`). The
 search is over candidates:
 
 1. the first candidate is ``g = 1``: the exact best ``alpha`` of each target
-   (what bounds of shape (n_targets,) find);
+   (what bounds of shape (n_targets,) find); a target whose boxes share no
+   ``alpha`` across bands also gets the weights of its boxes' centres;
 2. at its current best point, each target's gradient and Hessian in its
    ``log alpha_tb`` (exact, in the eigenbasis of the candidate it came from)
    give a Newton step, shortened to the target's trust radius and kept in
@@ -19,14 +20,14 @@ search is over candidates:
    each evaluated for every target (the global minimum of its curve in
    ``alpha_t``); every target keeps its best point so far;
 4. a target that improved doubles its trust radius, one that did not halves
-   it; the search stops when two rounds in a row improve no target by more
+   it; the search stops when three rounds in a row improve no target by more
    than a relative ``_TOL`` of its CV loss, when no target expects a
    decrease, or after ``_MAX_CANDIDATES`` candidates (10 up to 100 targets,
    one more per 5 targets beyond).
 
-This is what himalaya's ``GroupRidgeCV`` does by random search over the
-simplex of band weights; each candidate here costs K eigendecompositions,
-and the candidates follow the targets' own Newton steps.
+A random search over band weights would evaluate the same candidates
+blindly; here each costs K eigendecompositions, and the candidates follow
+the targets' own Newton steps.
 
 Each target chooses among a few dozen candidates at most, with ``n_bands``
 hyperparameters of its own: a mild multiple comparison (see the benchmark
@@ -34,10 +35,12 @@ hyperparameters of its own: a mild multiple comparison (see the benchmark
 """
 
 import time
+import warnings
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 from ..outer import Evaluation
 from ..outer.hoag import history_record
@@ -55,7 +58,7 @@ __all__ = ["BandedRidgeSearch", "banded_applies", "banded_coefficients"]
 # (4 bands, band weights per target), held-out R^2 rises with the candidates,
 # no overfitting of the CV loss seen: --quick (100 targets) 0.567 at g = 1,
 # 0.653 after 8, 0.661 after 10, 0.668 after 32; full size (300 targets)
-# 0.726, 0.750 after 10, 0.754 after 30 to 40. Each candidate costs about one
+# 0.726, 0.750 after 10, 0.7545 after 50. Each candidate costs about one
 # K-fold eigendecomposition (0.2 s quick, 0.6 s full size, one thread).
 _ROUND_CANDIDATES = (8, 4)
 _MAX_CANDIDATES = (10, 100, 5)
@@ -352,8 +355,9 @@ class BandedRidgeSearch:
         stop = None
         first, targets, per_candidate = _MAX_CANDIDATES
         n_candidates = first + max(q - targets, 0) // per_candidate
-        budget = 1 + n_candidates
-        round_index, queue, idle = 0, [np.zeros(n_bands)], 0
+        queue = self._first_candidates()
+        budget = len(queue) + n_candidates
+        round_index, idle = 0, 0
         while queue:
             # no Hessian where no round follows
             last = (
@@ -361,13 +365,16 @@ class BandedRidgeSearch:
                 or len(self.candidates) + len(queue) >= budget
             )
             improved = np.zeros(q, dtype=bool)
-            for log_weights in queue:
-                at = time.perf_counter()
+            at = time.perf_counter()
+            for i, log_weights in enumerate(queue):
                 improved |= self._try(log_weights, round_index, hessian=not last)
+                if round_index == 0 and i < len(queue) - 1:
+                    continue  # a row once every target has a point
                 record = self._record(
                     "scan" if round_index == 0 else "band", round_index, start
                 )
                 record["time"] = time.perf_counter() - at
+                at = time.perf_counter()
                 if reporter.report(record):
                     stop = "stopped by callback"
                 elif options.max_time is not None and (
@@ -381,7 +388,7 @@ class BandedRidgeSearch:
             if round_index > 0:
                 self.radius = np.where(improved, self.radius * 2, self.radius / 2)
                 self.radius = np.minimum(self.radius, _RADIUS[1])
-                # two rounds in a row without improvement (the second with
+                # _PATIENCE rounds in a row without improvement (each with
                 # shorter steps) end the search
                 idle = 0 if improved.any() else idle + 1
                 if idle == _PATIENCE:
@@ -409,17 +416,43 @@ class BandedRidgeSearch:
             )
         else:
             message = stop
+        # the budget of weightings is the search's own stopping rule (its
+        # points are each target's exact best on every weighting tried); a
+        # callback or max_time cut it short
+        interrupted = stop is not None and not stop.startswith("budget")
         result = SearchResult(
             lam=self.history[best]["lam"].copy(),
             value=value,
             best_index=best,
             n_iter=round_index,
-            converged=stop is None,
+            converged=not interrupted,
             message=message,
             history=self.history,
         )
         reporter.finish(result)
+        if interrupted and stop != "stopped by callback":
+            warnings.warn(
+                f"The search of one alpha per target and band stopped early "
+                f"({message}); each target's best point so far is used. Increase "
+                "max_time.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return result
+
+    def _first_candidates(self):
+        """Band weights ``g = 1`` (each target's best single alpha), and for
+        the targets whose boxes share no alpha across bands, the weights of
+        their boxes' centres (``g = 1`` leaves their boxes: without a point
+        of their own they would have no model)."""
+        low, high = self._box()
+        queue = [np.zeros(self.n_bands)]
+        apart = np.max(low, axis=1) > np.min(high, axis=1)
+        if apart.any():
+            centre = (low[apart] + high[apart]) / 2
+            weights = centre.mean(axis=1, keepdims=True) - centre
+            queue += list(np.unique(np.round(weights, 8), axis=0))
+        return queue
 
     def _next_candidates(self, n_candidates):
         """At most ``n_candidates`` for the next round: the targets' proposals
