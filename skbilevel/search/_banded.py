@@ -42,10 +42,8 @@ import scipy.linalg
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
-from ..outer import Evaluation
-from ..outer.hoag import history_record
 from ._banded_fold import BandedFold
-from ._ridge import minimize_curves
+from ._ridge import exact_record, minimize_curves
 from ._service import Reporter, SearchResult
 
 __all__ = ["BandedRidgeSearch", "banded_applies", "banded_coefficients"]
@@ -484,35 +482,18 @@ class BandedRidgeSearch:
 
     def _record(self, phase, round_index, start):
         """The history record of the current point of every target."""
-        lam = self.lam.reshape(-1).copy()
-        fold_values = self.fold_values.sum(axis=1)
-        evaluation = Evaluation(
-            lam=lam,
-            value=float(fold_values.mean()),
-            grad=self.grad.reshape(-1).copy(),
-            fold_values=fold_values,
-            inner_iter=0,
-            n_fun=0,
-            n_hvp=0,
-            inner_converged=True,
-            residual=None,
-            time=0.0,
-        )
-        record = history_record(
-            evaluation,
-            iteration=len(self.history),
-            phase=phase,
-            accepted=True,
-            step=None,
-            inner_tol=0.0,
-            elapsed=time.perf_counter() - start,
-            gradient_step=round_index,
+        record = exact_record(
+            self,
+            self.lam.reshape(-1).copy(),
+            self.fold_values.sum(axis=1),
+            self.grad.reshape(-1).copy(),
+            phase,
+            start,
+            round_index,
         )
         record[self.param] = self.space.values(self.lam)
         record["band_weights"] = np.exp(self.candidates[-1])
-        self.history.append(record)
         self._owners.append(self._owner.copy())
-        self.polished.add(record["iteration"])
         return record
 
     # -- the interface of the other searches -----------------------------------

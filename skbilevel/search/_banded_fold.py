@@ -33,6 +33,7 @@ import numpy as np
 
 from ..objectives.quadratic import quadratic_moments
 from ..utils._array_api import to_numpy
+from ._ridge_factor import fold_training_data, fold_validation_data
 from ._ridge_rows import _column_means, _take, _training_rows
 
 __all__ = ["BandedFold"]
@@ -54,12 +55,7 @@ class BandedFold:
 
     def __init__(self, fold, band_index, shared=None):
         inner, outer = fold.inner, fold.outer
-        X = inner.model.X
-        y = np.asarray(to_numpy(inner.y), dtype=np.float64)
-        self.one_target = y.ndim == 1
-        Y = y.reshape(len(y), -1)
-        weight = inner.sample_weight
-        weight = None if weight is None else np.asarray(to_numpy(weight), float)
+        X, Y, weight, self.one_target = fold_training_data(fold)
         self.fit_intercept = inner.model.fit_intercept
         if shared is not None and shared[0] == "gram":
             rows = shared[-1]
@@ -81,16 +77,7 @@ class BandedFold:
         self.x_mean = np.zeros(p) if x_mean is None else x_mean
         self.y_mean = np.zeros(q) if y_mean is None else y_mean
         self.readout = np.asarray(to_numpy(outer.model.X), float) - self.x_mean
-        y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
-        self.Y_val = y_val.reshape(len(y_val), -1)
-        s_val = outer.sample_weight
-        self.s_val = (
-            np.ones(len(y_val))
-            if s_val is None
-            else np.asarray(to_numpy(s_val), dtype=np.float64)
-        )
-        # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2, as _FoldPath
-        self.factor = outer.scale / self.s_val.sum() * 0.5
+        self.Y_val, self.s_val, self.factor = fold_validation_data(fold)
         self.band_index = np.asarray(band_index)
         n_bands = int(self.band_index.max()) + 1
         self.bands = np.zeros((n_bands, p))

@@ -63,6 +63,40 @@ _ROOT_TOL = 1e-8
 _ROOT_ITER = 100
 
 
+def exact_record(search, lam, fold_values, grad, phase, start, gradient_step):
+    """Append the history record of a point evaluated exactly (in closed form:
+    nothing to re-solve, so polished) to ``search.history``; returns it.
+
+    ``lam`` (flat), ``fold_values`` (K,) and ``grad`` as the search records
+    them; ``start`` the search's start time.
+    """
+    evaluation = Evaluation(
+        lam=lam,
+        value=float(fold_values.mean()),
+        grad=np.asarray(grad, dtype=np.float64),
+        fold_values=fold_values,
+        inner_iter=0,
+        n_fun=0,
+        n_hvp=0,
+        inner_converged=True,
+        residual=None,
+        time=0.0,
+    )
+    record = history_record(
+        evaluation,
+        iteration=len(search.history),
+        phase=phase,
+        accepted=True,
+        step=None,
+        inner_tol=0.0,
+        elapsed=time.perf_counter() - start,
+        gradient_step=gradient_step,
+    )
+    search.history.append(record)
+    search.polished.add(record["iteration"])
+    return record
+
+
 def closed_form_applies(folds, space):
     """Why the closed form cannot serve this search, or None when it can.
 
@@ -155,31 +189,8 @@ class RidgePathSearch:
     def _record(self, lam, fold_values, grad, phase, start):
         """One history record (every closed-form point is exact: polished)."""
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
-        evaluation = Evaluation(
-            lam=lam,
-            value=float(fold_values.mean()),
-            grad=np.asarray(grad, dtype=np.float64),
-            fold_values=fold_values,
-            inner_iter=0,
-            n_fun=0,
-            n_hvp=0,
-            inner_converged=True,
-            residual=None,
-            time=0.0,
-        )
-        record = history_record(
-            evaluation,
-            iteration=len(self.history),
-            phase=phase,
-            accepted=True,
-            step=None,
-            inner_tol=0.0,
-            elapsed=time.perf_counter() - start,
-            gradient_step=0,
-        )
+        record = exact_record(self, lam, fold_values, grad, phase, start, 0)
         record[self.param] = self.space.values(lam)
-        self.history.append(record)
-        self.polished.add(record["iteration"])
         return record
 
     def run(self, callback_ctx=None, owner=None):

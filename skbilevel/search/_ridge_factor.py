@@ -40,6 +40,32 @@ _SYSTEM_COST = (6e4, 500.0, 5.0)
 _ROOT_EVALUATIONS = 6
 
 
+def fold_training_data(fold):
+    """``(X, Y, weight, one_target)`` of a fold's training problem: its data,
+    its targets as a 2-D float array, its sample weights (None for ones) and
+    whether the targets are 1-D."""
+    inner = fold.inner
+    y = np.asarray(to_numpy(inner.y), dtype=np.float64)
+    weight = inner.sample_weight
+    weight = None if weight is None else np.asarray(to_numpy(weight), float)
+    return inner.model.X, y.reshape(len(y), -1), weight, y.ndim == 1
+
+
+def fold_validation_data(fold):
+    """``(Y_val, s_val, factor)`` of a fold's validation loss: the targets
+    (2-D), the weights (ones by default) and the factor of
+    ``F = factor * sum_i s_i ||r_i||^2`` (``scale / sum(s) / 2``)."""
+    outer = fold.outer
+    y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
+    s_val = outer.sample_weight
+    s_val = (
+        np.ones(len(y_val))
+        if s_val is None
+        else np.asarray(to_numpy(s_val), dtype=np.float64)
+    )
+    return y_val.reshape(len(y_val), -1), s_val, outer.scale / s_val.sum() * 0.5
+
+
 def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
     """``"tridiagonal"`` or ``"eigen"``: the cheaper for one fold's system.
 
@@ -127,12 +153,7 @@ class _FoldPath:
 
     def __init__(self, fold, shared=None, factorization=None, workload=(25, 1)):
         inner, outer = fold.inner, fold.outer
-        X = inner.model.X
-        y = np.asarray(to_numpy(inner.y), dtype=np.float64)
-        self.one_target = y.ndim == 1
-        Y = y.reshape(len(y), -1)
-        weight = inner.sample_weight
-        weight = None if weight is None else np.asarray(to_numpy(weight), float)
+        X, Y, weight, self.one_target = fold_training_data(fold)
         self.fit_intercept = inner.model.fit_intercept
         X_val = outer.model.X
         kind, rows = (None, None) if shared is None else (shared[0], shared[-1])
@@ -193,16 +214,7 @@ class _FoldPath:
             del system, reduced
             self.C = _reflect(*self._reflectors, right, "T")
             self.M, self._readout = None, readout  # G (Q z), never G Q
-        y_val = np.asarray(to_numpy(outer.y), dtype=np.float64)
-        self.Y_val = y_val.reshape(len(y_val), -1)
-        s_val = outer.sample_weight
-        self.s_val = (
-            np.ones(X_val.shape[0])
-            if s_val is None
-            else np.asarray(to_numpy(s_val), dtype=np.float64)
-        )
-        # F = scale / sum(s) * sum_i s_i 0.5 ||r_i||^2
-        self.factor = outer.scale / self.s_val.sum() * 0.5
+        self.Y_val, self.s_val, self.factor = fold_validation_data(fold)
         # built when many points are asked at once (with M)
         self._compact = None if self.M is not None else False
         self._lifted = {}  # Q z of points evaluated, by alpha
