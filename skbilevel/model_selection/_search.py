@@ -641,6 +641,12 @@ class BilevelSearchCV(BaseSearchCV):
                 "target); penalty_groups needs the iterative search: use "
                 "path='auto' or path='gradient'."
             )
+        if self.path == "gradient" and space.structure == "output-groups":
+            raise ValueError(
+                "One penalty per target and per group is searched in closed form "
+                "only (the banded ridge search): path='gradient' does not apply. "
+                "Use path='auto'."
+            )
         if refit_input is not None:
             raise ValueError(
                 "penalty_groups is not supported with array-API input: the refit "
