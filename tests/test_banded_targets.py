@@ -253,6 +253,11 @@ def test_one_target_and_scalar_per_band_bounds():
     assert shared.best_params_["alpha"].shape in ((), (3,))
     assert {len(record["lam"]) for record in shared.history_} <= {1, 3}
     assert any(len(record["lam"]) == 3 for record in shared.history_)
+    # the refit: Ridge at those alphas per group, for both targets
+    band_alpha = np.broadcast_to(shared.best_params_["alpha"], (3,))
+    coef, intercept = _ridge_on_rescaled(X, Y[:, :2], band_alpha)
+    assert_allclose(shared.best_estimator_.coef_, coef, rtol=1e-7, atol=1e-9)
+    assert_allclose(shared.best_estimator_.intercept_, intercept, rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -385,3 +390,7 @@ def test_targets_whose_band_boxes_share_no_alpha():
     ).fit(X, Y)
     assert np.all(apart.best_params_["alpha"][:, 1] >= 1e2)
     assert np.all(np.isfinite(apart.cv_results_["outer_loss"]))
+    for t in range(3):
+        coef, intercept = _ridge_on_rescaled(X, Y[:, t], apart.best_params_["alpha"][t])
+        assert_allclose(apart.best_estimator_.coef_[t], coef, rtol=1e-8, atol=1e-10)
+        assert_allclose(apart.best_estimator_.intercept_[t], intercept, rtol=1e-8)

@@ -81,11 +81,7 @@ def refit_from_search(estimator, fold_models, index, X, y, fit_params):
         y_numeric=True,
     )
     sample_weight = fit_params.get("sample_weight")
-    own_weights = (
-        np.ones(X.shape[0])
-        if sample_weight is None
-        else _check_sample_weight(sample_weight, X, dtype=np.float64)
-    )
+    own_weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
     offset = fold_models.encoding.context.get("offset", 0.0)
     own_targets = (np.asarray(y, dtype=np.float64) - offset).reshape(X.shape[0], -1)
     if not (

@@ -44,7 +44,6 @@ from ..hypergrad import LINEAR_SOLVERS
 from ..outer import INNER_SOLVERS, TOLERANCE_SCHEDULES
 from ..search import (
     PATHS,
-    VECTOR_STRUCTURES,
     SearchOptions,
     SharedRows,
     as_engine_array,
@@ -72,7 +71,12 @@ from ..utils._sklearn_compat import (
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
 from ._scoring import FoldModels, prediction_metrics
-from ._space import check_vector_space, estimator_params, parse_param_space
+from ._space import (
+    MANY_PENALTIES,
+    check_vector_space,
+    estimator_params,
+    parse_param_space,
+)
 from ._vector_penalty import check_same_features, refit_vector_penalty
 
 __all__ = ["BilevelSearchCV"]
@@ -743,7 +747,7 @@ class BilevelSearchCV(BaseSearchCV):
             partial(adapter.training_weights, split.final),
         )
         n_outputs = encoding.n_outputs
-        if space.structure in _MANY_PENALTIES:
+        if space.structure in MANY_PENALTIES:
             estimator_name = type(split.final).__name__
             check_same_features(folds, estimator_name)
             check_vector_space(space, folds[0].n_features_in, n_outputs, estimator_name)
@@ -854,7 +858,7 @@ class BilevelSearchCV(BaseSearchCV):
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
-        many = space.structure in _MANY_PENALTIES and not params
+        many = space.structure in MANY_PENALTIES and not params
         self.best_estimator_ = clone(self.estimator).set_params(
             **clone(params, safe=False)
         )
@@ -902,10 +906,6 @@ class BilevelSearchCV(BaseSearchCV):
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
-
-
-# Structures whose values the estimator cannot hold: refit by the engine.
-_MANY_PENALTIES = VECTOR_STRUCTURES + ("output-groups",)
 
 
 def _polish_tol(polish_tol, estimator):

@@ -30,11 +30,18 @@ import numpy as np
 from ..search import VECTOR_STRUCTURES, HyperSpace
 
 __all__ = [
+    "MANY_PENALTIES",
     "check_vector_space",
     "estimator_params",
     "parse_param_space",
     "penalty_structure",
 ]
+
+
+# Structures whose values the estimator cannot hold (one per feature, group,
+# or target and group): the fold models and the refit carry the engine's
+# solution.
+MANY_PENALTIES = VECTOR_STRUCTURES + ("output-groups",)
 
 
 def parse_param_space(
@@ -288,7 +295,7 @@ def estimator_params(space, params):
     dict
         Parameters for ``set_params`` (possibly empty).
     """
-    if space.structure not in VECTOR_STRUCTURES + ("output-groups",):
+    if space.structure not in MANY_PENALTIES:
         return params
     values = np.asarray(params[space.name])
     if np.all(values == values.flat[0]):

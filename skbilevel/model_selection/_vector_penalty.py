@@ -119,13 +119,13 @@ class _Exact(NamedTuple):
     message: str = "exact"
 
 
-def _banded_solution(inner, space, lam):
-    """The exact minimizer (engine layout) at one penalty per target and group."""
+def _banded_solution(inner, band_index, lam):
+    """The exact minimizer (engine layout) at one penalty per target and group
+    (``band_index``: each feature's group, as the search numbered them)."""
     model = inner.model
     moments = quadratic_moments(
         model.X, inner.y, inner.sample_weight, model.fit_intercept
     )
-    band_index = np.unique(space.groups, return_inverse=True)[1].reshape(-1)
     coef = banded_coefficients(moments, band_index, lam.reshape(model.n_outputs, -1))
     parts = [coef.reshape(-1)]
     if model.fit_intercept:
@@ -211,11 +211,9 @@ def refit_vector_penalty(
     )
     lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
-    factor = None
-    if space.structure != "output-groups":
-        factor = direct_factor(inner, lam)
-    if space.structure == "output-groups":  # exact: a factorization per weighting
-        solution = _Exact(_banded_solution(inner, space, lam))
+    factor = None if space.structure == "output-groups" else direct_factor(inner, lam)
+    if factor is None and space.structure == "output-groups":  # exact
+        solution = _Exact(_banded_solution(inner, search.band_index, lam))
     elif factor is not None:  # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:

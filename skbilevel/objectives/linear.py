@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from ..utils._array_api import device_of, get_namespace, is_sparse
+from ..utils._array_api import device_of, get_namespace, is_sparse, to_numpy
 
 __all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss", "take_rows"]
 
@@ -148,11 +148,7 @@ class LinearPredictor:
         """
         if self.rows is None:
             return self.source
-        return take_rows(self.source, self._host_rows())
-
-    def _host_rows(self):
-        rows = self.rows
-        return rows if isinstance(rows, np.ndarray) else rows.get()
+        return take_rows(self.source, to_numpy(self.rows))
 
     def split(self, w):
         """Flat ``w`` -> (coef as (n_features,) or (n_features, K), intercept or None)."""

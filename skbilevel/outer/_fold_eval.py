@@ -25,7 +25,7 @@ from ..hypergrad.direct import DirectSolver
 from ..hypergrad.implicit import hypergradient
 from ..solvers import LBFGSMemory, minimize_lbfgs, minimize_newton_cg
 from ..solvers.direct import direct_factor
-from ..utils._array_api import device_of, to_numpy
+from ..utils._array_api import to_numpy
 from ._placement import resolve
 
 __all__ = [
@@ -163,7 +163,7 @@ def _gradient_scale(inner):
     # ||dG/dw(0)|| does not depend on lambda (the penalty's gradient vanishes
     # at 0): a fixed scale for the relative stopping test of every solve.
     lam0 = inner.xp.zeros(
-        inner.n_hyper, dtype=inner.model.dtype, device=device_of(inner.model.X)
+        inner.n_hyper, dtype=inner.model.dtype, device=inner.model.device
     )
     grad0 = inner.value_and_grad(inner.model.zeros(), lam0)[1]
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
@@ -309,7 +309,7 @@ def evaluate_fold(fold, state, lam, settings):
     inner, outer = fold.inner, fold.outer
     xp = inner.xp
     factor = direct_factor(inner, lam) if _DIRECT else None
-    lam = xp.asarray(lam, dtype=inner.model.dtype, device=device_of(inner.model.X))
+    lam = xp.asarray(lam, dtype=inner.model.dtype, device=inner.model.device)
     if factor is not None:
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:

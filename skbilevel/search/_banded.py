@@ -574,12 +574,8 @@ def _minimize(factors, a_low, a_high, targets, per_decade):
     lams = np.linspace(a_high, a_low, n_points)
     values, slopes, _ = evaluate(lams, second=False)
     best = np.argmin(values.mean(axis=0), axis=0)
-    columns = np.arange(len(targets))
-    # the root search reads the curvature at the best scan point only
-    bends = np.zeros_like(slopes)
-    bends[best, columns] = evaluate(lams[best, columns][None])[2][0]
     a, fold_values, _ = minimize_curves(
-        evaluate_moved, lams, values, slopes, bends, tol=_ALPHA_TOL
+        evaluate_moved, lams, values, slopes, None, tol=_ALPHA_TOL
     )
     return a, fold_values, best == 0, best == n_points - 1
 

@@ -19,6 +19,7 @@ from ._ridge_rows import (
     _column_means,
     _take,
     _training_rows,
+    centre_kernel,
 )
 
 __all__ = ["choose_factorization"]
@@ -247,11 +248,8 @@ class _FoldPath:
         else:  # blocks of the shared kernel: copies of their own
             kernel, cross = blocks
         if self.fit_intercept:
-            total = s.sum()
-            u, v = kernel @ s / total, cross @ s / total
-            c = s @ u / total
-            kernel -= u[:, None]
-            kernel -= u[None, :] - c
+            v = cross @ s / s.sum()
+            u, c = centre_kernel(kernel, s)
             cross -= v[:, None]
             cross -= u[None, :] - c
         self._X, self._rows = X, rows

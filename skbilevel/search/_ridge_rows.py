@@ -7,6 +7,8 @@ as blocks of one kernel, fold Gram matrices as the Gram of all rows minus
 that of the rows a fold does not train on).
 """
 
+from functools import cached_property
+
 import numpy as np
 from scipy import linalg
 
@@ -37,6 +39,19 @@ def _column_means(X, rows, weight):
         scattered = np.zeros(X.shape[0])
         scattered[rows] = weight
     return np.asarray(X.T @ scattered).ravel() / weight.sum()
+
+
+def centre_kernel(kernel, weights):
+    """Centre the kernel ``ZZ'`` of rows ``Z`` at their weighted mean ``m``,
+    in place: ``(Z - 1m')(Z - 1m')' = ZZ' - u1' - 1u' + c`` with
+    ``u = ZZ's / S``, ``c = s'u / S``. Returns ``(u, c)`` (the same
+    correction centres cross products with other rows)."""
+    total = weights.sum()
+    u = kernel @ weights / total
+    c = weights @ u / total
+    kernel -= u[:, None]
+    kernel -= u[None, :] - c
+    return u, c
 
 
 def _centred_transpose(X, mean, V, rows=None):
@@ -89,6 +104,12 @@ class SharedRows:
         self._rests = self._blocks = self._left_out = None
         self._disjoint = False
 
+    @cached_property
+    def _centre(self):
+        """The column means of all rows (zero without an intercept): one pass
+        over ``X``, shared by the kernel, the Gram totals and the refit."""
+        return self.X.mean(axis=0) if self.fit_intercept else 0.0
+
     def applies(self, folds):
         """Whether these folds are the splits' rows of a dense ``X``, each
         training row once (a row repeated in a fold, as a bootstrap ``cv``
@@ -134,7 +155,7 @@ class SharedRows:
         rows = train if self._views[index] else None
         if len(train) < self.X.shape[1]:
             if self._kernel is None:
-                centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
+                centre = self._centre
                 Z = self.X - centre
                 self._kernel = Z @ Z.T
             kernel = self._kernel
@@ -194,7 +215,7 @@ class SharedRows:
     def _sums(self, weights, targets):
         """Weighted products of all the rows, centred by the column means."""
         if self.fit_intercept:
-            centre = self.X.mean(axis=0)
+            centre = self._centre
             target_centre = targets[weights > 0].mean(axis=0)
         else:
             centre, target_centre = 0.0, 0.0
@@ -306,15 +327,12 @@ class SharedRows:
         call finds none.
         """
         total = weights.sum()
-        centre = self.X.mean(axis=0) if self.fit_intercept else 0.0
+        centre = self._centre
         kernel, self._kernel = self._kernel, None  # consumed: no n x n copy
         m, y_mean = 0.0, np.zeros(targets.shape[1])
         if self.fit_intercept:
-            u = kernel @ weights / total
-            c = weights @ u / total
-            kernel -= u[:, None]
-            kernel -= u[None, :] - c
-            m = (np.asarray(self.X.T @ weights) - total * centre) / total
+            centre_kernel(kernel, weights)
+            m = _column_means(self.X, None, weights) - centre
             y_mean = weights @ targets / total
         root = np.sqrt(weights)
         kernel *= root[:, None]
