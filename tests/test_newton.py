@@ -213,3 +213,60 @@ def test_newton_steps_take_one_product_for_the_curvature_at_their_point():
     # both), none for the curvature at each step's point
     assert result.n_iter >= 3
     assert len(products) == result.n_fun
+
+
+def _diagonal_quadratic(n=200):
+    """``f(x) = x'Ax / 2 - b'x`` with a wide diagonal spectrum, and a start
+    whose gradient has every entry 5e-4: largest entry 5e-4, norm 7e-3."""
+    a = np.geomspace(1.0, 1e3, n)
+    b = np.ones(n)
+
+    def fun(x):
+        return 0.5 * x @ (a * x) - b @ x, a * x - b
+
+    return fun, (lambda x: lambda v: a * v), (b + 5e-4) / a
+
+
+@pytest.mark.parametrize("solver", ["newton-cg", "lbfgs"])
+def test_max_norm_test_reads_the_largest_gradient_entry(solver):
+    # scikit-learn's L-BFGS test: a start whose largest entry passes returns
+    # at once, where the Euclidean test at the same tolerance iterates
+    fun, hessp, x0 = _diagonal_quadratic()
+
+    def run(norm):
+        if solver == "lbfgs":
+            return minimize_lbfgs(fun, x0, tol=1e-3, gtol_scale=1.0, gtol_norm=norm)
+        return minimize_newton_cg(
+            fun, hessp, x0, tol=1e-3, gtol_scale=1.0, gtol_norm=norm
+        )
+
+    at_once, euclidean = run("max"), run("l2")
+    assert at_once.converged and at_once.n_iter == 0 and at_once.n_fun == 1
+    assert euclidean.converged and euclidean.n_iter >= 1
+    assert euclidean.grad_norm <= 1e-3
+
+
+def test_max_norm_newton_step_stops_cg_when_the_model_gradient_passes():
+    # Above the target by a factor 2: the last step's CG stops once no entry
+    # of the model gradient exceeds half the target, before the Euclidean
+    # tolerance (a tenth of the target in norm) would stop it.
+    fun, hessp, x0 = _diagonal_quadratic()
+    x0 = x0 + 1.5e-3 / np.geomspace(1.0, 1e3, len(x0))  # entries 2e-3
+    results = {
+        norm: minimize_newton_cg(
+            fun, hessp, x0, tol=1e-3, gtol_scale=1.0, gtol_norm=norm
+        )
+        for norm in ("max", "l2")
+    }
+    fast = results["max"]
+    assert fast.converged
+    assert np.max(np.abs(fast.grad)) <= 1e-3
+    assert fast.n_fun < results["l2"].n_fun
+
+
+@pytest.mark.parametrize("solver", [minimize_newton_cg, minimize_lbfgs])
+def test_unknown_gradient_norm_is_a_value_error(solver):
+    fun, hessp, x0 = _diagonal_quadratic(5)
+    args = (fun, hessp, x0) if solver is minimize_newton_cg else (fun, x0)
+    with pytest.raises(ValueError, match="gtol_norm must be 'l2' or 'max'"):
+        solver(*args, gtol_norm="inf")

@@ -61,11 +61,13 @@ def preconditioned_cg(
     tol=1e-3,
     max_iter=100,
     b_norm=None,
+    done=None,
 ):
     """Solve ``A x = b`` for a symmetric positive (semi-)definite ``A``.
 
     Preconditioned conjugate gradient (Nocedal & Wright, Algorithm 5.3), stopped
-    when ``||b - A x|| <= tol * ||b||`` or after ``max_iter`` iterations.
+    when ``||b - A x|| <= tol * ||b||``, when ``done(b - A x)`` or after
+    ``max_iter`` iterations.
 
     Parameters
     ----------
@@ -88,6 +90,9 @@ def preconditioned_cg(
         Maximum number of iterations (one product each).
     b_norm : float or None
         ``||b||`` if known.
+    done : callable or None
+        ``r -> bool``: a stopping test of the caller's on the residual
+        ``r = b - A x`` (the recursively updated one), besides ``tol``.
 
     Returns
     -------
@@ -111,7 +116,7 @@ def preconditioned_cg(
     p = z
     rz = vdot(xp, r, z)
     for _ in range(max_iter):
-        if r_norm <= tol * b_norm:
+        if r_norm <= tol * b_norm or (done is not None and done(r)):
             break
         Ap = matvec(p)
         n_matvec += 1

@@ -246,11 +246,11 @@ class BilevelSearchCV(BaseSearchCV):
         L-BFGS with its secant pairs shifted to the new penalty.
     polish_tol : float or "auto", default="auto"
         Tolerance of the fold fits of a point before it is declared best (it
-        is rescored from them): they stop when the gradient norm of the
-        training objective divided by the sum of the training weights is at
-        most ``polish_tol``, at least as strict as ``LogisticRegression(tol=
-        polish_tol)``'s test. ``"auto"``: the estimator's own ``tol`` (its
-        final step's in a Pipeline; 1e-4 where it has none), so that
+        is rescored from them): they stop when no entry of the gradient of the
+        training objective divided by the sum of the training weights exceeds
+        ``polish_tol``, ``LogisticRegression(tol=polish_tol)``'s own test.
+        ``"auto"``: the estimator's own ``tol`` (its final step's in a
+        Pipeline; 1e-4 where it has none), so that
         ``best_score_`` comes from fold models as precise as
         ``cross_validate`` of the estimator would fit them. Lower it for more
         precise scores (the refit is the estimator's own ``fit``, at its own

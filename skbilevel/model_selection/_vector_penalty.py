@@ -152,8 +152,9 @@ def refit_vector_penalty(
         The estimator's routed fit parameters (``sample_weight``, a prefix
         step's parameters).
     tol : float
-        Gradient-norm tolerance per unit of training weight (the search's
-        ``polish_tol``: scikit-learn's scaling of the objective).
+        Tolerance of the largest gradient entry per unit of training weight
+        (the search's ``polish_tol``: scikit-learn's test; a squared loss's is
+        relative to its gradient at zero).
     max_iter : int
         Newton steps at most.
     verbose : int
@@ -221,15 +222,16 @@ def refit_vector_penalty(
             # its gradient carries the units of X and y: relative to the
             # gradient at zero, as the fold fits' tests
             grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
-            scale = max(float(np.linalg.norm(grad0)), 1e-300)
-        else:  # scikit-learn's scaling: per unit of training weight
-            scale = inner.weight_total
+            scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
+        else:  # scikit-learn's test: per unit of training weight
+            scale, norm = inner.weight_total, "max"
         solution = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
             _mean_fold_solution(search.solutions(index)),
             tol=tol,
             gtol_scale=scale,
+            gtol_norm=norm,
             max_iter=max_iter,
         )
     if verbose > 0:

@@ -169,18 +169,24 @@ def _gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
+def _sklearn_test(inner, settings):
+    """Whether the solve takes scikit-learn's gradient test (``per_sample``,
+    for the log-losses; a squared loss's gradient carries the units of ``X``
+    and ``y``, which an absolute test would make meaningless)."""
+    return settings.per_sample and getattr(inner.loss, "name", None) != "squared"
+
+
 def _tolerance_scale(inner, state, settings):
     """The gradient norm ``inner_tol`` is relative to.
 
-    ``||dG/dw(0)||`` by default. With ``per_sample``, for the log-losses: the
-    training weights' sum (scikit-learn's objectives are ours divided by it,
-    so ``||grad G|| <= tol * total`` is its gradient test at ``tol``); a
-    squared loss's gradient carries the units of ``X`` and ``y``, which an
-    absolute test would make meaningless: it stays relative.
+    ``||dG/dw(0)||`` by default. With scikit-learn's test: the training
+    weights' sum (scikit-learn's objectives are ours divided by it, so
+    ``max |grad G| <= tol * total`` is ``LogisticRegression``'s L-BFGS test at
+    ``tol``, see :func:`~skbilevel.solvers.minimize_newton_cg`).
     """
-    if not settings.per_sample or getattr(inner.loss, "name", None) == "squared":
-        return state.gradient_scale
-    return inner.weight_total
+    if _sklearn_test(inner, settings):
+        return inner.weight_total
+    return state.gradient_scale
 
 
 def _shift_memory(xp, memory, curvature_change):
@@ -231,6 +237,7 @@ def _inner_solve(inner, outer, state, lam, settings):
             state.w,
             tol=settings.inner_tol,
             gtol_scale=_tolerance_scale(inner, state, settings),
+            gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
             max_iter=settings.inner_max_iter,
             memory=memory,
             memory_size=settings.memory_size if settings.newton_pairs else None,
@@ -247,6 +254,7 @@ def _inner_solve(inner, outer, state, lam, settings):
         state.w,
         tol=settings.inner_tol,
         gtol_scale=_tolerance_scale(inner, state, settings),
+        gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
         max_iter=settings.inner_max_iter,
         memory_size=settings.memory_size,
         memory=memory,

@@ -240,13 +240,14 @@ class CrossValidatedProblem:
             L-BFGS search's memory is kept through it for the next
             evaluation.
         per_sample : bool, default=False
-            For the log-losses, ``inner_tol`` bounds the gradient norm per
-            unit of training weight (``||grad G|| <= inner_tol * sum of
-            weights``) instead of relative to the gradient at zero. The inner
-            objective is scikit-learn's times the weight sum, so this is at
-            least as strict as ``LogisticRegression(tol=inner_tol)``'s test
-            (largest gradient entry below ``tol``). A squared loss's gradient
-            carries the units of ``X`` and ``y``: its test stays relative.
+            For the log-losses, scikit-learn's gradient test: ``inner_tol``
+            bounds the largest gradient entry per unit of training weight
+            (``max |grad G| <= inner_tol * sum of weights``) instead of the
+            gradient's norm relative to the gradient at zero. The inner
+            objective is scikit-learn's times the weight sum, so this is the
+            test of ``LogisticRegression(tol=inner_tol)`` (L-BFGS). A squared
+            loss's gradient carries the units of ``X`` and ``y``: its test
+            stays relative.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)

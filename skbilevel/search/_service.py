@@ -75,9 +75,9 @@ class SearchOptions(NamedTuple):
         Called with each decided history record; a truthy return stops.
     polish_tol : float
         Tolerance of the re-solves of a best point (the polish), per unit of
-        training weight: a fold is re-solved until ``||grad|| <= polish_tol *
-        sum of its training weights``, at least as strict as
-        ``LogisticRegression(tol=polish_tol)``'s own test.
+        training weight: a fold is re-solved until ``max |grad| <= polish_tol *
+        sum of its training weights``, ``LogisticRegression(tol=polish_tol)``'s
+        own test (a squared loss's stays relative to its gradient at zero).
     """
 
     hypergradient: object = "shine"
