@@ -270,3 +270,15 @@ def test_unknown_gradient_norm_is_a_value_error(solver):
     args = (fun, hessp, x0) if solver is minimize_newton_cg else (fun, x0)
     with pytest.raises(ValueError, match="gtol_norm must be 'l2' or 'max'"):
         solver(*args, gtol_norm="inf")
+
+
+@pytest.mark.parametrize("solver", ["newton-cg", "lbfgs"])
+def test_min_iter_steps_from_a_start_that_passes(solver):
+    fun, hessp, x0 = _diagonal_quadratic()
+    kwargs = dict(tol=1e-2, gtol_scale=1.0, min_iter=1)
+    if solver == "lbfgs":
+        result = minimize_lbfgs(fun, x0, **kwargs)
+    else:
+        result = minimize_newton_cg(fun, hessp, x0, **kwargs)
+    assert result.converged and result.n_iter >= 1
+    assert result.value < fun(x0)[0]

@@ -224,9 +224,25 @@ def _corrected(xp, value, inner_grad, solve):
     return value - correction, True
 
 
+def _moved(xp, state, curvature):
+    """Whether ``lambda`` changed since the warm start was solved."""
+    if state.penalty_curvature is None:
+        return True
+    return bool(xp.any(curvature != state.penalty_curvature))
+
+
 def _inner_solve(inner, outer, state, lam, settings):
-    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature)."""
+    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature).
+
+    With the hypergradient asked for at a new ``lambda``, one step at least:
+    near the outer minimum a short outer step changes the inner gradient
+    less than a loose relative tolerance, and the previous solution passes
+    the test unchanged; the hypergradient would then be the previous
+    point's, and the outer step control would read it as zero curvature (on
+    digits with shuffled folds, ten steps instead of one to settle).
+    """
     curvature = inner.penalty_curvature(lam)
+    min_iter = int(settings.gradient and _moved(inner.xp, state, curvature))
     memory = state.memory
     if memory is not None and len(memory):
         memory = _shift_memory(inner.xp, memory, curvature - state.penalty_curvature)
@@ -239,6 +255,7 @@ def _inner_solve(inner, outer, state, lam, settings):
             gtol_scale=_tolerance_scale(inner, state, settings),
             gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
             max_iter=settings.inner_max_iter,
+            min_iter=min_iter,
             memory=memory,
             memory_size=settings.memory_size if settings.newton_pairs else None,
         )
@@ -256,6 +273,7 @@ def _inner_solve(inner, outer, state, lam, settings):
         gtol_scale=_tolerance_scale(inner, state, settings),
         gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
         max_iter=settings.inner_max_iter,
+        min_iter=min_iter,
         memory_size=settings.memory_size,
         memory=memory,
         secant_direction=secant_direction,

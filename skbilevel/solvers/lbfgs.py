@@ -93,6 +93,7 @@ def minimize_lbfgs(
     gtol_scale=None,
     gtol_norm="l2",
     max_iter=1000,
+    min_iter=0,
     memory_size=10,
     memory=None,
     ftol=None,
@@ -123,6 +124,10 @@ def minimize_lbfgs(
         ``LogisticRegression(solver="lbfgs")`` applies it).
     max_iter : int
         Maximum number of L-BFGS steps. ``0`` only evaluates ``fun(x0)``.
+    min_iter : int, default=0
+        Steps at least before the gradient test may stop the solve (a warm
+        start from another problem may pass a loose test with that
+        problem's gradient).
     memory_size : int
         Maximum number of secant pairs kept.
     memory : LBFGSMemory or None
@@ -182,7 +187,7 @@ def minimize_lbfgs(
             n_iter, n_fun, converged, memory, message,
         )  # fmt: skip
 
-    if passes(current):
+    if min_iter <= 0 and passes(current):
         return result(0, True, "gradient norm below tol")
     for n_iter in range(1, max_iter + 1):
         search, search_memory, n_eval = _search(
@@ -209,7 +214,7 @@ def minimize_lbfgs(
         memory = _add_pair(xp, memory, step, y, memory_size, eps)
         if callback is not None and callback(current.x, current.grad):
             return result(n_iter, False, "stopped by callback")
-        if passes(current):
+        if n_iter >= min_iter and passes(current):
             return result(n_iter, True, "gradient norm below tol")
         scale = max(abs(previous.value), abs(current.value))
         if ftol > 0 and previous.value - current.value <= ftol * scale:

@@ -46,6 +46,7 @@ def minimize_newton_cg(
     gtol_scale=None,
     gtol_norm="l2",
     max_iter=100,
+    min_iter=0,
     memory=None,
     memory_size=None,
 ):
@@ -72,6 +73,10 @@ def minimize_newton_cg(
         tolerances follow the Euclidean norm either way.
     max_iter : int, default=100
         Newton steps at most.
+    min_iter : int, default=0
+        Newton steps at least, whatever the gradient test says (a warm
+        start from another problem may pass a loose test, yet its gradient
+        is the other problem's; see :func:`~skbilevel.outer.evaluate_fold`).
     memory : LBFGSMemory or None, default=None
         Returned in the result when no Newton step was taken, or always when
         ``memory_size`` is None (so that a caller's L-BFGS warm start survives
@@ -111,7 +116,7 @@ def minimize_newton_cg(
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
     for n_iter in range(1, max_iter + 1):
-        if test_norm(grad) <= gtol:
+        if n_iter > min_iter and test_norm(grad) <= gtol:
             n_iter -= 1
             converged, message = True, "gradient norm below tol"
             break
