@@ -35,6 +35,7 @@ __all__ = [
     "load_fashion_split",
     "load_sklearn_split",
     "load_sparse_split",
+    "median_time",
     "optuna_search",
     "pool_2x2",
     "print_table",
@@ -235,6 +236,28 @@ def best_time(function, repeat=3):
         result = function()
         best = min(best, time.perf_counter() - start)
     return result, best
+
+
+def median_time(function, repeat=3, warm_up=False):
+    """``(result of the last call, median wall time in seconds)`` over
+    ``repeat`` calls.
+
+    With ``warm_up``, the first call is not timed where it takes under a
+    second (the first call of a method in the process pays for imports and
+    caches: on diabetes that is twice a fit's time); a longer one counts as
+    the first of the ``repeat``.
+    """
+    times = []
+    if warm_up:
+        start = time.perf_counter()
+        result = function()
+        first = time.perf_counter() - start
+        times = [] if first < 1.0 else [first]
+    while len(times) < repeat:
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return result, float(np.median(times))
 
 
 def print_table(rows, columns, title=None):

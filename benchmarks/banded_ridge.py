@@ -50,11 +50,10 @@ unscaled features).
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np
-from _common import print_table
+from _common import median_time, print_table
 from himalaya.backend import set_backend
 from himalaya.kernel_ridge import ColumnKernelizer, Kernelizer, MultipleKernelRidgeCV
 from himalaya.ridge import GroupRidgeCV
@@ -207,13 +206,7 @@ def _format_alphas(alphas):
 
 def timed_fit(make, X, Y, repeat):
     """``(the last fitted model, median wall time of fit)`` over ``repeat``."""
-    times = []
-    for _ in range(repeat):
-        model = make()
-        start = time.perf_counter()
-        model.fit(X, Y)
-        times.append(time.perf_counter() - start)
-    return model, float(np.median(times))
+    return median_time(lambda: make().fit(X, Y), repeat)
 
 
 def run_setting(setting, quick, repeat, seed):

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 import tracemalloc
 import warnings
 
@@ -36,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_HERE), _HERE]
+from _common import median_time  # noqa: E402
 from _datasets import make_sparse_classification  # noqa: E402
 
 import skbilevel.search._folds as folds_module  # noqa: E402
@@ -55,12 +55,7 @@ def _peak(call):
 
 def _seconds(call, repeat):
     """Median wall time of ``repeat`` untraced calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_time(call, repeat)[1]
 
 
 @contextlib.contextmanager

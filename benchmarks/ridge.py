@@ -31,10 +31,10 @@ that target's own 201-point grid (``max gap %`` over targets).
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np
+from _common import median_time
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -90,19 +90,9 @@ def sklearn_cv_mse(X, y, splits, alpha):
 
 
 def timed(make, X, y, repeat):
-    """``(last model, median seconds of fit)`` over ``repeat`` fits, after one
-    untimed warm-up fit where a fit takes under a second (the first call of
-    a method in the process pays for imports and caches: on diabetes that is
-    twice a fit's time)."""
-    start = time.perf_counter()
-    model = make().fit(X, y)
-    first = time.perf_counter() - start
-    times = [] if first < 1.0 else [first]
-    while len(times) < repeat:
-        start = time.perf_counter()
-        model = make().fit(X, y)
-        times.append(time.perf_counter() - start)
-    return model, float(np.median(times))
+    """``(last model, median seconds of fit)`` over ``repeat`` fits, after an
+    untimed warm-up fit where a fit takes under a second."""
+    return median_time(lambda: make().fit(X, y), repeat, warm_up=True)
 
 
 def scalar_table(quick, repeat):
