@@ -282,3 +282,24 @@ def test_min_iter_steps_from_a_start_that_passes(solver):
         result = minimize_newton_cg(fun, hessp, x0, **kwargs)
     assert result.converged and result.n_iter >= 1
     assert result.value < fun(x0)[0]
+
+
+@pytest.mark.parametrize("solver", ["newton-cg", "lbfgs"])
+def test_gtol_max_is_a_floor_under_the_relative_test(solver):
+    # every gradient entry 5e-4: below the floor 1e-3, far above the
+    # relative test's 1e-8: the solve returns at once; without the floor
+    # (or with one below the entries) it iterates
+    fun, hessp, x0 = _diagonal_quadratic()
+
+    def run(floor):
+        kwargs = dict(tol=1e-8, gtol_scale=1.0, gtol_max=floor)
+        if solver == "lbfgs":
+            return minimize_lbfgs(fun, x0, **kwargs)
+        return minimize_newton_cg(fun, hessp, x0, **kwargs)
+
+    floored = run(1e-3)
+    assert floored.converged and floored.n_iter == 0
+    assert run(None).n_iter >= 1
+    below = run(1e-4)
+    assert below.converged and below.n_iter >= 1
+    assert np.max(np.abs(below.grad)) <= 1e-4

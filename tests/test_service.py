@@ -410,3 +410,61 @@ def test_a_new_lambda_moves_the_fold_solutions_whatever_the_tolerance(data):
     assert moved < 0.1 * stale
     assert problem.evaluate([0.05], inner_tol=1e-1).inner_iter == 0
     assert problem.evaluate([0.1], inner_tol=1e-1, gradient=False).inner_iter == 0
+
+
+def test_a_floor_stops_the_fold_fits_at_scikit_learns_test(data):
+    # inner_tol=1e-10 relative would solve the folds to round-off; the floor
+    # stops each one once no gradient entry per unit of weight exceeds it
+    X, y, splits = data
+    costs = {}
+    for floor in (None, 1e-4):
+        problem = CrossValidatedProblem(_folds(data), get_linear_solver("cg"))
+        evaluation = problem.evaluate([0.0], inner_tol=1e-10, floor=floor)
+        costs[floor] = evaluation.n_fun
+        largest = [
+            np.max(np.abs(_sklearn_gradient(X[train], y[train], 1.0, w[:-1], w[-1:])))
+            for w, (train, _) in zip(problem.solutions(), splits)
+        ]
+        assert max(largest) <= (1e-4 if floor else 1e-8)
+    assert costs[1e-4] < costs[None]
+
+
+def test_the_floor_leaves_a_squared_loss_relative(monkeypatch):
+    # a squared loss's gradient carries the units of y: no absolute floor
+    monkeypatch.setattr(_fold_eval, "_DIRECT", False)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = 1e3 * (X @ rng.standard_normal(4) + rng.standard_normal(60))
+    splits = list(KFold(3).split(X))
+    adapter, reg = RidgeAdapter(), Ridge()
+    results = []
+    for floor in (None, 1e3):
+        folds = materialize_folds(X, y, splits)
+        weights = fold_weights(folds, y, None, partial(adapter.training_weights, reg))
+        engine = engine_folds(
+            folds,
+            adapter.encode_targets(reg, y),
+            weights,
+            penalty=lambda n: L2Penalty.scalar(),
+            fit_intercept=True,
+        )
+        problem = CrossValidatedProblem(engine, get_linear_solver("cg"))
+        results.append(problem.evaluate([0.0], inner_tol=1e-8, floor=floor))
+    assert results[0].n_fun == results[1].n_fun
+    assert results[0].value == results[1].value
+
+
+def test_the_search_floors_its_fold_fits_at_a_tenth_of_polish_tol(data, monkeypatch):
+    search = GradientSearch(_folds(data), SPACE, SearchOptions(polish_tol=1e-3))
+    floors = []
+    evaluate = search.problem.evaluate
+
+    def spy(lam, **kwargs):
+        floors.append((kwargs.get("gradient", True), kwargs.get("floor")))
+        return evaluate(lam, **kwargs)
+
+    monkeypatch.setattr(search.problem, "evaluate", spy)
+    search.run()
+    # every evaluation of the search takes the floor; the polish does not
+    assert {floor for gradient, floor in floors if gradient} == {1e-4}
+    assert {floor for gradient, floor in floors if not gradient} == {None}

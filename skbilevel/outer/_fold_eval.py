@@ -88,6 +88,8 @@ class FoldSettings(NamedTuple):
         With ``newton``: keep the last step's conjugate-gradient curvature
         pairs as the fold's memory (the inner solver is Newton-CG), instead
         of the L-BFGS pairs it came with (a polish of an L-BFGS search).
+    floor : float or None
+        See :meth:`CrossValidatedProblem.evaluate`.
     """
 
     linear_solver: object
@@ -100,6 +102,7 @@ class FoldSettings(NamedTuple):
     newton: bool
     per_sample: bool = False
     newton_pairs: bool = False
+    floor: object = None
 
 
 class FoldResult(NamedTuple):
@@ -243,6 +246,9 @@ def _inner_solve(inner, outer, state, lam, settings):
     """
     curvature = inner.penalty_curvature(lam)
     min_iter = int(settings.gradient and _moved(inner.xp, state, curvature))
+    floor = None
+    if settings.floor is not None and getattr(inner.loss, "name", None) != "squared":
+        floor = settings.floor * inner.weight_total
     memory = state.memory
     if memory is not None and len(memory):
         memory = _shift_memory(inner.xp, memory, curvature - state.penalty_curvature)
@@ -254,6 +260,7 @@ def _inner_solve(inner, outer, state, lam, settings):
             tol=settings.inner_tol,
             gtol_scale=_tolerance_scale(inner, state, settings),
             gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
+            gtol_max=floor,
             max_iter=settings.inner_max_iter,
             min_iter=min_iter,
             memory=memory,
@@ -272,6 +279,7 @@ def _inner_solve(inner, outer, state, lam, settings):
         tol=settings.inner_tol,
         gtol_scale=_tolerance_scale(inner, state, settings),
         gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
+        gtol_max=floor,
         max_iter=settings.inner_max_iter,
         min_iter=min_iter,
         memory_size=settings.memory_size,

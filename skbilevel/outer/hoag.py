@@ -123,9 +123,11 @@ def history_record(
 class _Trace:
     """Evaluates points, records them in the history, reports decided records."""
 
-    def __init__(self, problem, schedule, callback, max_time):
+    def __init__(self, problem, schedule, callback, max_time, floor=None):
         self.problem, self.schedule = problem, schedule
         self.callback, self.max_time = callback, max_time
+        # only problems that take a floor are handed one
+        self.options = {} if floor is None else {"floor": floor}
         self.history = []
         self.start = time.perf_counter()
 
@@ -134,7 +136,9 @@ class _Trace:
         (the linear systems: ``LINEAR_SLACK`` times looser, capped)."""
         eps = min(loosen * self.schedule(k), 0.1)
         linear_tol = min(LINEAR_SLACK * eps, LINEAR_CAP)
-        evaluation = self.problem.evaluate(point, inner_tol=eps, linear_tol=linear_tol)
+        evaluation = self.problem.evaluate(
+            point, inner_tol=eps, linear_tol=linear_tol, **self.options
+        )
         record = history_record(
             evaluation,
             iteration=len(self.history),
@@ -187,6 +191,7 @@ def hoag(
     bracket=0,
     max_time=None,
     callback=None,
+    inner_floor=None,
 ):
     """Minimize ``h(lambda) = problem.evaluate(lambda).value`` over a box.
 
@@ -225,6 +230,10 @@ def hoag(
     callback : callable or None
         Called with each history record once the point's fate is decided
         (``accepted`` set); a truthy return stops the search.
+    inner_floor : float or None
+        Passed to every evaluation as ``floor`` (see
+        :meth:`~skbilevel.outer.CrossValidatedProblem.evaluate`); None passes
+        none.
 
     Returns
     -------
@@ -239,7 +248,7 @@ def hoag(
     lam = np.clip(np.asarray(lam0, dtype=np.float64).reshape(-1), low, high)
     if lam.shape != (n_hyper,):
         raise ValueError(f"lam0 must have shape ({n_hyper},), got {lam.shape}.")
-    trace = _Trace(problem, schedule, callback, max_time)
+    trace = _Trace(problem, schedule, callback, max_time, inner_floor)
 
     current, planned = None, None
     if bracket >= 2:

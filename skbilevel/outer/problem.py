@@ -220,6 +220,7 @@ class CrossValidatedProblem:
         gradient=True,
         newton=None,
         per_sample=False,
+        floor=None,
     ):
         """Solve every fold at ``lam`` (warm-started) and return :class:`Evaluation`.
 
@@ -248,6 +249,12 @@ class CrossValidatedProblem:
             test of ``LogisticRegression(tol=inner_tol)`` (L-BFGS). A squared
             loss's gradient carries the units of ``X`` and ``y``: its test
             stays relative.
+        floor : float or None, default=None
+            For the log-losses, an accuracy no solve needs to exceed: a fold
+            also stops once no gradient entry per unit of training weight is
+            above ``floor`` (scikit-learn's test at ``tol=floor``), however
+            small ``inner_tol`` is relative to the gradient at zero. None:
+            ``inner_tol`` alone.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
@@ -268,6 +275,7 @@ class CrossValidatedProblem:
             newton=self.inner_solver == "newton-cg" if newton is None else newton,
             per_sample=per_sample,
             newton_pairs=self.inner_solver == "newton-cg",
+            floor=floor,
         )
         folds = self._placement.handles(active_backend())
         parallel = self._parallel

@@ -92,6 +92,7 @@ def minimize_lbfgs(
     tol=1e-4,
     gtol_scale=None,
     gtol_norm="l2",
+    gtol_max=None,
     max_iter=1000,
     min_iter=0,
     memory_size=10,
@@ -122,6 +123,9 @@ def minimize_lbfgs(
         The norm of the gradient test: Euclidean, or the largest absolute
         component (L-BFGS-B's projected-gradient test, as scikit-learn's
         ``LogisticRegression(solver="lbfgs")`` applies it).
+    gtol_max : float or None, default=None
+        Also stop when no gradient entry exceeds ``gtol_max`` (an absolute
+        floor under ``tol``; None: none).
     max_iter : int
         Maximum number of L-BFGS steps. ``0`` only evaluates ``fun(x0)``.
     min_iter : int, default=0
@@ -172,8 +176,13 @@ def minimize_lbfgs(
         raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
 
     def passes(point):
+        largest = None
+        if gtol_norm == "max" or gtol_max is not None:
+            largest = float(xp.max(xp.abs(point.grad)))
+        if gtol_max is not None and largest <= gtol_max:
+            return True
         if gtol_norm == "max":
-            return float(xp.max(xp.abs(point.grad))) <= gtol
+            return largest <= gtol
         return point.grad_norm <= gtol
 
     current = _evaluate(fun, xp, x0)

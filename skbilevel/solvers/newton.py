@@ -45,6 +45,7 @@ def minimize_newton_cg(
     tol=1e-8,
     gtol_scale=None,
     gtol_norm="l2",
+    gtol_max=None,
     max_iter=100,
     min_iter=0,
     memory=None,
@@ -71,6 +72,9 @@ def minimize_newton_cg(
         scikit-learn's ``LogisticRegression(solver="lbfgs")`` applies to its
         objective per unit of sample weight). The conjugate-gradient
         tolerances follow the Euclidean norm either way.
+    gtol_max : float or None, default=None
+        Also stop when no gradient entry exceeds ``gtol_max`` (an absolute
+        floor under ``tol``; None: none).
     max_iter : int, default=100
         Newton steps at most.
     min_iter : int, default=0
@@ -94,21 +98,30 @@ def minimize_newton_cg(
         ``n_iter`` Newton steps; ``n_fun`` counts evaluations of ``fun`` and
         Hessian-vector products.
     """
+    if gtol_norm not in ("l2", "max"):
+        raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
     xp = get_namespace(x0)
     x = x0
     value, grad = fun(x)
     value = float(value)
-    if gtol_norm not in ("l2", "max"):
-        raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
 
     def test_norm(g):
         if gtol_norm == "max":
             return float(xp.max(xp.abs(g)))
         return float(norm(xp, g))
 
+    def passes(g):
+        if test_norm(g) <= gtol:
+            return True
+        return gtol_max is not None and float(xp.max(xp.abs(g))) <= gtol_max
+
     grad_norm = float(norm(xp, grad))
     scale = grad_norm if gtol_scale is None else gtol_scale
     gtol = tol * scale
+    # the bound on the largest gradient entry that ends the solve, if any
+    largest_entry = gtol if gtol_norm == "max" else None
+    if gtol_max is not None:
+        largest_entry = max(gtol_max, largest_entry or 0.0)
     ftol = 10 * float(xp.finfo(x0.dtype).eps)
     n_fun, converged, message = 1, False, f"max_iter={max_iter} reached"
     # Steps solved just enough for the test (see the module's docstring),
@@ -116,7 +129,7 @@ def minimize_newton_cg(
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
     for n_iter in range(1, max_iter + 1):
-        if n_iter > min_iter and test_norm(grad) <= gtol:
+        if n_iter > min_iter and passes(grad):
             n_iter -= 1
             converged, message = True, "gradient norm below tol"
             break
@@ -129,10 +142,10 @@ def minimize_newton_cg(
         forcing = min(0.5, forcing)
         # the residual r = -(g + H p) is the model's gradient after the step
         done = None
-        if loose_steps and gtol_norm == "max":
+        if loose_steps and largest_entry is not None:
 
             def done(r):
-                return float(xp.max(xp.abs(r))) <= 0.5 * gtol
+                return float(xp.max(xp.abs(r))) <= 0.5 * largest_entry
 
         matvec = hessp(x)
         if memory_size:
@@ -172,7 +185,7 @@ def minimize_newton_cg(
             message = "relative decrease of f below round-off"
             break
     else:
-        if test_norm(grad) <= gtol:
+        if passes(grad):
             converged, message = True, "gradient norm below tol"
     return LBFGSResult(
         x,
