@@ -252,14 +252,15 @@ class BandedRidgeSearch(ExactSearch):
         grad = np.zeros((len(targets), self.n_bands))
         hess = np.zeros((len(targets), self.n_bands, self.n_bands))
         for factor in factors:
-            coef, centred = factor.solution(alpha, targets)
+            solution = factor.solution(alpha, targets)
+            coef, centred = solution
             fold = factor.fold
             intercept = None
             if fold.fit_intercept:
                 intercept = fold.y_mean[targets] - fold.x_mean @ coef
             solutions.append((coef, intercept))
             predictions.append(centred + fold.y_mean[targets])
-            g, h = factor.band_derivatives(alpha, targets, hessian)
+            g, h = factor.band_derivatives(alpha, targets, hessian, solution)
             grad += g / len(factors)
             if hessian:
                 hess += h / len(factors)

@@ -109,19 +109,31 @@ class _Candidate:
 
     def solution(self, alpha, targets):
         """Coefficients (p, n) and centred validation predictions (n_val, n)
-        of ``targets`` at their ``alpha`` (n,)."""
-        z = self.C[:, targets] / (self.d[:, None] + alpha[None, :])
+        of ``targets`` at their ``alpha`` (n,): what :meth:`band_derivatives`
+        reads (with the same rounding: the inverse of ``d + alpha`` times
+        ``C``, as its other products)."""
+        z = 1.0 / (self.d[:, None] + alpha[None, :]) * self.C[:, targets]
         return self.basis @ z, self.M @ z
 
-    def band_derivatives(self, alpha, targets, hessian=True):
+    def band_derivatives(self, alpha, targets, hessian=True, solution=None):
         """Gradient (n, n_bands) and Hessian (n, n_bands, n_bands) of the
         fold's loss of ``targets`` in their ``log alpha_tb`` (see the module
-        docstring), at ``alpha_tb = alpha_t / g_b``."""
+        docstring), at ``alpha_tb = alpha_t / g_b``.
+
+        Parameters
+        ----------
+        alpha : ndarray of shape (n,)
+        targets : ndarray of int of shape (n,) or slice
+        hessian : bool, default=True
+            False leaves the Hessian None.
+        solution : tuple or None, default=None
+            :meth:`solution` at the same point when the caller has it (None:
+            computed here).
+        """
         fold = self.fold
+        w, centred = self.solution(alpha, targets) if solution is None else solution
         inverse = 1.0 / (self.d[:, None] + alpha[None, :])
-        z = inverse * self.C[:, targets]
-        w = self.basis @ z
-        residual = self.M @ z + fold.y_mean[targets] - fold.Y_val[:, targets]
+        residual = centred + fold.y_mean[targets] - fold.Y_val[:, targets]
         weighted = fold.s_val[:, None] * residual
         u = 2 * fold.factor * inverse * (self.M.T @ weighted)
         v = self.basis @ u
