@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from ._banded_fold import BandedFold
-from ._ridge import exact_record, minimize_curves
+from ._ridge import ExactSearch, minimize_curves
 from ._service import Reporter, SearchResult
 
 __all__ = ["BandedRidgeSearch", "banded_applies", "banded_coefficients"]
@@ -144,7 +144,7 @@ def banded_coefficients(moments, band_index, lam):
 _EIGEN_TARGETS = 13
 
 
-class BandedRidgeSearch:
+class BandedRidgeSearch(ExactSearch):
     """The search of :class:`GradientSearch`'s interface, one alpha per target
     and band, over candidate band weights (see the module docstring).
 
@@ -179,11 +179,6 @@ class BandedRidgeSearch:
         self.candidates = []
         self._blocks = []  # (positions, fold solutions, fold predictions)
         self._owners = []  # per record: the block of each target's point
-
-    @property
-    def param(self):
-        """The parameter's name on the estimator (``"alpha"``)."""
-        return self.space.param
 
     def _box(self):
         shape = (self.n_outputs, self.n_bands)
@@ -257,14 +252,15 @@ class BandedRidgeSearch:
         grad = np.zeros((len(targets), self.n_bands))
         hess = np.zeros((len(targets), self.n_bands, self.n_bands))
         for factor in factors:
-            coef, centred = factor.solution(alpha, targets)
+            solution = factor.solution(alpha, targets)
+            coef, centred = solution
             fold = factor.fold
             intercept = None
             if fold.fit_intercept:
                 intercept = fold.y_mean[targets] - fold.x_mean @ coef
             solutions.append((coef, intercept))
             predictions.append(centred + fold.y_mean[targets])
-            g, h = factor.band_derivatives(alpha, targets, hessian)
+            g, h = factor.band_derivatives(alpha, targets, hessian, solution)
             grad += g / len(factors)
             if hessian:
                 hess += h / len(factors)
@@ -482,8 +478,7 @@ class BandedRidgeSearch:
 
     def _record(self, phase, round_index, start):
         """The history record of the current point of every target."""
-        record = exact_record(
-            self,
+        record = self._exact_record(
             self.lam.reshape(-1).copy(),
             self.fold_values.sum(axis=1),
             self.grad.reshape(-1).copy(),
@@ -497,14 +492,6 @@ class BandedRidgeSearch:
         return record
 
     # -- the interface of the other searches -----------------------------------
-    def polish_best(self):
-        """Every value is exact: the best point needs no re-solve."""
-        return int(np.argmin([r["value"] for r in self.history]))
-
-    def polish(self, index):
-        """Nothing to re-solve: the closed form is exact."""
-        self.polished.add(index)
-
     def solutions(self, index):
         """Every fold's ``(coef, intercept)`` at evaluated point ``index``."""
         owners = self._owners[index]

@@ -31,15 +31,13 @@ scaling in the candidate's basis.
 
 import numpy as np
 
-from ..objectives.quadratic import quadratic_moments
 from ..utils._array_api import to_numpy
-from ._ridge_factor import fold_training_data, fold_validation_data
-from ._ridge_rows import _column_means, _take, _training_rows
+from ._ridge_factor import FoldProblem, diagonal_powers
 
 __all__ = ["BandedFold"]
 
 
-class BandedFold:
+class BandedFold(FoldProblem):
     """A fold's ``lambda``-free products, factored again for each candidate.
 
     Parameters
@@ -54,30 +52,12 @@ class BandedFold:
     """
 
     def __init__(self, fold, band_index, shared=None):
-        inner, outer = fold.inner, fold.outer
-        X, Y, weight, self.one_target = fold_training_data(fold)
-        self.fit_intercept = inner.model.fit_intercept
-        if shared is not None and shared[0] == "gram":
-            rows = shared[-1]
-            if rows is not None:
-                Y, weight = Y[rows], weight[rows]
-            s = np.ones(len(Y)) if weight is None else weight
-            x_mean, y_mean = None, None
-            if self.fit_intercept:
-                x_mean, y_mean = _column_means(X, rows, s), s @ Y / s.sum()
-            self.gram, self.moment = shared[1], shared[2]
-        else:
-            rows = _training_rows(weight)
-            if rows is not None:
-                Y, weight = Y[rows], weight[rows]
-            moments = quadratic_moments(_take(X, rows), Y, weight, self.fit_intercept)
-            x_mean, y_mean = moments.x_mean, moments.y_mean
-            self.gram, self.moment = moments.gram, moments.moment
-        p, q = X.shape[1], Y.shape[1]
-        self.x_mean = np.zeros(p) if x_mean is None else x_mean
-        self.y_mean = np.zeros(q) if y_mean is None else y_mean
-        self.readout = np.asarray(to_numpy(outer.model.X), float) - self.x_mean
-        self.Y_val, self.s_val, self.factor = fold_validation_data(fold)
+        if shared is not None and shared[0] != "gram":
+            shared = None  # a kernel's blocks: the fold's own Gram matrix
+        X, Y, weight, rows = self._training_data(fold, shared)
+        self.gram, self.moment = self._gram_system(X, Y, weight, rows, shared)
+        self.readout = np.asarray(to_numpy(fold.outer.model.X), float) - self.x_mean
+        p = X.shape[1]
         self.band_index = np.asarray(band_index)
         n_bands = int(self.band_index.max()) + 1
         self.bands = np.zeros((n_bands, p))
@@ -118,43 +98,42 @@ class _Candidate:
         """
         fold = self.fold
         n_points, q = alphas.shape
-        inverse = 1.0 / (self.d[:, None, None] + alphas[None])
-        powers = [inverse * self.C[:, None, targets]]
-        for _ in range(2 if second else 1):
-            powers.append(inverse * powers[-1])
-        stacked = np.stack(powers, axis=1).reshape(len(self.d), -1)
-        every = (self.M @ stacked).reshape(len(fold.Y_val), len(powers), n_points, q)
+        n_parts = 3 if second else 2
+        powers = diagonal_powers(self.d, self.C[:, targets], alphas, n_parts)
+        stacked = powers.reshape(len(self.d), -1)
+        every = (self.M @ stacked).reshape(len(fold.Y_val), n_parts, n_points, q)
         Y_val = fold.Y_val[:, targets] - fold.y_mean[targets]
         residual = every[:, 0] - Y_val[:, None, :]
-        weighted = fold.s_val[:, None, None] * residual
-        slope = -every[:, 1]
-        values = fold.factor * np.sum(weighted * residual, axis=0)
-        first = 2 * fold.factor * np.sum(weighted * slope, axis=0)
-        if not second:
-            return values, alphas * first, None
-        bend = 2 * every[:, 2]
-        curvature = (
-            2
-            * fold.factor
-            * np.sum(fold.s_val[:, None, None] * slope**2 + weighted * bend, axis=0)
-        )
-        return values, alphas * first, alphas * first + alphas**2 * curvature
+        weight = fold.s_val[:, None, None]
+        return fold.loss_curve(alphas, every, residual, weight, 0.0, second)
 
     def solution(self, alpha, targets):
         """Coefficients (p, n) and centred validation predictions (n_val, n)
-        of ``targets`` at their ``alpha`` (n,)."""
-        z = self.C[:, targets] / (self.d[:, None] + alpha[None, :])
+        of ``targets`` at their ``alpha`` (n,): what :meth:`band_derivatives`
+        reads (with the same rounding: the inverse of ``d + alpha`` times
+        ``C``, as its other products)."""
+        z = 1.0 / (self.d[:, None] + alpha[None, :]) * self.C[:, targets]
         return self.basis @ z, self.M @ z
 
-    def band_derivatives(self, alpha, targets, hessian=True):
+    def band_derivatives(self, alpha, targets, hessian=True, solution=None):
         """Gradient (n, n_bands) and Hessian (n, n_bands, n_bands) of the
         fold's loss of ``targets`` in their ``log alpha_tb`` (see the module
-        docstring), at ``alpha_tb = alpha_t / g_b``."""
+        docstring), at ``alpha_tb = alpha_t / g_b``.
+
+        Parameters
+        ----------
+        alpha : ndarray of shape (n,)
+        targets : ndarray of int of shape (n,) or slice
+        hessian : bool, default=True
+            False leaves the Hessian None.
+        solution : tuple or None, default=None
+            :meth:`solution` at the same point when the caller has it (None:
+            computed here).
+        """
         fold = self.fold
+        w, centred = self.solution(alpha, targets) if solution is None else solution
         inverse = 1.0 / (self.d[:, None] + alpha[None, :])
-        z = inverse * self.C[:, targets]
-        w = self.basis @ z
-        residual = self.M @ z + fold.y_mean[targets] - fold.Y_val[:, targets]
+        residual = centred + fold.y_mean[targets] - fold.Y_val[:, targets]
         weighted = fold.s_val[:, None] * residual
         u = 2 * fold.factor * inverse * (self.M.T @ weighted)
         v = self.basis @ u

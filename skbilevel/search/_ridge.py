@@ -34,9 +34,10 @@ data, for K-fold cross-validation at the price of K decompositions (or K
 reductions).
 
 This module owns the search (:class:`RidgePathSearch`: the scan and the root
-search) and :func:`closed_form_applies`; each fold's factorization is in
-:mod:`._ridge_factor`, the products of all rows shared by the folds in
-:mod:`._ridge_rows`.
+search), :class:`ExactSearch` (what it shares with the banded search: exact
+points, nothing to polish) and :func:`closed_form_applies`; each fold's
+factorization is in :mod:`._ridge_factor`, the products of all rows shared by
+the folds in :mod:`._ridge_rows`.
 """
 
 import time
@@ -51,6 +52,7 @@ from ._ridge_factor import _FoldPath, choose_factorization
 from ._service import Reporter, SearchResult
 
 __all__ = [
+    "ExactSearch",
     "RidgePathSearch",
     "closed_form_applies",
     "minimize_curves",
@@ -63,38 +65,59 @@ _ROOT_TOL = 1e-8
 _ROOT_ITER = 100
 
 
-def exact_record(search, lam, fold_values, grad, phase, start, gradient_step):
-    """Append the history record of a point evaluated exactly (in closed form:
-    nothing to re-solve, so polished) to ``search.history``; returns it.
+class ExactSearch:
+    """What the closed-form searches share of :class:`GradientSearch`'s
+    interface: every point they evaluate is exact, so polished when it is
+    recorded, and nothing is ever re-solved.
 
-    ``lam`` (flat), ``fold_values`` (K,) and ``grad`` as the search records
-    them; ``start`` the search's start time.
+    Subclasses set ``space``, ``history`` (a list) and ``polished`` (a set).
     """
-    evaluation = Evaluation(
-        lam=lam,
-        value=float(fold_values.mean()),
-        grad=np.asarray(grad, dtype=np.float64),
-        fold_values=fold_values,
-        inner_iter=0,
-        n_fun=0,
-        n_hvp=0,
-        inner_converged=True,
-        residual=None,
-        time=0.0,
-    )
-    record = history_record(
-        evaluation,
-        iteration=len(search.history),
-        phase=phase,
-        accepted=True,
-        step=None,
-        inner_tol=0.0,
-        elapsed=time.perf_counter() - start,
-        gradient_step=gradient_step,
-    )
-    search.history.append(record)
-    search.polished.add(record["iteration"])
-    return record
+
+    @property
+    def param(self):
+        """The parameter's name on the estimator (``"alpha"``, not
+        ``"ridge__alpha"``)."""
+        return self.space.param
+
+    def _exact_record(self, lam, fold_values, grad, phase, start, gradient_step):
+        """Append the history record of a point evaluated exactly to
+        ``history``, polished; returns it.
+
+        Parameters
+        ----------
+        lam : ndarray of shape (n_hyper,)
+        fold_values : ndarray of shape (n_folds,)
+        grad : array-like of shape (n_hyper,)
+        phase : str
+        start : float
+            The search's start time (``time.perf_counter``).
+        gradient_step : int
+        """
+        evaluation = Evaluation(
+            lam=lam,
+            value=float(fold_values.mean()),
+            grad=np.asarray(grad, dtype=np.float64),
+            fold_values=fold_values,
+            inner_iter=0,
+            n_fun=0,
+            n_hvp=0,
+            inner_converged=True,
+            residual=None,
+            time=0.0,
+        )
+        record = history_record(
+            evaluation,
+            iteration=len(self.history),
+            phase=phase,
+            accepted=True,
+            step=None,
+            inner_tol=0.0,
+            elapsed=time.perf_counter() - start,
+            gradient_step=gradient_step,
+        )
+        self.history.append(record)
+        self.polished.add(record["iteration"])
+        return record
 
 
 def closed_form_applies(folds, space):
@@ -126,7 +149,7 @@ def _system_size(fold):
     return min(n, X.shape[1])
 
 
-class RidgePathSearch:
+class RidgePathSearch(ExactSearch):
     """The search of :class:`GradientSearch`'s interface, in closed form.
 
     Parameters
@@ -159,11 +182,6 @@ class RidgePathSearch:
         self._solutions = {}
         self._predictions = []
 
-    @property
-    def param(self):
-        """The parameter's name on the estimator (``"C"``, not ``"clf__C"``)."""
-        return self.space.param
-
     def _alpha(self, lam):
         """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
         return np.broadcast_to(np.exp(np.asarray(lam, float)), (self.n_outputs,))
@@ -189,7 +207,7 @@ class RidgePathSearch:
     def _record(self, lam, fold_values, grad, phase, start):
         """One history record (every closed-form point is exact: polished)."""
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
-        record = exact_record(self, lam, fold_values, grad, phase, start, 0)
+        record = self._exact_record(lam, fold_values, grad, phase, start, 0)
         record[self.param] = self.space.values(lam)
         return record
 
@@ -305,14 +323,6 @@ class RidgePathSearch:
         """Drop the products of all rows (the refit took what it needed, or
         fits otherwise: its own products need not sit beside these)."""
         self.rows = None
-
-    def polish_best(self):
-        """Every value is exact: the best point needs no re-solve."""
-        return int(np.argmin([r["value"] for r in self.history]))
-
-    def polish(self, index):
-        """Nothing to re-solve: the closed form is exact."""
-        self.polished.add(index)
 
     def solutions(self, index):
         """Every fold's ``(coef, intercept)`` at evaluated point ``index``.

@@ -5,7 +5,9 @@ or the kernel ``AA'``) once, ``S = Q T Q'``, and gives the fold's CV loss,
 its derivatives in ``log alpha``, predictions and solutions at any alpha:
 ``T`` diagonal (the eigendecomposition) or tridiagonal (LAPACK ``sytrd``).
 :func:`choose_factorization` picks the cheaper of the two for a fold, from a
-cost model whose constants are measured here.
+cost model whose constants are measured here. :class:`FoldProblem` holds
+what it shares with the banded search's folds: the training rows and their
+means, the validation data, the CV loss's derivatives from the predictions'.
 """
 
 import numpy as np
@@ -65,6 +67,124 @@ def fold_validation_data(fold):
         else np.asarray(to_numpy(s_val), dtype=np.float64)
     )
     return y_val.reshape(len(y_val), -1), s_val, outer.scale / s_val.sum() * 0.5
+
+
+def diagonal_powers(d, C, alphas, n_powers):
+    """``(diag(d) + alpha I)^{-k} C`` for ``k = 1..n_powers`` at each point.
+
+    Parameters
+    ----------
+    d : ndarray of shape (rank,)
+    C : ndarray of shape (rank, q)
+    alphas : ndarray of shape (n_points, q)
+        Each point's alpha of each column of ``C``.
+    n_powers : int
+
+    Returns
+    -------
+    ndarray of shape (rank, n_powers, n_points, q)
+    """
+    inverse = 1.0 / (d[:, None, None] + alphas[None])
+    powers = [inverse * C[:, None, :]]
+    for _ in range(n_powers - 1):
+        powers.append(inverse * powers[-1])
+    return np.stack(powers, axis=1)
+
+
+class FoldProblem:
+    """What the closed-form folds share: a fold's training rows, the
+    intercept's weighted means, its validation data, and the CV loss's
+    derivatives from the validation predictions.
+
+    Subclasses call :meth:`_training_data` first (it sets the attributes
+    below, the means aside), then :meth:`_gram_system` or
+    :meth:`_set_means` (the means).
+
+    Attributes
+    ----------
+    one_target : bool
+        Whether the targets are 1-D.
+    fit_intercept : bool
+    x_mean : ndarray of shape (n_features,)
+        Weighted column means of the training rows (zeros without an
+        intercept).
+    y_mean : ndarray of shape (n_outputs,)
+        Weighted means of the training targets (zeros without an intercept).
+    Y_val : ndarray of shape (n_val, n_outputs)
+    s_val : ndarray of shape (n_val,)
+        Validation weights (ones by default).
+    factor : float
+        Factor of the fold's loss ``F = factor * sum_i s_i ||r_i||^2``.
+    """
+
+    def _training_data(self, fold, shared):
+        """``(X, Y, weight, rows)``: the fold's data, its training targets
+        (2-D) and weights (None for ones) on rows ``rows`` of ``X`` (None:
+        all), those of ``shared`` (:meth:`SharedRows.products`) or, without
+        it, the rows of positive weight."""
+        X, Y, weight, self.one_target = fold_training_data(fold)
+        self.fit_intercept = fold.inner.model.fit_intercept
+        self.Y_val, self.s_val, self.factor = fold_validation_data(fold)
+        rows = _training_rows(weight) if shared is None else shared[-1]
+        if rows is not None:  # the fold's training rows of X
+            Y, weight = Y[rows], weight[rows]
+        if weight is not None and np.all(weight == 1.0):
+            weight = None
+        return X, Y, weight, rows
+
+    def _set_means(self, X, rows, Y, weight):
+        """Set the intercept's weighted means of rows ``rows`` of ``X`` and
+        of ``Y`` (zeros without one); returns the weights (ones for None)."""
+        s = np.ones(len(Y)) if weight is None else weight
+        self.x_mean, self.y_mean = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
+        if self.fit_intercept:
+            self.x_mean, self.y_mean = _column_means(X, rows, s), s @ Y / s.sum()
+        return s
+
+    def _gram_system(self, X, Y, weight, rows, shared):
+        """``(A'A, A'B)`` of the centred, weighted training rows, and their
+        means: the fold's share of the products of all rows (``shared`` of
+        kind ``"gram"``), or the engine's quadratic moments (a sparse ``X``
+        stays sparse)."""
+        if shared is not None and shared[0] == "gram":
+            self._set_means(X, rows, Y, weight)
+            return shared[1], shared[2]
+        moments = quadratic_moments(_take(X, rows), Y, weight, self.fit_intercept)
+        self.x_mean, self.y_mean = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
+        if self.fit_intercept:
+            self.x_mean, self.y_mean = moments.x_mean, moments.y_mean
+        return moments.gram, moments.moment
+
+    def loss_curve(self, alphas, every, residual, weight, extra=0.0, second=True):
+        """``F`` and its first two derivatives in ``log alpha``, from the
+        predictions' derivatives in alpha.
+
+        Parameters
+        ----------
+        alphas : ndarray of shape (n_points, q)
+        every : ndarray of shape (n_rows, n_parts, n_points, q)
+            ``P``, ``-dP/dalpha`` and ``d2P/dalpha2 / 2`` (``n_parts`` 3, or
+            2 without ``second``), in the coordinates of ``residual``.
+        residual : ndarray of shape (n_rows, n_points, q)
+            Residuals at the predictions ``P``.
+        weight : ndarray of shape (n_rows, 1, 1) or float
+            The rows' weights in the loss.
+        extra : ndarray of shape (q,) or float, default=0.0
+            The part of the weighted sum of squares no alpha reaches.
+        second : bool, default=True
+            False leaves the second derivative None.
+        """
+        weighted = weight * residual
+        slope = -every[:, 1]
+        values = self.factor * (np.sum(weighted * residual, axis=0) + extra)
+        first = 2 * self.factor * np.sum(weighted * slope, axis=0)
+        if not second:
+            return values, alphas * first, None
+        bend = 2 * every[:, 2]
+        curvature = np.sum(weight * slope**2 + weighted * bend, axis=0)
+        curvature = 2 * self.factor * curvature
+        # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
+        return values, alphas * first, alphas * first + alphas**2 * curvature
 
 
 def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
@@ -130,7 +250,7 @@ def _reflect(reflectors, tau, V, trans):
     return out
 
 
-class _FoldPath:
+class _FoldPath(FoldProblem):
     """The factorization of one fold: ``h`` and ``h'`` at any alpha.
 
     The fold's system ``S`` (``A'A`` of dimension p, or the kernel ``AA'`` of
@@ -168,40 +288,16 @@ class _FoldPath:
     """
 
     def __init__(self, fold, shared=None, factorization=None, workload=(25, 1)):
-        inner, outer = fold.inner, fold.outer
-        X, Y, weight, self.one_target = fold_training_data(fold)
-        self.fit_intercept = inner.model.fit_intercept
-        X_val = outer.model.X
-        kind, rows = (None, None) if shared is None else (shared[0], shared[-1])
-        if shared is None:
-            rows = _training_rows(weight)
-        if rows is not None:  # the fold's training rows of X
-            Y, weight = Y[rows], weight[rows]
-        if weight is not None and np.all(weight == 1.0):
-            weight = None
-        n, p = len(Y), X.shape[1]
+        X, Y, weight, rows = self._training_data(fold, shared)
         self._X = self._rows = self._root = None  # the kernel's training data
-        if n >= p:
-            if kind == "gram":  # the fold's share of the products of all rows
-                s = np.ones(n) if weight is None else weight
-                means = (None, None)
-                if self.fit_intercept:
-                    means = (_column_means(X, rows, s), s @ Y / s.sum())
-                self._set_means(*means, p, Y.shape[1])
-                system, right = shared[1:-1]
-            else:
-                # the Gram matrix of the centred, weighted rows and A'B: the
-                # engine's quadratic moments (a sparse X stays sparse)
-                moments = quadratic_moments(
-                    _take(X, rows), Y, weight, self.fit_intercept
-                )
-                self._set_means(moments.x_mean, moments.y_mean, p, Y.shape[1])
-                system, right = moments.gram, moments.moment
-            readout = to_numpy(X_val) - self.x_mean
+        if len(Y) >= X.shape[1]:
+            system, right = self._gram_system(X, Y, weight, rows, shared)
+            readout = to_numpy(fold.outer.model.X) - self.x_mean
         else:
-            blocks = shared[1:-1] if kind == "kernel" else None
+            kernel = shared is not None and shared[0] == "kernel"
+            blocks = shared[1:-1] if kernel else None
             system, right, readout = self._kernel_system(
-                X, rows, X_val, Y, weight, blocks
+                X, rows, fold.outer.model.X, Y, weight, blocks
             )
         if factorization is None or len(system) < 2:
             factorization = choose_factorization(
@@ -230,15 +326,9 @@ class _FoldPath:
             del system, reduced
             self.C = _reflect(*self._reflectors, right, "T")
             self.M, self._readout = None, readout  # G (Q z), never G Q
-        self.Y_val, self.s_val, self.factor = fold_validation_data(fold)
         # built when many points are asked at once (with M)
         self._compact = None if self.M is not None else False
         self._lifted = {}  # Q z of points evaluated, by alpha
-
-    def _set_means(self, x_mean, y_mean, n_features, n_outputs):
-        """The intercept's weighted means (zeros without one)."""
-        self.x_mean = np.zeros(n_features) if x_mean is None else x_mean
-        self.y_mean = np.zeros(n_outputs) if y_mean is None else y_mean
 
     def _kernel_system(self, X, rows, X_val, Y, weight, blocks):
         """More features than samples: the fold's weighted kernel ``AA'``,
@@ -251,11 +341,7 @@ class _FoldPath:
         ``u = ZZ's / S``, ``c = s'u / S`` (the same for the validation
         rows' cross products, with ``v = Z_val Z's / S``).
         """
-        s = np.ones(len(Y)) if weight is None else weight
-        means = (None, None)
-        if self.fit_intercept:
-            means = (_column_means(X, rows, s), s @ Y / s.sum())
-        self._set_means(*means, X.shape[1], Y.shape[1])
+        s = self._set_means(X, rows, Y, weight)
         if blocks is None:
             Z = to_numpy(_take(X, rows)) - self.x_mean
             kernel, cross = Z @ Z.T, (to_numpy(X_val) - self.x_mean) @ Z.T
@@ -283,11 +369,7 @@ class _FoldPath:
         (n_points, q)."""
         n_points, q = alphas.shape
         if self.d is not None:
-            inverse = 1.0 / (self.d[:, None, None] + alphas[None])
-            powers = [inverse * self.C[:, None, :]]
-            for _ in range(n_powers - 1):
-                powers.append(inverse * powers[-1])
-            return np.stack(powers, axis=1)
+            return diagonal_powers(self.d, self.C, alphas, n_powers)
         diag, offdiag = self._tridiagonal
         out = np.empty((self.rank, n_powers, n_points, q))
         for i, row in enumerate(alphas):
@@ -363,28 +445,18 @@ class _FoldPath:
             # of the targets no alpha reaches (sums of squares: no cancellation)
             R, u, floor = self._compact
             every = (R @ stacked).reshape(rank, n_parts, n_points, q)
-            weighted = residual = every[:, 0] - u[:, None, :]
-            weight, extra = 1.0, floor
+            residual = every[:, 0] - u[:, None, :]
+            return self.loss_curve(alphas, every, residual, 1.0, floor, second)
+        if self.M is not None:
+            every = self.M @ stacked
         else:
-            if self.M is not None:
-                every = self.M @ stacked
-            else:
-                lifted = self._lift(stacked)
-                self._remember(alphas, lifted.reshape(rank, n_parts, n_points, q)[:, 0])
-                every = self._readout @ lifted
-            every = every.reshape(n_val, n_parts, n_points, q)
-            residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
-            weight, extra = self.s_val[:, None, None], 0.0
-            weighted = weight * residual
-        slope = -every[:, 1]
-        values = self.factor * (np.sum(weighted * residual, axis=0) + extra)
-        first = 2 * self.factor * np.sum(weighted * slope, axis=0)
-        if not second:
-            return values, alphas * first, None
-        bend = 2 * every[:, 2]
-        second = 2 * self.factor * np.sum(weight * slope**2 + weighted * bend, axis=0)
-        # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
-        return values, alphas * first, alphas * first + alphas**2 * second
+            lifted = self._lift(stacked)
+            self._remember(alphas, lifted.reshape(rank, n_parts, n_points, q)[:, 0])
+            every = self._readout @ lifted
+        every = every.reshape(n_val, n_parts, n_points, q)
+        residual = every[:, 0] + self.y_mean - self.Y_val[:, None, :]
+        weight = self.s_val[:, None, None]
+        return self.loss_curve(alphas, every, residual, weight, 0.0, second)
 
     def _compact_form(self):
         """``(R, u, floor)`` with ``sqrt(s_val) M = QR`` (reduced QR),
