@@ -394,3 +394,31 @@ def test_targets_whose_band_boxes_share_no_alpha():
         coef, intercept = _ridge_on_rescaled(X, Y[:, t], apart.best_params_["alpha"][t])
         assert_allclose(apart.best_estimator_.coef_[t], coef, rtol=1e-8, atol=1e-10)
         assert_allclose(apart.best_estimator_.intercept_[t], intercept, rtol=1e-8)
+
+
+def test_more_features_than_rows_computes_no_kernel_of_all_rows(monkeypatch):
+    # the banded folds factor Gram matrices: with fewer training rows than
+    # features they compute their own, and the kernel of all the rows (which
+    # the scalar path shares) is never formed
+    import skbilevel.search._ridge_rows as ridge_rows
+
+    kernels = []
+    products = ridge_rows.SharedRows.products
+
+    def spy(self, index, gram_only=False):
+        result = products(self, index, gram_only)
+        kernels.append(self._kernel is not None)
+        return result
+
+    monkeypatch.setattr(ridge_rows.SharedRows, "products", spy)
+    X, Y = _data(n=10)  # 8 training rows, 8 features
+    X = np.hstack([X, X[:, :2]])
+    bands = np.r_[BANDS, [2, 2]]
+    search = BilevelSearchCV(
+        Ridge(),
+        {"alpha": (np.full((3, 3), 1e-3), np.full((3, 3), 1e4))},
+        penalty_groups=bands,
+        cv=KFold(5),
+    ).fit(X, Y)
+    assert kernels and not any(kernels)
+    assert search.best_estimator_.coef_.shape == (3, bands.size)

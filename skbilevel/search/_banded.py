@@ -334,7 +334,7 @@ class BandedRidgeSearch(ExactSearch):
             BandedFold(
                 fold,
                 self.band_index,
-                None if self.rows is None else self.rows.products(k),
+                None if self.rows is None else self.rows.products(k, gram_only=True),
             )
             for k, fold in enumerate(self.folds)
         ]

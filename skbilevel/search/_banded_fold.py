@@ -52,8 +52,6 @@ class BandedFold(FoldProblem):
     """
 
     def __init__(self, fold, band_index, shared=None):
-        if shared is not None and shared[0] != "gram":
-            shared = None  # a kernel's blocks: the fold's own Gram matrix
         X, Y, weight, rows = self._training_data(fold, shared)
         self.gram, self.moment = self._gram_system(X, Y, weight, rows, shared)
         self.readout = np.asarray(to_numpy(fold.outer.model.X), float) - self.x_mean

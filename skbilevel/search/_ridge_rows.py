@@ -143,17 +143,21 @@ class SharedRows:
         self._folds, self._views = folds, views
         return True
 
-    def products(self, index):
+    def products(self, index, gram_only=False):
         """The products of fold ``index`` (see :class:`_FoldPath`), or None
         when the fold computes its own.
 
         ``("kernel", train kernel, validation x train cross products, rows)``
         or ``("gram", A'A, A'B, rows)``, with ``rows`` the indices of the
-        fold's training rows in its data (None: all, in order).
+        fold's training rows in its data (None: all, in order). With
+        ``gram_only``, None for a fold with fewer training rows than
+        features (the kernel of all rows is not computed).
         """
         train, test = self.splits[index]
         rows = train if self._views[index] else None
         if len(train) < self.X.shape[1]:
+            if gram_only:
+                return None
             if self._kernel is None:
                 centre = self._centre
                 Z = self.X - centre
