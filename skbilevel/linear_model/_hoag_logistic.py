@@ -141,11 +141,13 @@ class HOAGLogisticRegression(
         int gives :class:`~sklearn.model_selection.StratifiedKFold` (shuffled
         with ``random_state`` when it is set, else the same folds as
         ``GridSearchCV(cv=5)``).
-    hypergradient : str or LinearSolver, default="shine"
-        Solver of the hypergradient linear system: one of ``"shine"``,
-        ``"shine-opa"``, ``"shine-refine"``, ``"cg"``, ``"neumann"``,
-        ``"truncated"``, ``"identity"``, ``"exact"``, or an instance from
-        :mod:`skbilevel.hypergrad`.
+    hypergradient : str or LinearSolver, default="shine-refine"
+        Solver of the hypergradient linear system: one of ``"shine-refine"``
+        (at most 10 conjugate-gradient iterations preconditioned by the inner
+        solver's curvature pairs), ``"shine"``, ``"shine-opa"``, ``"cg"``,
+        ``"neumann"``, ``"truncated"``, ``"identity"``, ``"exact"``, or an
+        instance from :mod:`skbilevel.hypergrad` (user guide, "Hypergradient
+        solvers").
     max_iter : int, default=30
         Outer (hyperparameter) steps at most, bracket excluded.
     tol : float, default=1e-4
@@ -317,7 +319,7 @@ class HOAGLogisticRegression(
         C_init=None,
         C_bounds=(1e-4, 1e4),
         cv=5,
-        hypergradient="shine",
+        hypergradient="shine-refine",
         max_iter=30,
         tol=1e-4,
         inner_tol=1e-3,

@@ -215,11 +215,13 @@ class BilevelSearchCV(BaseSearchCV):
         Also score every fold model on its training fold.
     random_state : int, RandomState instance or None, default=None
         Shuffles the folds when ``cv`` is an int or None.
-    hypergradient : str or LinearSolver, default="shine"
+    hypergradient : str or LinearSolver, default="shine-refine"
         Solver of the hypergradient linear system (see
-        :mod:`skbilevel.hypergrad`): ``"shine"``, ``"shine-opa"``,
-        ``"shine-refine"``, ``"cg"``, ``"neumann"``, ``"truncated"``,
-        ``"identity"``, ``"exact"``, or an instance.
+        :mod:`skbilevel.hypergrad`): ``"shine-refine"`` (at most 10
+        conjugate-gradient iterations preconditioned by the inner solver's
+        curvature pairs), ``"shine"``, ``"shine-opa"``, ``"cg"``,
+        ``"neumann"``, ``"truncated"``, ``"identity"``, ``"exact"``, or an
+        instance.
     max_iter : int, default=30
         Gradient steps at most (bracket excluded).
     tol : float, default=1e-4
@@ -459,7 +461,7 @@ class BilevelSearchCV(BaseSearchCV):
         error_score=np.nan,
         return_train_score=False,
         random_state=None,
-        hypergradient="shine",
+        hypergradient="shine-refine",
         max_iter=30,
         tol=1e-4,
         inner_tol=1e-3,

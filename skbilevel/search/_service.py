@@ -90,7 +90,7 @@ class SearchOptions(NamedTuple):
         own test (a squared loss's stays relative to its gradient at zero).
     """
 
-    hypergradient: object = "shine"
+    hypergradient: object = "shine-refine"
     max_iter: int = 30
     tol: float = 1e-4
     inner_tol: float = 1e-3
