@@ -285,14 +285,14 @@ def test_min_iter_steps_from_a_start_that_passes(solver):
 
 
 @pytest.mark.parametrize("solver", ["newton-cg", "lbfgs"])
-def test_gtol_max_is_a_floor_under_the_relative_test(solver):
+def test_gtol_floor_is_a_floor_under_the_relative_test(solver):
     # every gradient entry 5e-4: below the floor 1e-3, far above the
     # relative test's 1e-8: the solve returns at once; without the floor
     # (or with one below the entries) it iterates
     fun, hessp, x0 = _diagonal_quadratic()
 
     def run(floor):
-        kwargs = dict(tol=1e-8, gtol_scale=1.0, gtol_max=floor)
+        kwargs = dict(tol=1e-8, gtol_scale=1.0, gtol_floor=floor)
         if solver == "lbfgs":
             return minimize_lbfgs(fun, x0, **kwargs)
         return minimize_newton_cg(fun, hessp, x0, **kwargs)
@@ -303,3 +303,33 @@ def test_gtol_max_is_a_floor_under_the_relative_test(solver):
     below = run(1e-4)
     assert below.converged and below.n_iter >= 1
     assert np.max(np.abs(below.grad)) <= 1e-4
+
+
+@pytest.mark.parametrize("test", [{"gtol_norm": "max"}, {"gtol_floor": 1e-3}])
+def test_a_forced_step_at_a_passing_point_is_a_newton_step(test):
+    # min_iter forces a step from a start that passes the largest-entry
+    # test: CG must still find a direction (not stop at its residual's
+    # first test), and the step's curvature pairs replace the memory
+    fun, hessp, x0 = _diagonal_quadratic()
+    tol = 1e-3 if "gtol_norm" in test else 1e-12
+    result = minimize_newton_cg(
+        fun, hessp, x0, tol=tol, gtol_scale=1.0, min_iter=1, memory_size=5, **test
+    )
+    assert result.converged and result.n_iter == 1
+    assert len(result.memory) > 0
+    assert result.value < fun(x0)[0]
+
+
+@pytest.mark.parametrize("solver", [minimize_newton_cg, minimize_lbfgs])
+def test_negative_min_iter_is_a_value_error(solver):
+    fun, hessp, x0 = _diagonal_quadratic(5)
+    args = (fun, hessp, x0) if solver is minimize_newton_cg else (fun, x0)
+    with pytest.raises(ValueError, match="min_iter must be >= 0"):
+        solver(*args, min_iter=-1)
+
+
+def test_lbfgs_forced_step_from_the_minimizer_still_reports_converged():
+    fun, _, x0 = _diagonal_quadratic()
+    minimizer = np.ones_like(x0) / np.geomspace(1.0, 1e3, len(x0))
+    result = minimize_lbfgs(fun, minimizer, tol=1e-3, gtol_scale=1.0, min_iter=1)
+    assert result.converged

@@ -629,3 +629,22 @@ def test_rows_of_zero_weight_are_left_out(shape, factorization):
         )
         assert_allclose(coef, ridge.coef_, atol=1e-8)
         assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
+
+
+def test_closed_form_searches_offer_the_search_interface():
+    # BilevelSearchCV drives every search through GradientSearch's interface
+    folds, *_ = _folds("gram", per_target=False)
+    from skbilevel.search import HyperSpace
+    from skbilevel.search._banded import BandedRidgeSearch
+    from skbilevel.search._service import GradientSearch
+
+    space = HyperSpace.from_values("alpha", 1e-3, 1e3, log_sign=1)
+    search = make_search(folds, space, SearchOptions(), keep_solutions=True)
+    search.run()
+    best = search.polish_best()
+    assert best == int(np.argmin([r["value"] for r in search.history]))
+    search.polish(best)
+    assert best in search.polished
+    for cls in (RidgePathSearch, BandedRidgeSearch):
+        for name in ("run", "polish", "polish_best", "solutions", "param"):
+            assert hasattr(cls, name) and hasattr(GradientSearch, name), name

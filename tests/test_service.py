@@ -392,22 +392,29 @@ def test_squared_loss_polish_stays_relative(monkeypatch):
     assert values[2] == pytest.approx(values[1], rel=1e-9)
 
 
-def test_a_new_lambda_moves_the_fold_solutions_whatever_the_tolerance(data):
-    # At a loose tolerance the solutions of a nearby lambda pass the test
-    # as they are: the hypergradient would be that lambda's. Each fold takes
-    # a step; re-evaluating the same lambda, or the value alone, does not.
+@pytest.mark.parametrize("floor", [None, 1e-4])
+@pytest.mark.parametrize("inner_solver", ["lbfgs", "newton-cg"])
+def test_a_new_lambda_moves_the_fold_solutions_whatever_the_tolerance(
+    data, inner_solver, floor
+):
+    # At a loose tolerance (or under the search's floor) the solutions of a
+    # nearby lambda pass the test as they are: the hypergradient would be
+    # that lambda's. Each fold takes a step; re-evaluating the same lambda,
+    # or the value alone, does not.
     n_folds = len(data[2])
-    problem = CrossValidatedProblem(_folds(data), get_linear_solver("cg"))
+    problem = CrossValidatedProblem(
+        _folds(data), get_linear_solver("cg"), inner_solver=inner_solver
+    )
     problem.evaluate([0.0], inner_tol=1e-8, linear_tol=1e-10)
     previous = problem.evaluate([0.0], inner_tol=1e-1, linear_tol=1e-10)
     assert previous.inner_iter == 0
-    nearby = problem.evaluate([0.05], inner_tol=1e-1, linear_tol=1e-10)
+    nearby = problem.evaluate([0.05], inner_tol=1e-1, linear_tol=1e-10, floor=floor)
     assert nearby.inner_iter >= n_folds
     exact = CrossValidatedProblem(_folds(data), get_linear_solver("cg")).evaluate(
         [0.05], inner_tol=1e-10, linear_tol=1e-10
     )
     stale, moved = abs(previous.grad - exact.grad), abs(nearby.grad - exact.grad)
-    assert moved < 0.1 * stale
+    assert moved < 0.25 * stale
     assert problem.evaluate([0.05], inner_tol=1e-1).inner_iter == 0
     assert problem.evaluate([0.1], inner_tol=1e-1, gradient=False).inner_iter == 0
 

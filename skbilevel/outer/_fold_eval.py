@@ -102,7 +102,7 @@ class FoldSettings(NamedTuple):
     newton: bool
     per_sample: bool = False
     newton_pairs: bool = False
-    floor: object = None
+    floor: float | None = None
 
 
 class FoldResult(NamedTuple):
@@ -172,11 +172,16 @@ def _gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
+def _absolute_tests_apply(inner):
+    """Whether a test on the gradient per unit of training weight means
+    anything: for the log-losses; a squared loss's gradient carries the
+    units of ``X`` and ``y``, which an absolute test would make meaningless."""
+    return getattr(inner.loss, "name", None) != "squared"
+
+
 def _sklearn_test(inner, settings):
-    """Whether the solve takes scikit-learn's gradient test (``per_sample``,
-    for the log-losses; a squared loss's gradient carries the units of ``X``
-    and ``y``, which an absolute test would make meaningless)."""
-    return settings.per_sample and getattr(inner.loss, "name", None) != "squared"
+    """Whether the solve takes scikit-learn's gradient test (``per_sample``)."""
+    return settings.per_sample and _absolute_tests_apply(inner)
 
 
 def _tolerance_scale(inner, state, settings):
@@ -247,7 +252,7 @@ def _inner_solve(inner, outer, state, lam, settings):
     curvature = inner.penalty_curvature(lam)
     min_iter = int(settings.gradient and _moved(inner.xp, state, curvature))
     floor = None
-    if settings.floor is not None and getattr(inner.loss, "name", None) != "squared":
+    if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
     memory = state.memory
     if memory is not None and len(memory):
@@ -260,7 +265,7 @@ def _inner_solve(inner, outer, state, lam, settings):
             tol=settings.inner_tol,
             gtol_scale=_tolerance_scale(inner, state, settings),
             gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
-            gtol_max=floor,
+            gtol_floor=floor,
             max_iter=settings.inner_max_iter,
             min_iter=min_iter,
             memory=memory,
@@ -279,7 +284,7 @@ def _inner_solve(inner, outer, state, lam, settings):
         tol=settings.inner_tol,
         gtol_scale=_tolerance_scale(inner, state, settings),
         gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
-        gtol_max=floor,
+        gtol_floor=floor,
         max_iter=settings.inner_max_iter,
         min_iter=min_iter,
         memory_size=settings.memory_size,

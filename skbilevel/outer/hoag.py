@@ -126,8 +126,7 @@ class _Trace:
     def __init__(self, problem, schedule, callback, max_time, floor=None):
         self.problem, self.schedule = problem, schedule
         self.callback, self.max_time = callback, max_time
-        # only problems that take a floor are handed one
-        self.options = {} if floor is None else {"floor": floor}
+        self.floor = floor
         self.history = []
         self.start = time.perf_counter()
 
@@ -137,7 +136,7 @@ class _Trace:
         eps = min(loosen * self.schedule(k), 0.1)
         linear_tol = min(LINEAR_SLACK * eps, LINEAR_CAP)
         evaluation = self.problem.evaluate(
-            point, inner_tol=eps, linear_tol=linear_tol, **self.options
+            point, inner_tol=eps, linear_tol=linear_tol, floor=self.floor
         )
         record = history_record(
             evaluation,
@@ -198,7 +197,7 @@ def hoag(
     Parameters
     ----------
     problem : CrossValidatedProblem
-        Provides ``evaluate(lam, inner_tol=, linear_tol=, gradient=)`` and
+        Provides ``evaluate(lam, inner_tol=, linear_tol=, floor=)`` and
         ``n_hyper``.
     lam0 : array-like of shape (n_hyper,)
         Starting point (log penalty strengths); projected on the box.
@@ -231,9 +230,9 @@ def hoag(
         Called with each history record once the point's fate is decided
         (``accepted`` set); a truthy return stops the search.
     inner_floor : float or None
-        Passed to every evaluation as ``floor`` (see
-        :meth:`~skbilevel.outer.CrossValidatedProblem.evaluate`); None passes
-        none.
+        Passed to every evaluation as ``floor``: an accuracy no inner solve
+        needs to exceed (see
+        :meth:`~skbilevel.outer.CrossValidatedProblem.evaluate`); None: none.
 
     Returns
     -------

@@ -92,7 +92,7 @@ def minimize_lbfgs(
     tol=1e-4,
     gtol_scale=None,
     gtol_norm="l2",
-    gtol_max=None,
+    gtol_floor=None,
     max_iter=1000,
     min_iter=0,
     memory_size=10,
@@ -114,7 +114,8 @@ def minimize_lbfgs(
     x0 : array of shape (n_params,)
         Starting point (floating dtype). Not modified.
     tol : float
-        Stop when ``||grad f(x)|| <= tol * gtol_scale``.
+        Stop when ``||grad f(x)|| <= tol * gtol_scale`` (in the norm
+        ``gtol_norm``), or when no gradient entry exceeds ``gtol_floor``.
     gtol_scale : float or None
         Reference gradient norm for ``tol``. None uses ``||grad f(x0)||``; pass a
         fixed scale (e.g. the gradient norm at zero) so that a warm start does
@@ -123,15 +124,16 @@ def minimize_lbfgs(
         The norm of the gradient test: Euclidean, or the largest absolute
         component (L-BFGS-B's projected-gradient test, as scikit-learn's
         ``LogisticRegression(solver="lbfgs")`` applies it).
-    gtol_max : float or None, default=None
-        Also stop when no gradient entry exceeds ``gtol_max`` (an absolute
-        floor under ``tol``; None: none).
+    gtol_floor : float or None, default=None
+        Also stop when no gradient entry exceeds ``gtol_floor``: an accuracy
+        the solve need not exceed, however small ``tol * gtol_scale`` is
+        (None: none).
     max_iter : int
         Maximum number of L-BFGS steps. ``0`` only evaluates ``fun(x0)``.
     min_iter : int, default=0
         Steps at least before the gradient test may stop the solve (a warm
         start from another problem may pass a loose test with that
-        problem's gradient).
+        problem's gradient); at most ``max_iter``.
     memory_size : int
         Maximum number of secant pairs kept.
     memory : LBFGSMemory or None
@@ -174,12 +176,15 @@ def minimize_lbfgs(
     value_noise = eps**_VALUE_NOISE_POWER
     if gtol_norm not in ("l2", "max"):
         raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
+    if min_iter < 0:
+        raise ValueError(f"min_iter must be >= 0, got {min_iter!r}.")
+    min_iter = min(min_iter, max_iter)
 
     def passes(point):
         largest = None
-        if gtol_norm == "max" or gtol_max is not None:
+        if gtol_norm == "max" or gtol_floor is not None:
             largest = float(xp.max(xp.abs(point.grad)))
-        if gtol_max is not None and largest <= gtol_max:
+        if gtol_floor is not None and largest <= gtol_floor:
             return True
         if gtol_norm == "max":
             return largest <= gtol
@@ -207,7 +212,9 @@ def minimize_lbfgs(
             # The pairs are still valid secants: keep them for SHINE.
             if search.point is not None and search.value < current.value:
                 current = search.point
-            return result(n_iter - 1, False, "line search failed")
+            # a point that passes already (a step min_iter forced from it)
+            # is a solution all the same
+            return result(n_iter - 1, passes(current), "line search failed")
         memory = search_memory
         previous, current = current, search.point
         step = current.x - previous.x
