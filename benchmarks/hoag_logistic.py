@@ -4,7 +4,7 @@ Run ``python benchmarks/hoag_logistic.py`` (``--quick`` for a short run,
 ``--datasets fashion sparse`` to choose). For each data set, measured side by
 side in one run on the same 5 stratified folds:
 
-- ``HOAGLogisticRegression()`` (defaults: SHINE hypergradient, bracket start),
+- ``HOAGLogisticRegression()`` (defaults: SHINE-refine hypergradient, bracket start),
 - ``GridSearchCV(LogisticRegression(), {"C": np.logspace(-4, 4, 20)}, cv=5,
   scoring="neg_log_loss")``, scikit-learn's defaults otherwise (what users run),
 - ``LogisticRegressionCV(Cs=np.logspace(-4, 4, 20), cv=5, scoring="neg_log_loss")``,
