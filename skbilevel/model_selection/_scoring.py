@@ -297,7 +297,11 @@ class FoldModels:
         n_splits, n_points = len(self.folds), len(indices)
         history = self.search.history
         classes = self.encoding.context.get("classes_")
-        y_folds = [np.asarray(_safe_indexing(y, fold.test)) for fold in self.folds]
+        y_folds = [
+            y[fold.test] if isinstance(y, np.ndarray) else _safe_indexing(y, fold.test)
+            for fold in self.folds
+        ]
+        y_folds = [np.asarray(y_fold) for y_fold in y_folds]
         if any(y_fold.shape[0] < 2 for y_fold in y_folds):
             return None  # r2 of one sample is undefined: scikit-learn's NaN
         if classes is not None:
