@@ -9,7 +9,7 @@ with each solver and plots the CV log-loss reached against wall time:
 
 - ``shine`` reuses the inner L-BFGS inverse-Hessian estimate (refined by a few
   preconditioned CG steps when its residual is poor),
-- ``shine-refine`` always runs a short preconditioned CG from it,
+- ``shine-refine`` (the default) always runs a short preconditioned CG from it,
 - ``cg`` runs conjugate gradient on Hessian-vector products, warm-started,
 - ``neumann`` truncates the Neumann series of ``H^{-1}``,
 - ``identity`` replaces ``H^{-1}`` by the identity (Jacobian-free; biased).
