@@ -297,11 +297,14 @@ class FoldModels:
         n_splits, n_points = len(self.folds), len(indices)
         history = self.search.history
         classes = self.encoding.context.get("classes_")
+        # a NumPy y directly: _safe_indexing's dispatch costs more than the
+        # indexing on small data
         y_folds = [
-            y[fold.test] if isinstance(y, np.ndarray) else _safe_indexing(y, fold.test)
+            y[fold.test]
+            if isinstance(y, np.ndarray)
+            else np.asarray(_safe_indexing(y, fold.test))
             for fold in self.folds
         ]
-        y_folds = [np.asarray(y_fold) for y_fold in y_folds]
         if any(y_fold.shape[0] < 2 for y_fold in y_folds):
             return None  # r2 of one sample is undefined: scikit-learn's NaN
         if classes is not None:

@@ -492,33 +492,35 @@ class BandedRidgeSearch(ExactSearch):
         return record
 
     # -- the interface of the other searches -----------------------------------
+    def _owned(self, index):
+        """``(block, targets, columns)`` of evaluated point ``index``: the
+        targets whose point block ``block`` holds, and their columns in it."""
+        owners = self._owners[index]
+        for block in np.unique(owners):
+            targets = np.flatnonzero(owners == block)
+            yield block, targets, self._blocks[block][0][targets]
+
     def solutions(self, index):
         """Every fold's ``(coef, intercept)`` at evaluated point ``index``."""
-        owners = self._owners[index]
         out = []
         for k, fold in enumerate(self._folds):
             coef = np.empty((len(fold.x_mean), self.n_outputs))
             intercept = np.empty(self.n_outputs) if fold.fit_intercept else None
-            for block in np.unique(owners):
-                positions, solutions, _ = self._blocks[block]
-                targets = np.flatnonzero(owners == block)
-                block_coef, block_intercept = solutions[k]
-                coef[:, targets] = block_coef[:, positions[targets]]
+            for block, targets, columns in self._owned(index):
+                block_coef, block_intercept = self._blocks[block][1][k]
+                coef[:, targets] = block_coef[:, columns]
                 if intercept is not None:
-                    intercept[targets] = block_intercept[positions[targets]]
+                    intercept[targets] = block_intercept[columns]
             out.append((coef[:, 0] if fold.one_target else coef, intercept))
         return out
 
     def predictions(self, index):
         """Every fold's validation predictions at evaluated point ``index``."""
-        owners = self._owners[index]
         out = []
         for k, fold in enumerate(self._folds):
             prediction = np.empty((len(fold.Y_val), self.n_outputs))
-            for block in np.unique(owners):
-                positions, _, predictions = self._blocks[block]
-                targets = np.flatnonzero(owners == block)
-                prediction[:, targets] = predictions[k][:, positions[targets]]
+            for block, targets, columns in self._owned(index):
+                prediction[:, targets] = self._blocks[block][2][k][:, columns]
             out.append(prediction[:, 0] if fold.one_target else prediction)
         return out
 

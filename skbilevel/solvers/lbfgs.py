@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from ..utils._array_api import get_namespace, norm, vdot
 from ._line_search import line_search_wolfe
 from ._memory import LBFGSMemory, append_pair, empty_memory, inv_hessian_product
+from ._stopping import GradientTest, check_iterations
 
 __all__ = ["LBFGSResult", "minimize_lbfgs"]
 
@@ -174,24 +175,15 @@ def minimize_lbfgs(
     eps = float(xp.finfo(x0.dtype).eps)
     ftol = 10.0 * eps if ftol is None else ftol
     value_noise = eps**_VALUE_NOISE_POWER
-    if gtol_norm not in ("l2", "max"):
-        raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
-    if min_iter < 0:
-        raise ValueError(f"min_iter must be >= 0, got {min_iter!r}.")
-    min_iter = min(min_iter, max_iter)
-
-    def passes(point):
-        largest = None
-        if gtol_norm == "max" or gtol_floor is not None:
-            largest = float(xp.max(xp.abs(point.grad)))
-        if gtol_floor is not None and largest <= gtol_floor:
-            return True
-        if gtol_norm == "max":
-            return largest <= gtol
-        return point.grad_norm <= gtol
+    min_iter = check_iterations(gtol_norm, min_iter, max_iter)
 
     current = _evaluate(fun, xp, x0)
     gtol = tol * (current.grad_norm if gtol_scale is None else gtol_scale)
+    test = GradientTest(xp, gtol, gtol_norm, gtol_floor)
+
+    def passes(point):
+        return test.passes(point.grad, point.grad_norm)
+
     memory = empty_memory() if memory is None else memory
     n_fun = 1
 

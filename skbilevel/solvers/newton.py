@@ -25,6 +25,7 @@ accepted by backtracking on the Armijo condition.
 from ..hypergrad._krylov import preconditioned_cg
 from ..utils._array_api import get_namespace, norm, vdot
 from ._memory import append_pair, empty_memory
+from ._stopping import GradientTest, check_iterations
 from .lbfgs import LBFGSResult
 
 __all__ = ["minimize_newton_cg"]
@@ -101,33 +102,16 @@ def minimize_newton_cg(
         ``n_iter`` Newton steps; ``n_fun`` counts evaluations of ``fun`` and
         Hessian-vector products.
     """
-    if gtol_norm not in ("l2", "max"):
-        raise ValueError(f"gtol_norm must be 'l2' or 'max', got {gtol_norm!r}.")
-    if min_iter < 0:
-        raise ValueError(f"min_iter must be >= 0, got {min_iter!r}.")
-    min_iter = min(min_iter, max_iter)
+    min_iter = check_iterations(gtol_norm, min_iter, max_iter)
     xp = get_namespace(x0)
     x = x0
     value, grad = fun(x)
     value = float(value)
-
-    def test_norm(g):
-        if gtol_norm == "max":
-            return float(xp.max(xp.abs(g)))
-        return float(norm(xp, g))
-
-    def passes(g):
-        if test_norm(g) <= gtol:
-            return True
-        return gtol_floor is not None and float(xp.max(xp.abs(g))) <= gtol_floor
-
     grad_norm = float(norm(xp, grad))
     scale = grad_norm if gtol_scale is None else gtol_scale
     gtol = tol * scale
-    # the bound on the largest gradient entry that ends the solve, if any
-    largest_entry = gtol if gtol_norm == "max" else None
-    if gtol_floor is not None:
-        largest_entry = max(gtol_floor, largest_entry or 0.0)
+    test = GradientTest(xp, gtol, gtol_norm, gtol_floor)
+    largest_entry = test.largest_entry
     ftol = 10 * float(xp.finfo(x0.dtype).eps)
     n_fun, converged, message = 1, False, f"max_iter={max_iter} reached"
     # Steps solved just enough for the test (see the module's docstring),
@@ -135,7 +119,7 @@ def minimize_newton_cg(
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
     for n_iter in range(1, max_iter + 1):
-        if n_iter > min_iter and passes(grad):
+        if n_iter > min_iter and test.passes(grad, grad_norm):
             n_iter -= 1
             converged, message = True, "gradient norm below tol"
             break
@@ -150,7 +134,11 @@ def minimize_newton_cg(
         done = None
         # (not on a step min_iter forces at a point that passes already: a
         # residual that passes at once would stop CG before any direction)
-        if loose_steps and largest_entry is not None and not passes(grad):
+        if (
+            loose_steps
+            and largest_entry is not None
+            and not test.passes(grad, grad_norm)
+        ):
 
             def done(r):
                 return float(xp.max(xp.abs(r))) <= 0.5 * largest_entry
@@ -181,7 +169,9 @@ def minimize_newton_cg(
             t /= 2
         else:
             message = "the line search found no decrease (round-off level)"
-            converged = passes(grad) or test_norm(grad) <= 10 * gtol
+            converged = test.passes(grad, grad_norm) or (
+                test.size(grad, grad_norm) <= 10 * gtol
+            )
             break
         decrease = value - float(new_value)
         x, value, grad = trial, float(new_value), new_grad
@@ -193,7 +183,7 @@ def minimize_newton_cg(
             message = "relative decrease of f below round-off"
             break
     else:
-        if passes(grad):
+        if test.passes(grad, grad_norm):
             converged, message = True, "gradient norm below tol"
     return LBFGSResult(
         x,
