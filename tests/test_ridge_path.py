@@ -648,3 +648,23 @@ def test_closed_form_searches_offer_the_search_interface():
     for cls in (RidgePathSearch, BandedRidgeSearch):
         for name in ("run", "polish", "polish_best", "solutions", "param"):
             assert hasattr(cls, name) and hasattr(GradientSearch, name), name
+
+
+@pytest.mark.parametrize("n_splits", [5, 30], ids=["kfold-kept", "many-folds"])
+def test_many_disjoint_folds_keep_no_block_per_fold(n_splits):
+    # Each fold's block of left-out rows is kept for it only while the K
+    # p x p blocks take no more memory than X; with more folds (leave-one-out
+    # alike) each fold computes its own again: the same products either way.
+    X, Y = make_regression(60, 6, n_targets=2, noise=5.0, random_state=0)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    splits = list(KFold(n_splits).split(X))
+    folds = _weighted_folds(X, Y, splits, weights, True)
+    rows = SharedRows(X, splits, True)
+    assert rows.applies(folds)
+    alphas = np.array([[0.3, 30.0]])
+    for k, fold in enumerate(folds):
+        products = rows.products(k)
+        assert (rows._blocks is None) == (n_splits * X.shape[1] > len(X))
+        own, shared = _FoldPath(fold), _FoldPath(fold, products)
+        for a, b in zip(own.curve(alphas), shared.curve(alphas)):
+            assert_allclose(b, a, rtol=1e-7, atol=1e-10 * np.abs(a).max())

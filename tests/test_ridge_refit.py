@@ -195,3 +195,23 @@ def test_a_system_singular_to_round_off_is_refit_by_fit(ridge_fits, monkeypatch)
     assert len(ridge_fits) == 1
     reference = Ridge(alpha=search.best_params_["alpha"]).fit(X, y)
     assert_allclose(search.best_estimator_.coef_, reference.coef_)
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_the_products_of_all_rows_are_released_after_the_search(refit, monkeypatch):
+    # the kernel (or Gram totals) of all rows is not held past fit, refit or
+    # not: the search's rows are dropped once scoring no longer needs them
+    from skbilevel.search._ridge import RidgePathSearch
+
+    searches = []
+    run = RidgePathSearch.run
+
+    def spy(self, *args, **kwargs):
+        searches.append(self)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(RidgePathSearch, "run", spy)
+    X, y = make_regression(40, 60, noise=1.0, random_state=0)
+    BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=KFold(4), refit=refit).fit(X, y)
+    (search,) = searches
+    assert search.rows is None

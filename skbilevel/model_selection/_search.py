@@ -624,6 +624,11 @@ class BilevelSearchCV(BaseSearchCV):
                 fold_models,
                 closed_form=split.prefix is None,
             )
+        # the closed form's products of all rows (released by the refit
+        # already, when there is one)
+        release = getattr(search, "release_rows", None)
+        if release is not None:
+            release()
         self.scorer_ = (
             scorers._scorers if isinstance(scorers, _MultimetricScorer) else scorers
         )

@@ -232,9 +232,18 @@ class SharedRows:
         }
         if self._disjoint:
             blocks = self._rests + [np.flatnonzero(self._left_out == 0)]
-            self._blocks = [self._block_products(rows, totals) for rows in blocks]
-            for key in ("gram", "xtb", "x_sum", "y_sum"):
-                totals[key] = sum(block[key] for block in self._blocks)
+            # the fold blocks are kept for the folds while they take no more
+            # memory than X (K p x p matrices); beyond (LeaveOneOut: n of
+            # them) each fold computes its own again
+            n_samples, n_features = self.X.shape
+            keep = len(self._rests) * n_features <= n_samples
+            kept = []
+            for rows in blocks:
+                block = self._block_products(rows, totals)
+                for key in ("gram", "xtb", "x_sum", "y_sum"):
+                    totals[key] = totals.get(key, 0.0) + block[key]
+                kept.append(block if keep else None)
+            self._blocks = kept if keep else None
         else:
             totals.update(self._block_products(None, totals))
         return totals
@@ -258,8 +267,8 @@ class SharedRows:
     def _fold_gram(self, index, totals):
         """``(A'A, A'B)`` of fold ``index``, from the products of all rows
         minus those of the rows it leaves out."""
-        if self._disjoint:
-            # each block serves one fold: freed once used (LeaveOneOut has n)
+        if self._blocks is not None and self._blocks[index] is not None:
+            # each kept block serves one fold: freed once used
             rest, self._blocks[index] = self._blocks[index], None
         else:
             rest = self._block_products(self._rests[index], totals)
