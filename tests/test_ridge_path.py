@@ -633,7 +633,7 @@ def test_rows_of_zero_weight_are_left_out(shape, factorization):
 
 def test_closed_form_searches_offer_the_search_interface():
     # BilevelSearchCV drives every search through GradientSearch's interface
-    folds, *_ = _folds("gram", per_target=False)
+    folds, X, y, weights, splits, encoding = _folds("gram", per_target=False)
     from skbilevel.search import HyperSpace
     from skbilevel.search._banded import BandedRidgeSearch
     from skbilevel.search._service import GradientSearch
@@ -645,6 +645,16 @@ def test_closed_form_searches_offer_the_search_interface():
     assert best == int(np.argmin([r["value"] for r in search.history]))
     search.polish(best)
     assert best in search.polished
+    # the best point's fold models are Ridge fits at its alpha
+    alpha = float(search.history[best]["alpha"][0])
+    fit_intercept = CASES["gram"][5]
+    for (coef, intercept), (train, _) in zip(search.solutions(best), splits):
+        ridge = Ridge(alpha=alpha, fit_intercept=fit_intercept, tol=1e-12).fit(
+            X[train],
+            (y - encoding.context["offset"])[train],
+            sample_weight=None if weights is None else weights[train],
+        )
+        assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
     for cls in (RidgePathSearch, BandedRidgeSearch):
         for name in ("run", "polish", "polish_best", "solutions", "param"):
             assert hasattr(cls, name) and hasattr(GradientSearch, name), name
