@@ -430,3 +430,30 @@ def test_more_features_than_rows_computes_no_kernel_of_all_rows(monkeypatch):
         assert_allclose(
             search.best_estimator_.coef_[t], reference.coef_ * scale, rtol=1e-7
         )
+
+
+def test_model_gain_is_the_models_best_decrease_on_each_candidates_ray():
+    # the decrease a target's quadratic model expects along the ray
+    # lambda = a - c of candidate c, at its best a: against a fine 1-D grid
+    from skbilevel.search._banded import BandedRidgeSearch
+
+    rng = np.random.default_rng(0)
+    n_targets, n_bands, n_candidates = 4, 3, 5
+    search = BandedRidgeSearch.__new__(BandedRidgeSearch)
+    search.n_bands = n_bands
+    search.grad = rng.standard_normal((n_targets, n_bands))
+    search.lam = rng.standard_normal((n_targets, n_bands))
+    search.radius = np.full(n_targets, 100.0)
+    factors = rng.standard_normal((n_targets, n_bands, n_bands))
+    hessians = factors @ factors.transpose(0, 2, 1) + np.eye(n_bands)
+    candidates = rng.standard_normal((n_candidates, n_bands))
+    targets = np.arange(n_targets)
+    gain = search._model_gain(targets, candidates, hessians)
+    a = np.linspace(-30, 30, 600001)
+    for t in targets:
+        for m, c in enumerate(candidates):
+            step = a[:, None] - c - search.lam[t]  # (n_a, B)
+            model = step @ search.grad[t] + 0.5 * np.einsum(
+                "ib,bc,ic->i", step, hessians[t], step
+            )
+            assert gain[t, m] == pytest.approx(-model.min(), rel=1e-6, abs=1e-9)

@@ -655,6 +655,8 @@ def test_closed_form_searches_offer_the_search_interface():
             sample_weight=None if weights is None else weights[train],
         )
         assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
+        if fit_intercept:
+            assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
     for cls in (RidgePathSearch, BandedRidgeSearch):
         for name in ("run", "polish", "polish_best", "solutions", "param"):
             assert hasattr(cls, name) and hasattr(GradientSearch, name), name

@@ -212,10 +212,10 @@ def refit_vector_penalty(
     )
     lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
-    factor = None if space.structure == "output-groups" else direct_factor(inner, lam)
-    if factor is None and space.structure == "output-groups":  # exact
+    if space.structure == "output-groups":  # exact
         solution = _Exact(_banded_solution(inner, search.band_index, lam))
-    elif factor is not None:  # a quadratic with few features: one factorization
+    elif (factor := direct_factor(inner, lam)) is not None:
+        # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
         if getattr(inner.loss, "name", None) == "squared":

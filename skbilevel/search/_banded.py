@@ -42,7 +42,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
-from ._banded_fold import BandedFold
+from ._banded_fold import BandedFold, scaled_eigh
 from ._ridge import ExactSearch, minimize_curves
 from ._service import Reporter, SearchResult
 
@@ -123,11 +123,9 @@ def banded_coefficients(moments, band_index, lam):
     for k, key in enumerate(keys):
         targets = np.flatnonzero(which.reshape(-1) == k)
         if len(targets) >= _EIGEN_TARGETS:
-            scale = np.exp(-0.5 * key[band_index])
-            d, V = np.linalg.eigh(gram * scale[:, None] * scale[None, :])
-            basis = scale[:, None] * V
+            d, basis = scaled_eigh(gram, np.exp(-0.5 * key[band_index]))
             z = (basis.T @ moment[:, targets]) / (
-                np.maximum(d, 0.0)[:, None] + np.exp(top[targets])[None, :]
+                d[:, None] + np.exp(top[targets])[None, :]
             )
             coef[:, targets] = basis @ z
             continue
@@ -275,31 +273,33 @@ class BandedRidgeSearch(ExactSearch):
     # -- the rounds ------------------------------------------------------------
     def _proposals(self):
         """Each target's Newton step in its ``log alpha_tb``, as centred band
-        log-weights, and the decrease its quadratic model expects."""
+        log-weights, the decrease its quadratic model expects, and the
+        model's (positive definite) Hessians, shape (n_targets, B, B)."""
         low, high = self._box()
         vals, vecs = np.linalg.eigh(self.hess)
         # a positive definite model: curvatures below 1e-6 of the largest
         # (or negative) are raised to it
         floor = 1e-6 * np.maximum(np.abs(vals).max(axis=1, keepdims=True), 1e-300)
         vals = np.maximum(np.abs(vals), floor)
-        self._model = np.einsum("tbk,tk,tck->tbc", vecs, vals, vecs)
+        hessians = np.einsum("tbk,tk,tck->tbc", vecs, vals, vecs)
         rotated = np.einsum("tbc,tb->tc", vecs, self.grad)
         step = -np.einsum("tbc,tc->tb", vecs, rotated / vals)
         longest = np.abs(step).max(axis=1)
         step *= np.minimum(1.0, self.radius / np.maximum(longest, 1e-300))[:, None]
         target = np.clip(self.lam + step, low, high)
         step = target - self.lam
-        model = np.einsum("tbc,tb,tc->t", self._model, step, step)
+        model = np.einsum("tbc,tb,tc->t", hessians, step, step)
         decrease = -(np.sum(self.grad * step, axis=1) + 0.5 * model)
         # band log-weights c_b = a_t - lambda_tb, centred (the scale is alpha_t's)
-        return target.mean(axis=1, keepdims=True) - target, decrease
+        return target.mean(axis=1, keepdims=True) - target, decrease, hessians
 
-    def _model_gain(self, targets, log_weights):
+    def _model_gain(self, targets, log_weights, hessians):
         """The decrease the quadratic models of ``targets`` expect at each
         candidate of ``log_weights`` (m, n_bands), shape (n, m): at the best
         ``alpha_t`` of the model on the candidate's ray ``lambda = a - c``;
-        zero beyond twice a target's trust radius."""
-        grad, model = self.grad[targets], self._model[targets]
+        zero beyond twice a target's trust radius. ``hessians``: the models'
+        of every target (:meth:`_proposals`)."""
+        grad, model = self.grad[targets], hessians[targets]
         s0 = -log_weights[None, :, :] - self.lam[targets][:, None, :]  # (n, m, B)
         ones = np.ones(self.n_bands)
         h_ones = model @ ones  # (n, B)
@@ -451,7 +451,7 @@ class BandedRidgeSearch(ExactSearch):
     def _next_candidates(self, n_candidates):
         """At most ``n_candidates`` for the next round: the targets' proposals
         clustered."""
-        proposals, decrease = self._proposals()
+        proposals, decrease, hessians = self._proposals()
         value = self.fold_values.mean(axis=0)
         active = (self.radius > _RADIUS[2]) & (decrease > _TOL * np.abs(value))
         if not active.any():
@@ -468,7 +468,8 @@ class BandedRidgeSearch(ExactSearch):
             if members.size == 0:
                 continue
             options = np.vstack([centre, proposals[members]])
-            gain = np.maximum(self._model_gain(members, options), 0.0)
+            gain = self._model_gain(members, options, hessians)
+            gain = np.maximum(gain, 0.0)
             centre = options[np.argmax(gain.sum(axis=0))]
             centre = centre - centre.max()
             seen = self.candidates + queue

@@ -67,6 +67,15 @@ class BandedFold(FoldProblem):
         return _Candidate(self, np.asarray(log_weights, dtype=np.float64))
 
 
+def scaled_eigh(gram, scale):
+    """``D A'A D = V diag(d) V'`` with ``D = diag(scale)``: ``(d, D V)``,
+    ``d`` clipped at zero (positive semi-definite: round-off below)."""
+    system = gram * scale[:, None]
+    system *= scale[None, :]
+    d, V = np.linalg.eigh(system)
+    return np.maximum(d, 0.0), scale[:, None] * V
+
+
 class _Candidate:
     """One fold's scaled Gram ``D A'A D = V diag(d) V'`` at one band weighting.
 
@@ -79,12 +88,7 @@ class _Candidate:
     def __init__(self, fold, log_weights):
         self.fold, self.log_weights = fold, log_weights
         scale = np.exp(0.5 * log_weights[fold.band_index])
-        system = fold.gram * scale[:, None]
-        system *= scale[None, :]
-        d, V = np.linalg.eigh(system)
-        del system
-        self.d = np.maximum(d, 0.0)  # positive semi-definite: round-off below
-        self.basis = scale[:, None] * V
+        self.d, self.basis = scaled_eigh(fold.gram, scale)
         self.C = self.basis.T @ fold.moment
         self.M = fold.readout @ self.basis
 
