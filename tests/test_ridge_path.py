@@ -120,23 +120,31 @@ def test_h_and_derivative_match_the_iterative_engine(case, per_target):
         assert grad[j] == pytest.approx((up.mean() - down.mean()) / (2 * eps), rel=1e-6)
 
 
+def _assert_ridge_fit(solution, alpha, case, train):
+    """``(coef, intercept)`` in the engine's layout is ``Ridge(alpha)`` fit
+    on rows ``train`` of ``case``'s data (targets less the engine's offset)."""
+    _, X, y, weights, _, encoding = _folds(case, per_target=False)
+    fit_intercept = CASES[case][5]
+    coef, intercept = solution
+    ridge = Ridge(alpha=alpha, fit_intercept=fit_intercept, tol=1e-12)
+    ridge.fit(
+        X[train],
+        (y - encoding.context["offset"])[train],
+        sample_weight=None if weights is None else weights[train],
+    )
+    assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
+    if fit_intercept:
+        assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_fold_solutions_are_ridge_fits(case):
     folds, X, y, weights, splits, encoding = _folds(case, per_target=False)
-    fit_intercept = CASES[case][5]
     paths = [_FoldPath(fold) for fold in folds]
     alphas = [np.full(y.shape[1] if y.ndim > 1 else 1, a) for a in (0.1, 10.0)]
     for path, (train, _) in zip(paths, splits):
-        for alpha, (coef, intercept) in zip(alphas, path.solutions(alphas)):
-            ridge = Ridge(alpha=alpha[0], fit_intercept=fit_intercept, tol=1e-12)
-            ridge.fit(
-                X[train],
-                (y - encoding.context["offset"])[train],
-                sample_weight=None if weights is None else weights[train],
-            )
-            assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
-            if fit_intercept:
-                assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
+        for alpha, solution in zip(alphas, path.solutions(alphas)):
+            _assert_ridge_fit(solution, alpha[0], case, train)
 
 
 @pytest.mark.parametrize("data", ["diabetes", "kernel"])
@@ -633,7 +641,7 @@ def test_rows_of_zero_weight_are_left_out(shape, factorization):
 
 def test_closed_form_searches_offer_the_search_interface():
     # BilevelSearchCV drives every search through GradientSearch's interface
-    folds, X, y, weights, splits, encoding = _folds("gram", per_target=False)
+    folds, *_, splits, _ = _folds("gram", per_target=False)
     from skbilevel.search import HyperSpace
     from skbilevel.search._banded import BandedRidgeSearch
     from skbilevel.search._service import GradientSearch
@@ -647,16 +655,8 @@ def test_closed_form_searches_offer_the_search_interface():
     assert best in search.polished
     # the best point's fold models are Ridge fits at its alpha
     alpha = float(search.history[best]["alpha"][0])
-    fit_intercept = CASES["gram"][5]
-    for (coef, intercept), (train, _) in zip(search.solutions(best), splits):
-        ridge = Ridge(alpha=alpha, fit_intercept=fit_intercept, tol=1e-12).fit(
-            X[train],
-            (y - encoding.context["offset"])[train],
-            sample_weight=None if weights is None else weights[train],
-        )
-        assert_allclose(coef.T.reshape(ridge.coef_.shape), ridge.coef_, atol=1e-8)
-        if fit_intercept:
-            assert_allclose(intercept, np.atleast_1d(ridge.intercept_), atol=1e-8)
+    for solution, (train, _) in zip(search.solutions(best), splits):
+        _assert_ridge_fit(solution, alpha, "gram", train)
     for cls in (RidgePathSearch, BandedRidgeSearch):
         for name in ("run", "polish", "polish_best", "solutions", "param"):
             assert hasattr(cls, name) and hasattr(GradientSearch, name), name
