@@ -27,6 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..utils._array_api import device_of, get_namespace, is_sparse, to_numpy
+from ._products import adjoint as _adjoint_product
+from ._products import forward as _forward_product
 
 __all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss", "take_rows"]
 
@@ -162,7 +164,7 @@ class LinearPredictor:
     def raw(self, w):
         """Raw predictions, shape (n_samples,) or (n_samples, K)."""
         coef, intercept = self.split(w)
-        raw = self.source @ coef
+        raw = _forward_product(self.source, coef)
         if self.rows is not None:
             raw = self.xp.take(raw, self.rows, axis=0)
         if intercept is not None:
@@ -176,7 +178,7 @@ class LinearPredictor:
         if self._scatter is not None:
             cotangent = self._scatter @ raw_cotangent
         XT = self.source.T if self._XT is None else self._XT
-        parts = [xp.reshape(XT @ cotangent, (-1,))]
+        parts = [xp.reshape(_adjoint_product(self.source, XT, cotangent), (-1,))]
         if self.fit_intercept:
             parts.append(xp.reshape(xp.sum(raw_cotangent, axis=0), (-1,)))
         return xp.concat(parts) if len(parts) > 1 else parts[0]

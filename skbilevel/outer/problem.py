@@ -9,19 +9,24 @@ by default, the workers of a dask or ray cluster when the user activates one.
 """
 
 import contextlib
+import functools
 import time
 from typing import NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
 from ._fold_eval import FoldSettings, evaluate_fold, initial_state
-from ._placement import FoldPlacement, active_backend
+from ._lockstep import Lockstep, shared_source
+from ._placement import FoldPlacement, _shipping, active_backend
 
 __all__ = ["Fold", "Evaluation", "CrossValidatedProblem", "INNER_SOLVERS"]
 
 # Solvers of the inner (training) problems.
 INNER_SOLVERS = ("lbfgs", "newton-cg")
+# Private switch of the lockstep solves of folds that share one matrix (tests
+# and benchmarks compare them with the folds solved one after the other).
+LOCKSTEP = True
 
 
 class Fold(NamedTuple):
@@ -179,6 +184,8 @@ class CrossValidatedProblem:
         self.states = [initial_state(fold) for fold in self.folds]
         self._placement = FoldPlacement(self.folds)
         self._parallel = None
+        source = shared_source(self.folds) if LOCKSTEP else None
+        self._lockstep = None if source is None else Lockstep(source)
 
     @property
     def n_folds(self):
@@ -277,14 +284,29 @@ class CrossValidatedProblem:
             newton_pairs=self.inner_solver == "newton-cg",
             floor=floor,
         )
-        folds = self._placement.handles(active_backend())
-        parallel = self._parallel
-        if parallel is None:
-            parallel = self._new_parallel()
-        results = parallel(
-            delayed(evaluate_fold)(fold, state, lam, settings)
-            for fold, state in zip(folds, self.states)
-        )
+        backend = active_backend()
+        if (
+            self._lockstep is not None
+            and effective_n_jobs(self.n_jobs) == 1
+            and _shipping(backend)[1] is None
+        ):
+            # one process, one fold at a time: the folds' products with the
+            # matrix they share are grouped (see ._lockstep)
+            results = self._lockstep.run(
+                [
+                    functools.partial(evaluate_fold, fold, state, lam, settings)
+                    for fold, state in zip(self.folds, self.states)
+                ]
+            )
+        else:
+            folds = self._placement.handles(backend)
+            parallel = self._parallel
+            if parallel is None:
+                parallel = self._new_parallel()
+            results = parallel(
+                delayed(evaluate_fold)(fold, state, lam, settings)
+                for fold, state in zip(folds, self.states)
+            )
         self.states = [r.state for r in results]
         values = np.array([r.value for r in results])
         residuals = [r.residual for r in results if r.residual is not None]

@@ -1,0 +1,218 @@
+"""Folds that share one matrix, solved in lockstep (skbilevel.outer._lockstep).
+
+The grouped products change nothing but round-off: every evaluation equals
+the folds' separate solves, the searches choose the same value, the results
+are the same from run to run, and a failure in any fold (or in a grouped
+product) is raised without leaving a thread behind.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn import config_context, get_config
+from sklearn.model_selection import KFold
+
+import skbilevel.outer._lockstep as lockstep_module
+import skbilevel.outer.problem as problem_module
+from skbilevel import HOAGLogisticRegression
+from skbilevel.hypergrad import get_linear_solver
+from skbilevel.objectives._products import adjoint, forward
+from skbilevel.outer import CrossValidatedProblem, _fold_eval
+from skbilevel.outer._lockstep import Lockstep, shared_source
+
+from . import test_fold_storage
+from ._problems import make_data
+from .test_fold_storage import _engine
+
+view_everything = test_fold_storage.view_everything  # the fixture, shared
+
+
+@pytest.fixture
+def grouped(monkeypatch):
+    """Lockstep solves whatever the data's size; ``grouped.sizes`` lists the
+    number of operands of every grouped product since."""
+    monkeypatch.setattr(lockstep_module, "MIN_BYTES", 0)
+    sizes = []
+    original = Lockstep._grouped
+
+    def counted(self, kind, operands):
+        sizes.append(len(operands))
+        return original(self, kind, operands)
+
+    monkeypatch.setattr(Lockstep, "_grouped", counted)
+    grouped_ = lambda: None  # noqa: E731 (an object to hang the list on)
+    grouped_.sizes = sizes
+    return grouped_
+
+
+def _problem(engine, *, lockstep, monkeypatch, **kwargs):
+    monkeypatch.setattr(problem_module, "LOCKSTEP", lockstep)
+    return CrossValidatedProblem(
+        engine, get_linear_solver("shine-refine"), inner_solver="newton-cg", **kwargs
+    )
+
+
+def _shared_engine(loss_name, sparse, fit_intercept=True, n_splits=4):
+    X, y, *_ = make_data(loss_name, 90, 7, 3, sparse=sparse)
+    splits = list(KFold(n_splits, shuffle=True, random_state=0).split(X))
+    _, engine, penalty = _engine(
+        "view", X, y, splits, loss_name=loss_name, fit_intercept=fit_intercept,
+        weighted=True,
+    )  # fmt: skip
+    return X, engine, penalty
+
+
+def _evaluations(problem, n_hyper):
+    lams = [np.full(n_hyper, 1.0), np.full(n_hyper, -0.5)]  # the second warm
+    return [
+        problem.evaluate(lam, inner_tol=1e-9, linear_tol=1e-9, floor=None)
+        for lam in lams
+    ]
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial", "squared"])
+def test_lockstep_evaluations_are_the_separate_ones(
+    loss_name, sparse, fit_intercept, grouped, monkeypatch
+):
+    monkeypatch.setattr(_fold_eval, "_DIRECT", False)  # squared: products too
+    X, engine, penalty = _shared_engine(loss_name, sparse, fit_intercept)
+    results = []
+    for lockstep in (False, True):
+        problem = _problem(engine, lockstep=lockstep, monkeypatch=monkeypatch)
+        assert (problem._lockstep is not None) == lockstep
+        grouped.sizes.clear()
+        results.append((_evaluations(problem, penalty.n_hyper), problem.solutions()))
+        # every product of the four folds went through one grouped product
+        # while they all ran (and never with a fold alone in the group)
+        assert (max(grouped.sizes, default=0) == 4) == lockstep
+        assert min(grouped.sizes, default=2) >= 2
+    (separate, w_separate), (together, w_together) = results
+    for a, b in zip(separate, together):
+        assert_allclose(a.fold_values, b.fold_values, rtol=1e-9)
+        assert_allclose(a.grad, b.grad, rtol=1e-7, atol=1e-12)
+    # (the solves stop at 1e-9 of the gradient at zero: round-off may move
+    # that point within the tolerance)
+    for a, b in zip(w_separate, w_together):
+        assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_lockstep_results_repeat_exactly(grouped, monkeypatch):
+    X, engine, penalty = _shared_engine("multinomial", sparse=False)
+    runs = [
+        _evaluations(
+            _problem(engine, lockstep=True, monkeypatch=monkeypatch), penalty.n_hyper
+        )
+        for _ in range(2)
+    ]
+    for a, b in zip(*runs):
+        assert a.value == b.value
+        assert_array_equal(a.grad, b.grad)
+
+
+def test_lockstep_only_where_it_pays(grouped, monkeypatch):
+    X, engine, penalty = _shared_engine("binary", sparse=False)
+    assert shared_source(engine) is X
+    assert shared_source(engine[:1]) is None  # one fold: nothing to group
+    monkeypatch.setattr(lockstep_module, "MIN_BYTES", X.nbytes + 1)
+    assert shared_source(engine) is None  # a pass over X costs little
+    monkeypatch.setattr(lockstep_module, "MIN_BYTES", 0)
+    # folds with rows of their own
+    Xc, yc, *_ = make_data("binary", 60, 5, 1)
+    splits = list(KFold(3).split(Xc))
+    _, copies, _ = _engine(
+        "copy", Xc, yc, splits, loss_name="binary", fit_intercept=True,
+        weighted=False,
+    )  # fmt: skip
+    assert shared_source(copies) is None
+    # folds solved in parallel are not put in lockstep
+    problem = _problem(engine, lockstep=True, monkeypatch=monkeypatch, n_jobs=2)
+    grouped.sizes.clear()
+    problem.evaluate(np.zeros(penalty.n_hyper), inner_tol=1e-6, linear_tol=1e-6)
+    assert grouped.sizes == []
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_grouped_products_are_the_products(sparse):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 8))
+    X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0.0)) if sparse else X
+    lockstep = Lockstep(X)
+    operands = [rng.standard_normal(8), rng.standard_normal((8, 3))]
+    for got, v in zip(lockstep._grouped("forward", operands), operands):
+        assert_allclose(got, X @ v, rtol=1e-13)
+    cotangents = [rng.standard_normal((30, 2)), rng.standard_normal(30)]
+    for got, r in zip(lockstep._grouped("adjoint", cotangents), cotangents):
+        assert_allclose(got, X.T @ r, rtol=1e-13)
+
+
+def _tasks(X, fail=None):
+    """Tasks that each ask a few products with X (task ``fail`` raises)."""
+
+    def task(k):
+        def run():
+            v = np.full(X.shape[1], float(k))
+            for step in range(k + 1):
+                v = adjoint(X, X.T, forward(X, v)) / 100.0
+                if step == 1 and k == fail:
+                    raise ValueError(f"fold {k} failed")
+            return v
+
+        return run
+
+    return [task(k) for k in range(3)]
+
+
+def test_lockstep_run_returns_each_task_result():
+    X = np.random.default_rng(1).standard_normal((20, 4))
+    results = Lockstep(X).run(_tasks(X))
+    assert_allclose(results, [t() for t in _tasks(X)], rtol=1e-13)
+
+
+def test_a_failing_fold_raises_and_leaves_no_thread():
+    X = np.random.default_rng(1).standard_normal((20, 4))
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="fold 2 failed"):
+        Lockstep(X).run(_tasks(X, fail=2))
+    assert threading.active_count() == before
+
+
+def test_a_failing_grouped_product_raises_and_leaves_no_thread(monkeypatch):
+    X = np.random.default_rng(1).standard_normal((20, 4))
+
+    def broken(self, kind, operands):
+        raise MemoryError("no room for the grouped product")
+
+    monkeypatch.setattr(Lockstep, "_grouped", broken)
+    before = threading.active_count()
+    with pytest.raises(MemoryError, match="no room"):
+        Lockstep(X).run(_tasks(X))
+    assert threading.active_count() == before
+
+
+def test_the_folds_see_the_callers_configuration():
+    X = np.ones((5, 2))
+
+    def settings():
+        forward(X, np.ones(2))
+        return get_config()["assume_finite"], np.geterr()["over"]
+
+    with config_context(assume_finite=True), np.errstate(over="raise"):
+        assert Lockstep(X).run([settings, settings]) == [(True, "raise")] * 2
+
+
+def test_hoag_chooses_the_same_C_in_lockstep(grouped, view_everything, monkeypatch):
+    X, y, *_ = make_data("binary", 150, 6, 4, sparse=True)
+    models = []
+    for lockstep in (False, True):
+        monkeypatch.setattr(problem_module, "LOCKSTEP", lockstep)
+        view_everything(True)
+        grouped.sizes.clear()
+        models.append(HOAGLogisticRegression(tol=1e-8, cv=3).fit(X, y))
+        assert bool(grouped.sizes) == lockstep
+    assert_allclose(models[0].C_, models[1].C_, rtol=1e-6)
+    assert_allclose(models[0].coef_, models[1].coef_, rtol=1e-6, atol=1e-9)
