@@ -411,3 +411,22 @@ def test_many_penalties_search_reads_the_shared_rows(view_everything):
         rtol=1e-3,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_scoring_multiplies_shared_rows_once_for_all_folds(sparse):
+    from skbilevel.model_selection._scoring import _shared_products
+
+    X = _matrix(sparse)
+    splits = list(KFold(4, shuffle=True, random_state=0).split(X))
+    views = materialize_folds(X, None, splits, storage="view")
+    rng = np.random.default_rng(2)
+    # per fold, two points: a 1-output and a 3-output coefficient block
+    per_fold = [
+        [rng.standard_normal((6, 1)), rng.standard_normal((6, 3))] for _ in views
+    ]
+    products = _shared_products(views, per_fold)
+    for fold, coefs, product in zip(views, per_fold, products):
+        assert_allclose(product, fold.X_test @ np.hstack(coefs), rtol=1e-13)
+    copies = materialize_folds(X, None, splits, storage="copy")
+    assert _shared_products(copies, per_fold) == [None] * len(copies)

@@ -11,6 +11,7 @@ import time
 from inspect import getattr_static
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit, softmax
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -271,11 +272,16 @@ class FoldModels:
             ]
         kept = [self.search.solutions(index) for index in indices]
         per_point = [[] for _ in indices]
+        per_fold = [
+            [np.reshape(point[k][0], (point[k][0].shape[0], -1)) for point in kept]
+            for k in range(len(self.folds))
+        ]
+        products = _shared_products(self.folds, per_fold)
         for k, fold in enumerate(self.folds):
-            coefs = [
-                np.reshape(point[k][0], (point[k][0].shape[0], -1)) for point in kept
-            ]
-            decisions = fold.X_test @ np.hstack(coefs)
+            coefs = per_fold[k]
+            decisions = products[k]
+            if decisions is None:
+                decisions = fold.X_test @ np.hstack(coefs)
             start = 0
             for i, (coef, point) in enumerate(zip(coefs, kept)):
                 decision = decisions[:, start : start + coef.shape[1]]
@@ -332,3 +338,25 @@ class FoldModels:
                     "score_time": score_time,
                 }
         return out
+
+
+def _shared_products(folds, per_fold):
+    """Every fold's validation decisions ``X_test @ hstack(coefs)`` where the
+    folds read their validation rows in place from one matrix: one product
+    of that matrix with all the folds' coefficients (one pass over it
+    instead of one per fold), then each fold's rows. ``None`` per fold where
+    the folds have rows of their own."""
+    sources = [getattr(fold.X_test, "source", None) for fold in folds]
+    if (
+        len(folds) < 2
+        or any(source is None or source is not sources[0] for source in sources)
+        or not (isinstance(sources[0], np.ndarray) or sp.issparse(sources[0]))
+    ):
+        return [None] * len(folds)
+    blocks = [np.hstack(coefs) for coefs in per_fold]
+    product = sources[0] @ np.hstack(blocks)
+    ends = np.cumsum([block.shape[1] for block in blocks])
+    return [
+        product[fold.X_test.rows, end - block.shape[1] : end]
+        for fold, block, end in zip(folds, blocks, ends)
+    ]
