@@ -413,10 +413,16 @@ def test_many_penalties_search_reads_the_shared_rows(view_everything):
     )
 
 
+@pytest.mark.parametrize("group_bytes", [64 * 2**20, 40 * 8 * 5], ids=["all", "some"])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
-def test_scoring_multiplies_shared_rows_once_for_all_folds(sparse):
+def test_scoring_multiplies_shared_rows_once_for_several_folds(
+    sparse, group_bytes, monkeypatch
+):
+    from skbilevel.model_selection import _scoring
     from skbilevel.model_selection._scoring import _shared_products
 
+    # "some": products of 5 columns at most, one fold (4 columns) at a time
+    monkeypatch.setattr(_scoring, "_GROUP_BYTES", group_bytes)
     X = _matrix(sparse)
     splits = list(KFold(4, shuffle=True, random_state=0).split(X))
     views = materialize_folds(X, None, splits, storage="view")

@@ -7,10 +7,12 @@ product) is raised without leaving a thread behind.
 """
 
 import threading
+import types
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from joblib import parallel_config
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn import config_context, get_config
 from sklearn.model_selection import KFold
@@ -43,9 +45,7 @@ def grouped(monkeypatch):
         return original(self, kind, operands)
 
     monkeypatch.setattr(Lockstep, "_grouped", counted)
-    grouped_ = lambda: None  # noqa: E731 (an object to hang the list on)
-    grouped_.sizes = sizes
-    return grouped_
+    return types.SimpleNamespace(sizes=sizes)
 
 
 def _problem(engine, *, lockstep, monkeypatch, **kwargs):
@@ -109,6 +109,7 @@ def test_lockstep_results_repeat_exactly(grouped, monkeypatch):
         )
         for _ in range(2)
     ]
+    assert grouped.sizes
     for a, b in zip(*runs):
         assert a.value == b.value
         assert_array_equal(a.grad, b.grad)
@@ -134,6 +135,13 @@ def test_lockstep_only_where_it_pays(grouped, monkeypatch):
     grouped.sizes.clear()
     problem.evaluate(np.zeros(penalty.n_hyper), inner_tol=1e-6, linear_tol=1e-6)
     assert grouped.sizes == []
+    # nor folds a backend ships elsewhere (processes, a cluster)
+    problem = _problem(engine, lockstep=True, monkeypatch=monkeypatch)
+    with parallel_config(backend="multiprocessing"):
+        problem.evaluate(np.zeros(penalty.n_hyper), inner_tol=1e-6, linear_tol=1e-6)
+    assert grouped.sizes == []
+    problem.evaluate(np.zeros(penalty.n_hyper), inner_tol=1e-6, linear_tol=1e-6)
+    assert grouped.sizes  # here, in this process
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
@@ -150,16 +158,19 @@ def test_grouped_products_are_the_products(sparse):
         assert_allclose(got, X.T @ r, rtol=1e-13)
 
 
-def _tasks(X, fail=None):
-    """Tasks that each ask a few products with X (task ``fail`` raises)."""
+def _tasks(X, fail=None, steps=None, error=ValueError):
+    """Tasks that each ask a few products with X (task ``fail`` raises
+    ``error`` after two rounds); ``steps[k]`` counts task k's rounds."""
 
     def task(k):
         def run():
             v = np.full(X.shape[1], float(k))
-            for step in range(k + 1):
+            for step in range(k + 3):
                 v = adjoint(X, X.T, forward(X, v)) / 100.0
+                if steps is not None:
+                    steps[k] = step + 1
                 if step == 1 and k == fail:
-                    raise ValueError(f"fold {k} failed")
+                    raise error(f"fold {k} failed")
             return v
 
         return run
@@ -173,12 +184,58 @@ def test_lockstep_run_returns_each_task_result():
     assert_allclose(results, [t() for t in _tasks(X)], rtol=1e-13)
 
 
-def test_a_failing_fold_raises_and_leaves_no_thread():
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_a_failing_fold_stops_the_others_and_leaves_no_thread(error):
     X = np.random.default_rng(1).standard_normal((20, 4))
     before = threading.active_count()
-    with pytest.raises(ValueError, match="fold 2 failed"):
-        Lockstep(X).run(_tasks(X, fail=2))
+    steps = {}
+    with pytest.raises(error, match="fold 0 failed"):
+        Lockstep(X).run(_tasks(X, fail=0, steps=steps, error=error))
     assert threading.active_count() == before
+    # the others asked one product more (answered by the abort), not the
+    # rounds they had left (4 and 5)
+    assert steps == {0: 2, 1: 2, 2: 2}
+
+
+def test_an_interrupted_caller_stops_every_fold(monkeypatch):
+    X = np.random.default_rng(1).standard_normal((20, 4))
+
+    class Interrupted:
+        """A semaphore whose first wait is interrupted (as by Ctrl-C)."""
+
+        def __init__(self, value):
+            self.semaphore, self.interrupted = threading.Semaphore(value), False
+
+        def release(self):
+            self.semaphore.release()
+
+        def acquire(self):
+            if not self.interrupted:
+                self.interrupted = True
+                raise KeyboardInterrupt
+            self.semaphore.acquire()
+
+    original = lockstep_module._Meeting.__init__
+
+    def init(meeting, *args):
+        original(meeting, *args)
+        meeting.paused = Interrupted(0)
+
+    monkeypatch.setattr(lockstep_module._Meeting, "__init__", init)
+    before = threading.active_count()
+    steps = {}
+    with pytest.raises(KeyboardInterrupt):
+        Lockstep(X).run(_tasks(X, steps=steps))
+    assert threading.active_count() == before
+    assert steps == {}  # none got an answer: stopped at its first product
+
+
+def test_a_lockstep_runs_one_set_of_tasks_at_a_time():
+    X = np.ones((5, 2))
+    lockstep = Lockstep(X)
+    with pytest.raises(RuntimeError, match="one set of tasks at a time"):
+        lockstep.run([lambda: lockstep.run([lambda: None])])
+    assert lockstep.run([lambda: 1, lambda: 2]) == [1, 2]  # usable again
 
 
 def test_a_failing_grouped_product_raises_and_leaves_no_thread(monkeypatch):

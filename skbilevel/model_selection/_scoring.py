@@ -23,6 +23,10 @@ from ._space import estimator_params
 
 __all__ = ["FoldModels", "prediction_metrics"]
 
+# Decisions of the validation folds computed by one product of a shared
+# matrix, at most (several folds' coefficients at once; see _shared_products).
+_GROUP_BYTES = 64 * 2**20
+
 
 def _squared_errors(y, predictions):
     """Per-point, per-output sums of squared errors and of squared deviations.
@@ -342,10 +346,11 @@ class FoldModels:
 
 def _shared_products(folds, per_fold):
     """Every fold's validation decisions ``X_test @ hstack(coefs)`` where the
-    folds read their validation rows in place from one matrix: one product
-    of that matrix with all the folds' coefficients (one pass over it
-    instead of one per fold), then each fold's rows. ``None`` per fold where
-    the folds have rows of their own."""
+    folds read their validation rows in place from one matrix: products of
+    that matrix with several folds' coefficients at once (one pass over it
+    for those folds instead of one each, at most :data:`_GROUP_BYTES` of
+    decisions at a time), then each fold's rows. ``None`` per fold where the
+    folds have rows of their own."""
     sources = [getattr(fold.X_test, "source", None) for fold in folds]
     if (
         len(folds) < 2
@@ -353,10 +358,22 @@ def _shared_products(folds, per_fold):
         or not (isinstance(sources[0], np.ndarray) or sp.issparse(sources[0]))
     ):
         return [None] * len(folds)
+    source = sources[0]
     blocks = [np.hstack(coefs) for coefs in per_fold]
-    product = sources[0] @ np.hstack(blocks)
-    ends = np.cumsum([block.shape[1] for block in blocks])
-    return [
-        product[fold.X_test.rows, end - block.shape[1] : end]
-        for fold, block, end in zip(folds, blocks, ends)
-    ]
+    out, start = [], 0
+    while start < len(blocks):
+        stop, width = start + 1, blocks[start].shape[1]
+        while (
+            stop < len(blocks)
+            and (width + blocks[stop].shape[1]) * source.shape[0] * 8 <= _GROUP_BYTES
+        ):
+            width += blocks[stop].shape[1]
+            stop += 1
+        product = source @ np.hstack(blocks[start:stop])
+        ends = np.cumsum([block.shape[1] for block in blocks[start:stop]])
+        out += [
+            product[fold.X_test.rows, end - block.shape[1] : end]
+            for fold, block, end in zip(folds[start:stop], blocks[start:stop], ends)
+        ]
+        start = stop
+    return out

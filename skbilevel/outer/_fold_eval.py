@@ -127,7 +127,8 @@ class FoldResult(NamedTuple):
     corrected : bool
         Whether ``value`` carries the first-order correction.
     time : float
-        Wall time of the evaluation where it ran, in seconds.
+        Wall time of the evaluation where it ran, in seconds (in lockstep
+        with other folds, their turns included).
     """
 
     value: float

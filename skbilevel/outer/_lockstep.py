@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from sklearn import config_context, get_config
 
 from ..objectives._products import routing
+from ..utils._array_api import nbytes
 
 __all__ = ["Lockstep", "shared_source"]
 
@@ -40,15 +41,8 @@ __all__ = ["Lockstep", "shared_source"]
 MIN_BYTES = 8 * 2**20
 
 
-def _nbytes(X):
-    if sp.issparse(X):
-        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
-    return X.nbytes
-
-
 def shared_source(folds):
-    """The matrix every fold's training and validation rows are read from, when
-    lockstep solves pay for themselves on it; else None.
+    """The matrix all the folds read, where lockstep solves pay; else None.
 
     Host data only (a NumPy array or a SciPy CSR matrix), every fold reading
     that one object (some of its rows, or all of them with zero weights on the
@@ -63,11 +57,56 @@ def shared_source(folds):
     dense = isinstance(source, np.ndarray) and source.ndim == 2
     if not (dense or sp.issparse(source) and source.format == "csr"):
         return None
-    return source if _nbytes(source) >= MIN_BYTES else None
+    return source if nbytes(source) >= MIN_BYTES else None
 
 
 class _Abort(Exception):
-    """Raised in a fold's thread when the round it waits on failed."""
+    """Raised in a fold's thread when its evaluation is abandoned (another
+    fold failed, a grouped product failed, or the caller was interrupted)."""
+
+
+class _Meeting:
+    """One evaluation's meeting point of the folds' threads (the router they
+    install): at most one of them, or the caller's thread, runs at a time."""
+
+    def __init__(self, lockstep, n_folds):
+        self.lockstep = lockstep
+        self.resume = [threading.Semaphore(0) for _ in range(n_folds)]
+        self.paused = threading.Semaphore(0)
+        self.asks, self.answers = {}, {}
+        self.done = [False] * n_folds
+        self.local = threading.local()
+
+    def serves(self, source):
+        """Whether products with ``source`` are grouped."""
+        return source is self.lockstep.source
+
+    def ask(self, kind, operand):
+        """The product ``kind`` of the shared matrix with ``operand``.
+
+        ``"forward"``: ``source @ operand``; ``"adjoint"``: ``source.T @
+        operand``. Called from a fold's thread, which waits for the round.
+        """
+        k = self.local.member
+        self.asks[k] = (kind, operand)
+        self.paused.release()
+        self.resume[k].acquire()
+        answer = self.answers.pop(k)
+        if isinstance(answer, _Abort):
+            raise answer
+        return answer
+
+
+def _wait(semaphore, failure):
+    """Acquire ``semaphore`` whatever interrupts the wait; the first
+    interruption is returned as the failure (the fold that runs stops at
+    its next product, which keeps its thread from running on unattended)."""
+    while True:
+        try:
+            semaphore.acquire()
+            return failure
+        except BaseException as error:  # KeyboardInterrupt
+            failure = error if failure is None else failure
 
 
 class Lockstep:
@@ -82,83 +121,78 @@ class Lockstep:
     def __init__(self, source):
         self.source = source
         self._transpose = source.T
-
-    def serves(self, source):
-        return source is self.source
+        self._running = False
 
     def run(self, tasks):
         """Results of ``tasks`` (callables without arguments), in order.
 
-        The first exception a task raised is raised here, once every task has
-        ended.
+        A task that raises ends the run: the others stop at their next
+        product, and the first failure (in the order of the tasks) is raised
+        here once every thread has ended. So does an interruption of the
+        caller (KeyboardInterrupt).
         """
-        n = len(tasks)
-        self._resume = [threading.Semaphore(0) for _ in range(n)]
-        self._paused = threading.Semaphore(0)
-        self._asks, self._answers = {}, {}
-        self._done = [False] * n
-        results, errors = [None] * n, [None] * n
-        local = threading.local()
-        self._local = local
-        config = get_config()
+        if self._running:
+            raise RuntimeError("A Lockstep runs one set of tasks at a time.")
+        self._running = True
+        try:
+            return self._run(tasks)
+        finally:
+            self._running = False
+
+    def _run(self, tasks):
+        meeting = _Meeting(self, len(tasks))
+        results, errors = [None] * len(tasks), [None] * len(tasks)
+        # the caller's thread-local settings, which new threads lack
+        config, errstate = get_config(), np.geterr()
 
         def body(k, task):
-            self._resume[k].acquire()
-            local.member = k
+            meeting.resume[k].acquire()
+            meeting.local.member = k
             try:
-                with config_context(**config), routing(self):
+                with (
+                    np.errstate(**errstate),
+                    config_context(**config),
+                    routing(meeting),
+                ):
                     results[k] = task()
-            except BaseException as error:  # re-raised by the caller's thread
+            except BaseException as error:  # raised by the caller's thread
                 errors[k] = error
             finally:
-                self._done[k] = True
-                self._paused.release()
+                meeting.done[k] = True
+                meeting.paused.release()
 
-        threads = []
-        for k, task in enumerate(tasks):
-            context = contextvars.copy_context()  # the caller's numpy errstate
-            thread = threading.Thread(
-                target=context.run, args=(body, k, task), daemon=True
+        threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(body, k, task),
+                daemon=True,
             )
+            for k, task in enumerate(tasks)
+        ]
+        for thread in threads:
             thread.start()
-            threads.append(thread)
         failure = None
-        live = list(range(n))
+        live = list(range(len(tasks)))
         while live:
             for k in live:
-                self._resume[k].release()
-                self._paused.acquire()
-            live = [k for k in live if not self._done[k]]
-            asks = {k: self._asks.pop(k) for k in live}
-            try:
-                if failure is None:
-                    self._answers = self._serve(asks)
-                else:
-                    raise failure
-            except BaseException as error:
-                failure = error
-                self._answers = {k: _Abort() for k in asks}
+                meeting.resume[k].release()
+                failure = _wait(meeting.paused, failure)
+            live = [k for k in live if not meeting.done[k]]
+            if failure is None:
+                failure = next((e for e in errors if e is not None), None)
+            asks = {k: meeting.asks.pop(k) for k in live}
+            if failure is None:
+                try:
+                    meeting.answers = self._serve(asks)
+                except BaseException as error:
+                    failure = error
+            if failure is not None:
+                meeting.answers = {k: _Abort() for k in asks}
         for thread in threads:
             thread.join()
         if failure is not None:
             raise failure
-        for error in errors:
-            if error is not None:
-                raise error
         return results
-
-    def ask(self, kind, operand):
-        """The product ``kind`` (``"forward"``: ``source @ operand``;
-        ``"adjoint"``: ``source.T @ operand``), once the round computes it.
-        Called from a fold's thread."""
-        k = self._local.member
-        self._asks[k] = (kind, operand)
-        self._paused.release()
-        self._resume[k].acquire()
-        answer = self._answers.pop(k)
-        if isinstance(answer, _Abort):
-            raise answer
-        return answer
 
     def _serve(self, asks):
         answers = {}
@@ -192,8 +226,8 @@ class Lockstep:
                 product[:, end - 1] if v.ndim == 1 else product[:, end - w : end]
                 for v, w, end in zip(operands, widths, ends)
             ]
-        # dense: the operands as rows, X read once in its own (row-major)
-        # order -- measured faster than X @ block with one BLAS thread
+        # dense: the operands as rows of the block, ``block @ X.T`` -- measured
+        # faster than ``X @ block`` on a row-major X with one BLAS thread
         block = np.concatenate([np.atleast_2d(v.T) for v in operands], axis=0)
         product = block @ self._transpose if kind == "forward" else block @ self.source
         return [

@@ -35,7 +35,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from ..objectives import InnerObjective, ValidationLoss
 from ..objectives.linear import _is_cupy, take_rows
 from ..outer import Fold
-from ..utils._array_api import device_of, get_namespace, is_sparse
+from ..utils._array_api import device_of, get_namespace, is_sparse, nbytes
 from ..utils._device import to_cuda
 from ..utils._sklearn_compat import (
     _check_method_params,
@@ -285,13 +285,6 @@ class RowView:
         return take_rows(self.source, self.rows)
 
 
-def _nbytes(X):
-    """Bytes of a dense array or of a sparse matrix's three arrays."""
-    if is_sparse(X):
-        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
-    return X.nbytes
-
-
 def _viewable(X):
     """Whether the objectives read rows of ``X`` in place (NumPy / SciPy, CuPy)."""
     return isinstance(X, np.ndarray) or is_sparse(X) or _is_cupy(X)
@@ -312,7 +305,7 @@ def _storage(X, splits, storage):
         return "copy"
     n_samples = X.shape[0]
     copied = sum(len(train) + len(test) for train, test in splits)
-    copies = _nbytes(X) * copied / n_samples
+    copies = nbytes(X) * copied / n_samples
     slowdown = n_samples / min(len(train) for train, _ in splits) - 1.0
     return "view" if copies > _VIEW_BYTES_PER_SLOWDOWN * slowdown else "copy"
 

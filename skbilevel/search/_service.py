@@ -433,6 +433,12 @@ def mean_of(solutions):
 def make_search(folds, space, options, *, keep_solutions=False, path="auto", rows=None):
     """The search for these folds: closed form where it exists, else HOAG.
 
+    The "features" and "groups" structures take the vector search
+    (:mod:`._vector`: the scalar search, then a descent stopped on held-out
+    halves of the validation folds); the "output-groups" structure the
+    banded ridge search (:mod:`._banded`, closed form only: ValueError where
+    it does not apply).
+
     Parameters
     ----------
     folds : list of Fold
@@ -450,12 +456,6 @@ def make_search(folds, space, options, *, keep_solutions=False, path="auto", row
     rows : SharedRows or None, default=None
         When every fold's data are rows of one array (no per-fold transform):
         the closed form computes the products of all rows once.
-
-    The "features" and "groups" structures take the vector search
-    (:mod:`._vector`: the scalar search, then a descent stopped on held-out
-    halves of the validation folds); the "output-groups" structure the
-    banded ridge search (:mod:`._banded`, closed form only: ValueError where
-    it does not apply).
 
     Returns
     -------

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 __all__ = [
     "get_namespace",
     "is_sparse",
+    "nbytes",
     "to_float",
     "to_numpy",
     "device_of",
@@ -30,6 +31,13 @@ def is_sparse(X):
         return True
     module = type(X).__module__
     return module.startswith("cupyx.scipy.sparse")
+
+
+def nbytes(X):
+    """Bytes of a dense array or of a sparse matrix's three arrays."""
+    if is_sparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return X.nbytes
 
 
 def _dense_like(X):
