@@ -254,3 +254,33 @@ def test_shipped_objectives_leave_the_reused_predictions_behind():
     shipped = cloudpickle.loads(cloudpickle.dumps(inner))
     assert shipped._last_raw is None
     assert_allclose(shipped.value(w, lam), inner.value(w, lam))
+
+
+@pytest.mark.parametrize("n_classes", [3, 40])  # the column loop, and xp.max
+def test_multinomial_loss_is_the_softmax_cross_entropy(n_classes):
+    from scipy.special import logsumexp, softmax
+
+    from skbilevel.objectives import MultinomialLogisticLoss
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((50, n_classes))
+    # rows whose largest entry (in every column in turn) overflows exp unshifted
+    raw[:n_classes] += 1000.0 * np.eye(n_classes)
+    labels = rng.integers(n_classes, size=50)
+    Y = np.eye(n_classes)[labels]
+    loss = MultinomialLogisticLoss()
+    expected = logsumexp(raw, axis=1) - raw[np.arange(50), labels]
+    value, gradient = loss.value_and_gradient(np, Y, raw)
+    assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
+    assert_allclose(loss.value(np, Y, raw), expected, rtol=1e-12, atol=1e-12)
+    proba = softmax(raw, axis=1)
+    assert_allclose(gradient, proba - Y, atol=1e-14)
+    direction = rng.standard_normal(raw.shape)
+    curvature = loss.curvature(np, Y, raw)
+    # (diag(p) - p p') r, row by row
+    expected_product = np.stack(
+        [(np.diag(p) - np.outer(p, p)) @ r for p, r in zip(proba, direction)]
+    )
+    assert_allclose(
+        loss.hessian_product(np, curvature, direction), expected_product, atol=1e-12
+    )

@@ -12,7 +12,32 @@ the data: ``{0, 1}`` for the binary logistic loss, one-hot rows for the
 multinomial loss, the raw targets for the squared loss.
 """
 
+from ..utils._array_api import device_of
+
 __all__ = ["BinaryLogisticLoss", "MultinomialLogisticLoss", "SquaredLoss"]
+
+# Up to this many classes a row's maximum is taken column by column: NumPy
+# reduces a short last axis several times slower (on 1078 x 10, 45 us against
+# 13 us; on 9600 x 10, 376 us against 79 us).
+_COLUMN_LOOP = 32
+
+
+def _row_max(xp, raw):
+    """Largest entry of each row of ``raw`` (n, K), shape (n, 1)."""
+    if raw.shape[1] > _COLUMN_LOOP:
+        return xp.max(raw, axis=1, keepdims=True)
+    largest = raw[:, 0]
+    for k in range(1, raw.shape[1]):
+        largest = xp.maximum(largest, raw[:, k])
+    return largest[:, None]
+
+
+def _row_sum(xp, values):
+    """Sum of each row of ``values`` (n, K), shape (n, 1): a product with a
+    vector of ones (three to four times faster than a reduction along the
+    short last axis, measured on 1078 x 10)."""
+    ones = xp.ones((values.shape[1], 1), dtype=values.dtype, device=device_of(values))
+    return values @ ones
 
 
 def _log1pexp(xp, raw):
@@ -22,9 +47,9 @@ def _log1pexp(xp, raw):
 
 def _log_softmax_parts(xp, raw):
     """Row-wise ``logsumexp`` (shape (n,)) and softmax (shape (n, K)), stably."""
-    row_max = xp.max(raw, axis=1, keepdims=True)
+    row_max = _row_max(xp, raw)
     shifted = xp.exp(raw - row_max)
-    total = xp.sum(shifted, axis=1, keepdims=True)
+    total = _row_sum(xp, shifted)
     return (row_max + xp.log(total))[:, 0], shifted / total
 
 
@@ -82,18 +107,18 @@ class MultinomialLogisticLoss:
 
     def value(self, xp, y, raw):
         log_norm, _ = _log_softmax_parts(xp, raw)
-        return log_norm - xp.sum(y * raw, axis=1)
+        return log_norm - _row_sum(xp, y * raw)[:, 0]
 
     def value_and_gradient(self, xp, y, raw):
         log_norm, proba = _log_softmax_parts(xp, raw)
-        return log_norm - xp.sum(y * raw, axis=1), proba - y
+        return log_norm - _row_sum(xp, y * raw)[:, 0], proba - y
 
     def curvature(self, xp, y, raw):
         return _log_softmax_parts(xp, raw)[1]
 
     def hessian_product(self, xp, curvature, direction):
         proba = curvature
-        return proba * (direction - xp.sum(proba * direction, axis=1, keepdims=True))
+        return proba * (direction - _row_sum(xp, proba * direction))
 
 
 class SquaredLoss:
