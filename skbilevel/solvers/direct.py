@@ -66,7 +66,8 @@ def _applies(inner):
     return (
         getattr(inner.loss, "name", None) == "squared"
         and isinstance(inner.penalty, L2Penalty)
-        and (isinstance(model.X, np.ndarray) or sp.issparse(model.X))
+        # the matrix the rows are read from (``model.X`` copies shared rows)
+        and (isinstance(model.source, np.ndarray) or sp.issparse(model.source))
         and isinstance(inner.y, np.ndarray)
         and (inner.sample_weight is None or isinstance(inner.sample_weight, np.ndarray))
         and model.n_features <= MAX_DIRECT_FEATURES
