@@ -41,9 +41,11 @@ access, both Fashion-MNIST data sets are skipped with a message.
 Part 1, searches side by side on the same 5 stratified folds
 (``StratifiedKFold(5)``, no shuffling), ``scoring="neg_log_loss"``,
 ``LogisticRegression()`` defaults, sequential (``n_jobs=None``), each fitted
-once (single runs: noisy on a shared machine; the load average is in the
-JSON): ``BilevelSearchCV`` (C in [1e-4, 1e4]), ``HOAGLogisticRegression(cv=
-folds)`` (defaults), ``GridSearchCV`` over ``np.logspace(-4, 4, 20)``,
+once, and twice more where that fit took under 2 s (the median of the three
+is reported: single runs of the small fits vary by a third on a shared
+machine; the load average is in the JSON): ``BilevelSearchCV`` (C in [1e-4,
+1e4]), ``HOAGLogisticRegression(cv=folds)`` (defaults), ``GridSearchCV`` over
+``np.logspace(-4, 4, 20)``,
 ``RandomizedSearchCV`` (20 draws of ``loguniform(1e-4, 1e4)``, seed 0),
 ``LogisticRegressionCV`` (the same 20 Cs), ``HalvingGridSearchCV`` (the same
 20 Cs) and ``OptunaSearchCV`` (20 trials) when optuna is installed, and the
@@ -137,6 +139,9 @@ TARGET_GAP = 0.1  # percent
 SKLEARN_TOL = 1e-8  # LogisticRegression tol of the reference and rescoring
 ENGINE_TOL = 1e-8  # relative inner gradient norm of the precise re-evaluation
 N_FOLDS = 5
+# fits shorter than this (seconds) are timed REPEATS times, median reported
+REPEAT_BELOW = 2.0
+REPEATS = 3
 
 SEARCH_COLUMNS = [
     ("method", "method", ""),
@@ -216,6 +221,11 @@ def run_searches(X, y, X_test, y_test, cv):
     rows = []
     for method, (search, pick) in search_methods(cv, hoag=True).items():
         seconds, n_warnings = fit_quietly(search, X, y)
+        if seconds < REPEAT_BELOW:
+            times = [seconds] + [
+                fit_quietly(search, X, y)[0] for _ in range(REPEATS - 1)
+            ]
+            seconds = float(np.median(times))
         proba = search.predict_proba(X_test)
         rows.append(
             {
@@ -235,12 +245,19 @@ def run_searches(X, y, X_test, y_test, cv):
 def oracle_row(X, y, X_test, y_test, cv, C):
     """The floor of any search: cross-validation at the C BilevelSearchCV chose
     plus one refit, ``LogisticRegression`` defaults (tol=1e-4)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+
+    def once():
         start = time.perf_counter()
         cross_validate(LogisticRegression(C=C), X, y, cv=cv)
-        model = LogisticRegression(C=C).fit(X, y)
-        seconds = time.perf_counter() - start
+        fitted = LogisticRegression(C=C).fit(X, y)
+        return fitted, time.perf_counter() - start
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model, seconds = once()
+        if seconds < REPEAT_BELOW:
+            times = [seconds] + [once()[1] for _ in range(REPEATS - 1)]
+            seconds = float(np.median(times))
     proba = model.predict_proba(X_test)
     print(f"   oracle (CV at that C + refit): {seconds:.2f} s", flush=True)
     return {
