@@ -193,7 +193,11 @@ class HOAGLogisticRegression(
         Folds solved in parallel as ``joblib.Parallel(n_jobs,
         prefer="threads")`` runs them: threads by default, the active joblib
         backend (dask, ray, loky) otherwise, each fold's data shipped once
-        (see the user guide, "Running the folds on a cluster").
+        (see the user guide, "Running the folds on a cluster"). With one job
+        (``None``), the folds of large data (12 MiB or more, read in place
+        from one matrix) are solved in lockstep, one pass over the data
+        serving every fold's products (the user guide, "Folds that share one
+        matrix"): there, a few jobs can be slower than one.
     random_state : int, RandomState or None, default=None
         Shuffles the folds when ``cv`` is an int.
     verbose : int, default=0

@@ -177,7 +177,11 @@ class BilevelSearchCV(BaseSearchCV):
         prefer="threads")`` runs them: threads by default, the active joblib
         backend (dask, ray, loky) otherwise, each fold's data shipped once
         (see the user guide, "Running the folds on a cluster"). The Pipeline
-        prefix fits follow the same backend.
+        prefix fits follow the same backend. With one job (``None``), the
+        folds of large data (12 MiB or more, read in place from one matrix)
+        are solved in lockstep, one pass over the data serving every fold's
+        products (the user guide, "Folds that share one matrix"): there, a few
+        jobs can be slower than one.
     refit : bool, str or callable, default=True
         As in GridSearchCV: refit ``estimator`` on the whole data with the best
         evaluated point, chosen by the metric named (or the only one); ties are

@@ -115,7 +115,9 @@ class CrossValidatedProblem:
         on the active backend otherwise (``joblib.parallel_config``: loky
         processes, a dask or ray cluster). The folds' data are shipped once
         (:mod:`._placement`); each call carries the fold's warm start and
-        returns the new one.
+        returns the new one. With one job in this process, folds that read
+        one shared matrix of at least ``_lockstep.MIN_BYTES`` are solved in
+        lockstep (:mod:`._lockstep`).
     correct_values : bool, default=True
         Correct each fold's validation loss for the inexactness of its inner
         solve. At an approximate solution ``w`` with training gradient
