@@ -7,6 +7,7 @@ import this module as ``_common``.
 import importlib
 import importlib.util
 import time
+from pathlib import Path
 
 import numpy as np
 from _datasets import load_fashion_mnist, make_sparse_classification
@@ -288,3 +289,12 @@ def _cell(value, spec):
     if isinstance(value, str):
         return value
     return format(value, spec)
+
+
+def run_module():
+    """benchmarks/run.py as a module (its data sets, constants and rows)."""
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("run", here / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -21,13 +21,11 @@ sequential variants (they differ by round-off only).
 """
 
 import argparse
-import importlib.util
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _common import run_module
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
@@ -36,17 +34,7 @@ from threadpoolctl import threadpool_limits
 import skbilevel.outer.problem as problem_module
 from skbilevel import HOAGLogisticRegression
 
-HERE = Path(__file__).resolve().parent
 DATA_SETS = ("sparse", "fashion_binary", "fashion_multiclass")
-
-
-def _run_module():
-    """benchmarks/run.py as a module, for its data sets."""
-    sys.path.insert(0, str(HERE))
-    spec = importlib.util.spec_from_file_location("run", HERE / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _hoag(X, y, cv, *, lockstep=True, n_jobs=None):
@@ -78,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="turns (median)")
     args = parser.parse_args(argv)
-    run = _run_module()
+    run = run_module()
     header = (
         f"{'data':28s} {'lockstep s':>10s} {'one by one s':>12s} "
         f"{'n_jobs=2 s':>10s} {'oracle s':>8s} {'x oracle':>8s} "

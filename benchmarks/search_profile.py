@@ -22,13 +22,11 @@ the default Newton-CG; ``--inner-tol T`` starts their tolerance schedule at
 """
 
 import argparse
-import importlib.util
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _common import run_module
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from threadpoolctl import threadpool_limits
@@ -36,17 +34,6 @@ from threadpoolctl import threadpool_limits
 import skbilevel.linear_model._hoag_logistic as hoag_module
 import skbilevel.search._service as service
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression
-
-HERE = Path(__file__).resolve().parent
-
-
-def _run_module():
-    """benchmarks/run.py as a module, for its data sets."""
-    sys.path.insert(0, str(HERE))
-    spec = importlib.util.spec_from_file_location("run", HERE / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Timers:
@@ -120,7 +107,7 @@ def main():
     if args.inner_tol is not None:
         options["inner_tol"] = args.inner_tol
     warnings.simplefilter("ignore")
-    run = _run_module()
+    run = run_module()
     timers = _Timers()
     columns = ("total", "bracket", "gradient", "polish", "refit", "other")
     print(
