@@ -37,11 +37,11 @@ def _bounds(n_targets, low=1e-3, high=1e4):
     return {"alpha": (np.full(shape, low), np.full(shape, high))}
 
 
-def _ridge_on_rescaled(X, y, band_alpha, weight=None, fit_intercept=True):
-    """scikit-learn's Ridge with penalty ``band_alpha[b]`` on band ``b``: Ridge
-    at alpha=1 on columns divided by ``sqrt(alpha_b)``, its coefficients
-    divided back."""
-    scale = 1.0 / np.sqrt(band_alpha[BANDS])
+def _ridge_on_rescaled(X, y, band_alpha, weight=None, fit_intercept=True, bands=BANDS):
+    """scikit-learn's Ridge with penalty ``band_alpha[b]`` on band ``b`` (each
+    feature's band in ``bands``): Ridge at alpha=1 on columns divided by
+    ``sqrt(alpha_b)``, its coefficients divided back."""
+    scale = 1.0 / np.sqrt(band_alpha[bands])
     model = Ridge(alpha=1.0, solver="cholesky", fit_intercept=fit_intercept)
     model.fit(X * scale, y, sample_weight=weight)
     return model.coef_ * scale, model.intercept_
@@ -425,11 +425,9 @@ def test_more_features_than_rows_computes_no_kernel_of_all_rows(monkeypatch):
     # on columns rescaled by each band's alpha
     alpha = search.best_params_["alpha"]
     for t in range(3):
-        scale = 1.0 / np.sqrt(alpha[t][bands])
-        reference = Ridge(alpha=1.0, solver="cholesky").fit(X * scale, Y[:, t])
-        assert_allclose(
-            search.best_estimator_.coef_[t], reference.coef_ * scale, rtol=1e-7
-        )
+        coef, intercept = _ridge_on_rescaled(X, Y[:, t], alpha[t], bands=bands)
+        assert_allclose(search.best_estimator_.coef_[t], coef, rtol=1e-7)
+        assert_allclose(search.best_estimator_.intercept_[t], intercept, rtol=1e-7)
 
 
 def test_model_gain_is_the_models_best_decrease_on_each_candidates_ray():

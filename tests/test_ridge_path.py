@@ -649,16 +649,30 @@ def test_closed_form_searches_offer_the_search_interface():
     space = HyperSpace.from_values("alpha", 1e-3, 1e3, log_sign=1)
     search = make_search(folds, space, SearchOptions(), keep_solutions=True)
     search.run()
-    best = search.polish_best()
-    assert best == int(np.argmin([r["value"] for r in search.history]))
-    search.polish(best)
+    best = int(np.argmin([r["value"] for r in search.history]))
+    search.polish(best)  # exact already: nothing to re-solve
     assert best in search.polished
     # the best point's fold models are Ridge fits at its alpha
     alpha = float(search.history[best]["alpha"][0])
     for solution, (train, _) in zip(search.solutions(best), splits):
         _assert_ridge_fit(solution, alpha, "gram", train)
+    # its value is the CV mean squared error of those fits, and no point of
+    # a fine grid does better
+    _, X, y, _, _, _ = _folds("gram", per_target=False)
+
+    def cv_mse(a):
+        return np.mean(
+            [
+                np.mean((Ridge(alpha=a).fit(X[tr], y[tr]).predict(X[te]) - y[te]) ** 2)
+                for tr, te in splits
+            ]
+        )
+
+    assert search.history[best]["value"] == pytest.approx(cv_mse(alpha), rel=1e-10)
+    grid = min(cv_mse(a) for a in np.logspace(-3, 3, 301))
+    assert cv_mse(alpha) <= grid * (1 + 1e-10)
     for cls in (RidgePathSearch, BandedRidgeSearch):
-        for name in ("run", "polish", "polish_best", "solutions", "param"):
+        for name in ("run", "polish", "solutions", "param"):
             assert hasattr(cls, name) and hasattr(GradientSearch, name), name
 
 

@@ -207,6 +207,8 @@ def test_the_products_of_all_rows_are_released_after_the_search(refit, monkeypat
     run = RidgePathSearch.run
 
     def spy(self, *args, **kwargs):
+        # the search holds the products of all rows when it starts
+        assert self.rows is not None
         searches.append(self)
         return run(self, *args, **kwargs)
 

@@ -8,7 +8,7 @@ each is a pass over ``X`` in memory. Solved one after the other, ``K`` folds
 pay ``K`` passes where one product with ``K`` columns, ``X @ [c_1 ... c_K]``,
 pays about one: on a 12000 x 784 dense ``X`` with one BLAS thread, five
 matrix-vector products take 2.0-2.5 times as long as one product with five
-columns, on a 40000 x 20000 CSR ``X`` (density 0.002) about twice as long.
+columns, on a 40000 x 20000 CSR ``X`` (density 0.002) 1.5 to 2.5 times.
 
 :class:`Lockstep` gets that product without changing the solvers. Each fold's
 evaluation runs in a thread of its own, but only one thread runs at a time,
@@ -36,7 +36,7 @@ from ..utils._array_api import nbytes
 __all__ = ["Lockstep", "shared_source"]
 
 # Folds share a matrix worth grouping when a pass over it costs more than the
-# switches between the folds' threads (about 50 microseconds per fold and
+# switches between the folds' threads (25 to 75 microseconds per fold and
 # round here): at least this many bytes of data (dense array, or a sparse
 # matrix's arrays). Measured (HOAGLogisticRegression, 5 folds, one BLAS
 # thread, medians of 3, rows in place -> lockstep): make_classification

@@ -565,7 +565,7 @@ def _minimize(factors, a_low, a_high, targets, per_decade):
     values, slopes, _ = evaluate(lams, second=False)
     best = np.argmin(values.mean(axis=0), axis=0)
     a, fold_values, _ = minimize_curves(
-        evaluate_moved, lams, values, slopes, None, tol=_ALPHA_TOL
+        evaluate_moved, lams, values, slopes, tol=_ALPHA_TOL
     )
     return a, fold_values, best == 0, best == n_points - 1
 

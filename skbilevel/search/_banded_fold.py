@@ -146,7 +146,7 @@ class _Candidate:
         # Y_b = diag(1 / (d + alpha)) B'P_b w, and B'P_c v, for every band
         Y = np.stack([inverse * (self.basis[r].T @ w[r]) for r in fold.band_rows])
         Pv = np.stack([self.basis[r].T @ v[r] for r in fold.band_rows])
-        XQ = np.stack([self.M @ Y_b for Y_b in Y])  # X q_b, (B, n_val, n)
+        XQ = self.M @ Y  # X q_b for every band, (B, n_val, n)
         data = 2 * fold.factor * np.einsum("bit,i,cit->tbc", XQ, fold.s_val, XQ)
         cross = np.einsum("ckt,bkt->tbc", Pv, Y)  # v'P_c q_b
         hess = (

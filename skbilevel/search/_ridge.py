@@ -79,10 +79,6 @@ class ExactSearch:
         ``"ridge__alpha"``)."""
         return self.space.param
 
-    def polish_best(self):
-        """Every value is exact: the best point needs no re-solve."""
-        return int(np.argmin([record["value"] for record in self.history]))
-
     def polish(self, index):
         """Nothing to re-solve: the closed form is exact."""
         self.polished.add(index)
@@ -306,7 +302,7 @@ class RidgePathSearch(ExactSearch):
     def _minimize(self, lams, values, slopes):
         """Each target's (or the sum's) minimizer (:func:`minimize_curves`),
         its fold values summed over targets (shape (K,)) and its slopes."""
-        lam, fold_t, g_t = minimize_curves(self._evaluate, lams, values, slopes, None)
+        lam, fold_t, g_t = minimize_curves(self._evaluate, lams, values, slopes)
         return lam, (fold_t.sum(axis=1), g_t)
 
     def all_rows_solution(self, index):
@@ -365,17 +361,17 @@ class RidgePathSearch(ExactSearch):
         return self._predictions[index]
 
 
-def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
+def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL):
     """Each target's (or the sum's) minimizer: the best scan point, refined
     by a safeguarded Newton search for the root of the exact derivative
     on the side where the curve descends.
 
     ``lams`` has shape (n_points, n_hyper), from the top of each box down;
     ``values`` the per-fold, per-target CV losses there, shape (K,
-    n_points, q); ``slopes`` and ``bends`` the derivatives in
-    ``log alpha`` there, shape (n_points, n_hyper), ``bends`` None to have
-    the curvature computed at the best scan points only (the only ones the
-    search reads: a scan without second derivatives is a third cheaper).
+    n_points, q); ``slopes`` the derivatives in ``log alpha`` there, shape
+    (n_points, n_hyper). The curvature is computed at the best scan points
+    only (the only ones the search reads: a scan without second derivatives
+    is a third cheaper).
 
     ``evaluate(lams)`` gives the same three arrays at points ``lams`` of
     shape (n, n_hyper). ``tol`` is the precision of the minimizer in ``log
@@ -389,7 +385,7 @@ def minimize_curves(evaluate, lams, values, slopes, bends, tol=_ROOT_TOL):
     best = np.argmin(curves, axis=0)  # scan index per hyperparameter
     lam = lams[best, columns]
     g_best = slopes[best, columns]
-    dg_best = evaluate(lam[None])[2][0] if bends is None else bends[best, columns]
+    dg_best = evaluate(lam[None])[2][0]
     # the fold values at the best point: a target's own (its loss depends
     # on its own alpha only), or all targets' at the scalar's best point
     if per_target:

@@ -230,20 +230,19 @@ class SharedRows:
             "weights": weights,
             "targets": targets,
         }
-        if self._disjoint:
+        # the fold blocks are kept for the folds while they take no more
+        # memory than X (K p x p matrices), and the totals are their sum;
+        # beyond (LeaveOneOut: n of them) one pass over all rows gives the
+        # totals, and each fold computes its own block
+        n_samples, n_features = self.X.shape
+        if self._disjoint and len(self._rests) * n_features <= n_samples:
             blocks = self._rests + [np.flatnonzero(self._left_out == 0)]
-            # the fold blocks are kept for the folds while they take no more
-            # memory than X (K p x p matrices); beyond (LeaveOneOut: n of
-            # them) each fold computes its own again
-            n_samples, n_features = self.X.shape
-            keep = len(self._rests) * n_features <= n_samples
-            kept = []
+            self._blocks = []
             for rows in blocks:
                 block = self._block_products(rows, totals)
                 for key in ("gram", "xtb", "x_sum", "y_sum"):
                     totals[key] = totals.get(key, 0.0) + block[key]
-                kept.append(block if keep else None)
-            self._blocks = kept if keep else None
+                self._blocks.append(block)
         else:
             totals.update(self._block_products(None, totals))
         return totals
@@ -342,17 +341,16 @@ class SharedRows:
         total = weights.sum()
         centre = self._centre
         kernel, self._kernel = self._kernel, None  # consumed: no n x n copy
-        m, y_mean = 0.0, np.zeros(targets.shape[1])
+        mean, y_mean = centre, np.zeros(targets.shape[1])
         if self.fit_intercept:
             centre_kernel(kernel, weights)
-            m = _column_means(self.X, None, weights) - centre
+            mean = _column_means(self.X, None, weights)
             y_mean = weights @ targets / total
         root = np.sqrt(weights)
         kernel *= root[:, None]
         kernel *= root[None, :]
         dual = _penalized_solve(kernel, root[:, None] * (targets - y_mean), alpha)
         scaled = root[:, None] * dual
-        mean = centre + m
         coef = np.asarray(self.X.T @ scaled).T - np.outer(scaled.sum(axis=0), mean)
         return coef, mean, y_mean
 

@@ -119,7 +119,8 @@ def minimize_newton_cg(
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
     for n_iter in range(1, max_iter + 1):
-        if n_iter > min_iter and test.passes(grad, grad_norm):
+        passing = test.passes(grad, grad_norm)
+        if n_iter > min_iter and passing:
             n_iter -= 1
             converged, message = True, "gradient norm below tol"
             break
@@ -134,14 +135,10 @@ def minimize_newton_cg(
         done = None
         # (not on a step min_iter forces at a point that passes already: a
         # residual that passes at once would stop CG before any direction)
-        if (
-            loose_steps
-            and largest_entry is not None
-            and not test.passes(grad, grad_norm)
-        ):
+        if loose_steps and largest_entry is not None and not passing:
 
             def done(r):
-                return float(xp.max(xp.abs(r))) <= 0.5 * largest_entry
+                return test.largest(r) <= 0.5 * largest_entry
 
         matvec = hessp(x)
         if memory_size:
