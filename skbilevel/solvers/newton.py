@@ -35,6 +35,9 @@ _MAX_BACKTRACK = 30
 _MAX_CG = 250
 # Smallest relative tolerance whose steps are solved just enough for the test.
 _LOOSE_TOL = 1e-7
+# CG tolerance of the steps that measure the distance to the solution (xtol):
+# the step is then that distance to within a tenth.
+_MEASURING_FORCING = 0.1
 
 
 def minimize_newton_cg(
@@ -48,6 +51,7 @@ def minimize_newton_cg(
     gtol_floor=None,
     max_iter=100,
     min_iter=0,
+    xtol=None,
     memory=None,
     memory_size=None,
 ):
@@ -85,6 +89,15 @@ def minimize_newton_cg(
         Newton steps at least, whatever the gradient test says (a warm
         start from another problem may pass a loose test, yet its gradient
         is the other problem's); at most ``max_iter``.
+    xtol : float or None, default=None
+        Also require a step: the gradient test ends the solve only after a
+        Newton step no longer than ``xtol * ||x||`` (Euclidean), each step's
+        conjugate gradient solved to a relative residual of 0.1 at most
+        until then. A warm start from a neighbouring problem (the mean of
+        the fold solutions, for the fit on all the data) can pass a loose
+        gradient test far from the solution along directions of weak
+        curvature; the Newton step measures that distance. None: the
+        gradient test alone.
     memory : LBFGSMemory or None, default=None
         Returned in the result when no Newton step was taken, or always when
         ``memory_size`` is None (so that a caller's L-BFGS warm start survives
@@ -103,6 +116,8 @@ def minimize_newton_cg(
         Hessian-vector products.
     """
     min_iter = check_iterations(gtol_norm, min_iter, max_iter)
+    if xtol is not None and not (isinstance(xtol, (int, float)) and xtol > 0):
+        raise ValueError(f"xtol must be a float > 0 or None, got {xtol!r}.")
     xp = get_namespace(x0)
     x = x0
     value, grad = fun(x)
@@ -118,9 +133,12 @@ def minimize_newton_cg(
     # unless the target is near round-off: there the decrease of f along a
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
+    # whether a step short enough for xtol was taken (see xtol)
+    settled = xtol is None
     for n_iter in range(1, max_iter + 1):
         passing = test.passes(grad, grad_norm)
-        if n_iter > min_iter and passing:
+        # (a zero gradient is the minimizer: nothing left to measure)
+        if n_iter > min_iter and passing and (settled or grad_norm == 0.0):
             n_iter -= 1
             converged, message = True, "gradient norm below tol"
             break
@@ -130,12 +148,13 @@ def minimize_newton_cg(
         forcing = (grad_norm / max(scale, 1e-300)) ** 0.5
         if loose_steps:
             forcing = max(forcing, 0.1 * gtol / grad_norm)
-        forcing = min(0.5, forcing)
+        forcing = min(0.5 if settled else _MEASURING_FORCING, forcing)
         # the residual r = -(g + H p) is the model's gradient after the step
         done = None
         # (not on a step min_iter forces at a point that passes already: a
-        # residual that passes at once would stop CG before any direction)
-        if loose_steps and largest_entry is not None and not passing:
+        # residual that passes at once would stop CG before any direction;
+        # nor on a step that measures the distance to the solution)
+        if loose_steps and largest_entry is not None and settled and not passing:
 
             def done(r):
                 return test.largest(r) <= 0.5 * largest_entry
@@ -173,6 +192,8 @@ def minimize_newton_cg(
         decrease = value - float(new_value)
         x, value, grad = trial, float(new_value), new_grad
         grad_norm = float(norm(xp, grad))
+        if not settled:
+            settled = t * float(norm(xp, step)) <= xtol * float(norm(xp, x))
         if decrease <= ftol * max(abs(value), abs(value + decrease)):
             # round-off level: further steps cannot improve x (the same
             # stopping test as minimize_lbfgs's ftol)
@@ -180,7 +201,7 @@ def minimize_newton_cg(
             message = "relative decrease of f below round-off"
             break
     else:
-        if test.passes(grad, grad_norm):
+        if settled and test.passes(grad, grad_norm):
             converged, message = True, "gradient norm below tol"
     return LBFGSResult(
         x,
