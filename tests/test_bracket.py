@@ -45,3 +45,28 @@ def test_a_flattening_slope_takes_the_secant_step():
     run_bracket(trace, low, high, 5)
     # secant root of h' through (10, 0.4) and (5, 0.1): 5 - 0.1 / 0.06
     assert trace.points[2] == pytest.approx(5.0 - 0.1 / 0.06)
+
+
+def test_a_secant_point_that_passes_hoags_tests_ends_the_search():
+    # the third point is reached by a secant step; its slope predicts a
+    # decrease of 1e-7 (slope^2 / (2 * curvature)), below tol * |h| = 5e-5
+    low, high = np.array([-10.0]), np.array([10.0])
+    script = [(1.0, 0.4), (0.6, 0.1), (0.5, 1e-3), (0.55, -1e-4)]
+    trace = _ScriptedTrace(script)
+    bracket = run_bracket(trace, low, high, 5, tol=1e-4)
+    assert len(trace.points) == 3
+    assert bracket.converged == "predicted decrease of h below tol"
+    assert bracket.best.value == 0.5
+    # without tol, the bracket walks on (to a worse point)
+    trace = _ScriptedTrace(script)
+    assert run_bracket(trace, low, high, 5).converged is None
+    assert len(trace.points) == 4
+
+
+def test_hoags_tests_do_not_apply_in_the_flat_end():
+    # a tiny hypergradient at full-width points (the strongly penalized end)
+    # is no convergence: the bracket leaves it
+    low, high = np.array([-10.0]), np.array([10.0])
+    trace = _ScriptedTrace([(1.0, 1e-6), (0.99, 2e-6), (0.5, -0.1)])
+    bracket = run_bracket(trace, low, high, 5, tol=1e-4)
+    assert bracket.converged is None and len(trace.points) == 3

@@ -585,3 +585,78 @@ def test_shine_on_memory_of_the_inner_lbfgs():
     assert problem.residual(result.solution) < 0.5 * problem.residual(identity.solution)
     checked = ShineSolver(fallback_residual=1e-3).solve(system, problem.b, tol=1e-3)
     assert problem.residual(checked.solution) <= 1e-3
+
+
+def _diagonal_system(n=200):
+    """``A = diag(geomspace(1, 1e4))``, ``b`` = ones: plain CG needs many
+    iterations (condition number 1e4)."""
+    a = np.geomspace(1.0, 1e4, n)
+    return a, (lambda v: a * v), np.ones(n)
+
+
+def test_cg_goes_past_max_iter_only_while_extend_asks():
+    from skbilevel.hypergrad._krylov import preconditioned_cg
+
+    a, matvec, b = _diagonal_system()
+    capped = preconditioned_cg(np, matvec, b, tol=1e-10, max_iter=10)
+    assert capped.n_matvec == 10
+    calls = []
+
+    def extend(x, z):
+        calls.append(x)
+        return len(calls) <= 5  # five more iterations, then stop
+
+    extended = preconditioned_cg(
+        np, matvec, b, tol=1e-10, max_iter=10, extend=extend, extra_iter=40
+    )
+    assert extended.n_matvec == 15 and len(calls) == 6
+    assert extended.residual < capped.residual
+    bounded = preconditioned_cg(
+        np, matvec, b, tol=1e-10, max_iter=10, extend=lambda x, z: True, extra_iter=7
+    )
+    assert bounded.n_matvec == 17
+
+
+def test_shine_refine_goes_on_while_the_hypergradient_error_is_large():
+    # A logistic fold whose hypergradient system 2 iterations leave far from
+    # tol: the extension stops once the error estimated from the
+    # preconditioned residual is a small part of the hypergradient, which is
+    # then closer to the exact one than the capped solve's.
+    from skbilevel.hypergrad.implicit import hypergradient
+    from skbilevel.hypergrad.shine import ShineRefineSolver
+    from skbilevel.solvers import minimize_lbfgs
+
+    from ._problems import make_fold
+
+    inner, outer, _ = make_fold("multinomial", n_samples=120, n_features=10)
+    lam = np.array([-3.0])
+    solved = minimize_lbfgs(
+        lambda w: inner.value_and_grad(w, lam), inner.model.zeros(), tol=1e-10
+    )
+
+    def grad(solver):
+        result = hypergradient(
+            inner, outer, solved.x, lam, solver, tol=1e-12, memory=solved.memory
+        )
+        return result.grad, result.solve.n_hvp
+
+    exact, _ = grad(get_linear_solver("exact"))
+    capped, capped_hvp = grad(ShineRefineSolver(max_iter=2, extra_iter=0))
+    extended, extended_hvp = grad(ShineRefineSolver(max_iter=2, error_ratio=0.01))
+    lenient, lenient_hvp = grad(ShineRefineSolver(max_iter=2, error_ratio=1e6))
+    assert extended_hvp > capped_hvp == lenient_hvp
+    assert_allclose(lenient, capped)
+    assert np.abs(extended - exact) < 0.5 * np.abs(capped - exact)
+    assert np.abs(extended - exact) <= 0.05 * np.abs(exact)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"extra_iter": -1}, {"extra_iter": 1.5}, {"extra_iter": True}, {"error_ratio": 0}],
+)
+def test_invalid_shine_refine_extension_raises(params):
+    from skbilevel.hypergrad.shine import ShineRefineSolver
+
+    name = next(iter(params))
+    with pytest.raises(ValueError, match=name):
+        ShineRefineSolver(**params)

@@ -62,12 +62,15 @@ def preconditioned_cg(
     max_iter=100,
     b_norm=None,
     done=None,
+    extend=None,
+    extra_iter=0,
 ):
     """Solve ``A x = b`` for a symmetric positive (semi-)definite ``A``.
 
     Preconditioned conjugate gradient (Nocedal & Wright, Algorithm 5.3), stopped
     when ``||b - A x|| <= tol * ||b||``, when ``done(b - A x)`` or after
-    ``max_iter`` iterations.
+    ``max_iter`` iterations (with ``extend``, up to ``extra_iter`` more while
+    ``extend`` asks for them).
 
     Parameters
     ----------
@@ -93,6 +96,12 @@ def preconditioned_cg(
     done : callable or None
         ``r -> bool``: a stopping test of the caller's on the residual
         ``r = b - A x`` (the recursively updated one), besides ``tol``.
+    extend : callable or None
+        ``(x, z) -> bool`` with ``z = M^{-1} r`` the preconditioned residual:
+        after ``max_iter`` iterations, whether to go on (the caller's
+        estimate of the error that matters is still too large).
+    extra_iter : int
+        Iterations at most after ``max_iter`` while ``extend`` says so.
 
     Returns
     -------
@@ -115,8 +124,10 @@ def preconditioned_cg(
     z = r if preconditioner is None else preconditioner(r)
     p = z
     rz = vdot(xp, r, z)
-    for _ in range(max_iter):
+    for k in range(max_iter + (extra_iter if extend is not None else 0)):
         if r_norm <= tol * b_norm or (done is not None and done(r)):
+            break
+        if k >= max_iter and not extend(x, z):
             break
         Ap = matvec(p)
         n_matvec += 1

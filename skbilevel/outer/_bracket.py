@@ -41,15 +41,19 @@ class Bracket(NamedTuple):
         Distance between consecutive bracket points in ``lambda``.
     stop : str or None
         Why the whole search must stop here (callback, time), else None.
+    converged : str or None
+        Which of HOAG's convergence tests the last point passed (the search
+        has converged there), else None.
     """
 
     best: object
     points: list
     spacing: float
     stop: object
+    converged: object = None
 
 
-def run_bracket(trace, low, high, size):
+def run_bracket(trace, low, high, size, tol=None):
     """Evaluate ``h`` at up to ``size`` points along the box's diagonal.
 
     From the strongest penalty down. The first step is the box's width over
@@ -60,7 +64,11 @@ def run_bracket(trace, low, high, size):
     this lands next to it instead of jumping past it into the weakly
     penalized end (the most expensive inner problems). The bracket ends at
     the first point worse than the best so far, or whose hypergradient says
-    ``h`` increases further down, or at the end of the box.
+    ``h`` increases further down, or at the end of the box; with ``tol``,
+    also at a point reached by a secant step that passes HOAG's own
+    convergence tests (hypergradient norm below ``tol``, or a decrease
+    predicted by the secant below ``tol`` times ``|h|``): the next step
+    would be shorter than the inexact hypergradients can resolve.
 
     Parameters
     ----------
@@ -70,6 +78,9 @@ def run_bracket(trace, low, high, size):
         The box.
     size : int
         Number of points at most (at least 2).
+    tol : float or None, default=None
+        HOAG's ``tol`` (see :class:`~skbilevel.outer._step.StepControl`);
+        None: no convergence test.
 
     Returns
     -------
@@ -105,11 +116,21 @@ def run_bracket(trace, low, high, size):
             return Bracket(best, points, spacing, stop)
         if worse or slope <= 0 or t <= common_low:
             break
+        # HOAG's tests, at points a secant step reached (near a minimum; in
+        # the flat end the hypergradient is small too, and means nothing)
+        converging = tol is not None and loosen == 1.0
+        if converging and np.linalg.norm(evaluation.grad) <= tol:
+            reason = "projected hypergradient norm below tol"
+            return Bracket(best, points, spacing, None, reason)
         step = spacing
         if previous is not None:
             curvature = (previous[1] - slope) / (previous[0] - t)
             if curvature > 0:
                 step = min(spacing, slope / curvature)
+                decrease = slope * slope / (2 * curvature)
+                if converging and decrease <= tol * abs(evaluation.value):
+                    reason = "predicted decrease of h below tol"
+                    return Bracket(best, points, spacing, None, reason)
             else:
                 step = spacing * CONCAVE_STEP
         if step < _MIN_STEP:

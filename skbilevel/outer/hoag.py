@@ -251,9 +251,11 @@ def hoag(
 
     current, planned = None, None
     if bracket >= 2:
-        outcome = run_bracket(trace, low, high, bracket)
+        outcome = run_bracket(trace, low, high, bracket, tol=tol)
         if outcome.stop is not None:
             return _finish(trace.history, outcome.best, False, outcome.stop)
+        if outcome.converged is not None:
+            return _finish(trace.history, outcome.best, True, outcome.converged)
         current = outcome.best
         init_step = min(init_step, outcome.spacing / 2)
         planned = interpolate_bracket(outcome, low, high)
