@@ -70,3 +70,44 @@ def test_hoags_tests_do_not_apply_in_the_flat_end():
     trace = _ScriptedTrace([(1.0, 1e-6), (0.99, 2e-6), (0.5, -0.1)])
     bracket = run_bracket(trace, low, high, 5, tol=1e-4)
     assert bracket.converged is None and len(trace.points) == 3
+
+
+def test_a_point_reached_by_a_concave_half_step_is_no_convergence():
+    # leaving the flat end: the slope steepens (no secant curvature), the
+    # half step lands on a point whose hypergradient is still tiny; the
+    # bracket goes on instead of declaring convergence there
+    low, high = np.array([-10.0]), np.array([10.0])
+    trace = _ScriptedTrace([(1.0, 1e-7), (0.99, 1e-6), (0.98, 5e-5), (0.5, -0.1)])
+    bracket = run_bracket(trace, low, high, 5, tol=1e-4)
+    assert trace.loosen[2] == 1.0  # the half step's point, at full tolerance
+    assert bracket.converged is None and len(trace.points) == 4
+
+
+def test_a_secant_point_with_a_small_hypergradient_ends_the_search():
+    low, high = np.array([-10.0]), np.array([10.0])
+    trace = _ScriptedTrace([(1.0, 0.4), (0.6, 0.1), (0.5, 5e-5)])
+    bracket = run_bracket(trace, low, high, 5, tol=1e-4)
+    assert bracket.converged == "projected hypergradient norm below tol"
+    assert len(trace.points) == 3
+
+
+class _ScriptedTrace2D(_ScriptedTrace):
+    """Two penalties: each scripted slope is the gradient ``[a, b]``."""
+
+    def run(self, point, step, phase, *, accepted, loosen):
+        value, grad = self.script[len(self.points)]
+        self.points.append(float(point[0]))
+        self.loosen.append(loosen)
+        evaluation = SimpleNamespace(lam=point, value=value, grad=np.array(grad))
+        return evaluation, {"accepted": accepted}
+
+
+def test_the_predicted_decrease_along_the_diagonal_needs_one_penalty():
+    # two penalties: the diagonal's slope sum(grad) is 1e-3 (a decrease of
+    # 1e-5 predicted along it), but the gradient [0.5, -0.499] is large:
+    # the search is not over
+    low, high = np.full(2, -10.0), np.full(2, 10.0)
+    script = [(1.0, [0.2, 0.2]), (0.6, [0.05, 0.05]), (0.5, [0.5, -0.499])]
+    trace = _ScriptedTrace2D(script + [(0.55, [-0.1, -0.1])])
+    bracket = run_bracket(trace, low, high, 5, tol=1e-4)
+    assert bracket.converged is None and len(trace.points) == 4

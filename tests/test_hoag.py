@@ -470,16 +470,47 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
         state.w,
         tol=1e-12,
     ).x
-    start = _predicted_start(inner, state, lam2, lam2)
-    w0, _ = state.previous
-    assert_allclose(start, state.w + (state.w - w0))  # tau = 1
+    # the last solution's objective at a new lambda from its data part
+    penalty = float(inner.penalty_value(state.w, lam2))
+    assert state.data_value + penalty == pytest.approx(
+        float(inner.value(state.w, lam2)), rel=1e-12
+    )
+    start, n_fun = _predicted_start(inner, state, lam2, lam2)
+    assert n_fun == 1  # the prediction's value only
     assert np.linalg.norm(start - exact) < 0.3 * np.linalg.norm(state.w - exact)
     predicted = evaluate_fold(fold, state, lam2, settings)
     plain = evaluate_fold(fold, state._replace(previous=None), lam2, settings)
-    assert predicted.n_fun < plain.n_fun
+    assert predicted.n_fun < plain.n_fun  # the prediction's value counted
     assert predicted.state.previous[1][0] == -1.3
     # a prediction that raises the objective is not taken: the same point
     # again (tau = 0) and a wild previous solution both keep w1
-    assert _predicted_start(inner, state, state.lam, state.lam) is state.w
+    start, n_fun = _predicted_start(inner, state, state.lam, state.lam)
+    assert start is state.w and n_fun == 0
     wild = state._replace(previous=(state.w + 50.0, state.previous[1]))
-    assert _predicted_start(inner, wild, lam2, lam2) is state.w
+    assert _predicted_start(inner, wild, lam2, lam2)[0] is state.w
+
+
+def test_the_secant_prediction_projects_several_penalties_on_the_last_step():
+    # two groups of penalties: a new step orthogonal to the last one gives
+    # tau = 0 (the last solution, no product); along it, a prediction
+    from skbilevel.outer._fold_eval import _predicted_start
+
+    inner, _, n_hyper = make_fold("binary", "per_feature", n_features=6)
+    w = np.random.default_rng(0).standard_normal(inner.n_params)
+    lam1 = np.zeros(n_hyper)
+    lam0 = lam1.copy()
+    lam0[0] = 0.5
+    state = _fold_eval.FoldState(w, lam=lam1, previous=(0.9 * w, lam0))
+    orthogonal = lam1.copy()
+    orthogonal[1] = -0.5
+    start, n_fun = _predicted_start(inner, state, orthogonal, orthogonal)
+    assert start is w and n_fun == 0
+    along = lam1.copy()
+    along[0] = -0.5  # tau = 1: the prediction is w + (w - 0.9 w)
+    start, n_fun = _predicted_start(inner, state, along, along)
+    assert n_fun == 2  # no data part known: both values computed
+    predicted_wins = float(inner.value(1.1 * w, along)) < float(inner.value(w, along))
+    if predicted_wins:
+        assert_allclose(start, 1.1 * w)
+    else:
+        assert start is w

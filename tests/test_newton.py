@@ -365,8 +365,24 @@ def test_xtol_steps_from_a_start_that_passes_far_from_the_minimizer():
     assert short.converged and short.n_iter == 1
 
 
-@pytest.mark.parametrize("xtol", [0, -1.0, "1e-2"])
+@pytest.mark.parametrize("xtol", [0, -1.0, True, np.inf, np.nan])
 def test_invalid_xtol_is_a_value_error(xtol):
     fun, hessp, x0 = _diagonal_quadratic(5)
-    with pytest.raises(ValueError, match="xtol must be a float > 0 or None"):
+    with pytest.raises(ValueError, match="xtol must be a finite number > 0"):
         minimize_newton_cg(fun, hessp, x0, xtol=xtol)
+
+
+def test_xtol_near_a_zero_solution_ends_with_the_gradient_test():
+    # the minimizer is 0: steps are as long as the iterate itself, so the
+    # step test reads them against the start's norm and the solve ends as
+    # soon as the gradient test would without xtol
+    fun, hessp, x0 = _diagonal_quadratic()
+    a = np.geomspace(1.0, 1e3, len(x0))
+
+    def centred(x):
+        return 0.5 * x @ (a * x), a * x
+
+    plain = minimize_newton_cg(centred, hessp, x0, tol=1e-4)
+    measured = minimize_newton_cg(centred, hessp, x0, tol=1e-4, xtol=1e-2)
+    assert measured.converged
+    assert measured.n_fun <= 2 * plain.n_fun

@@ -9,6 +9,7 @@ signature, so an estimator can take any of them by name or as an instance.
 """
 
 import math
+from numbers import Integral
 from typing import NamedTuple
 
 from ..utils._array_api import norm, to_float
@@ -109,9 +110,18 @@ _REQUIREMENTS = {
 
 def check_positive_int(name, value):
     """Return ``value`` if it is an integer >= 1, else raise a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-    return value
+    return _check_int(name, value, 1)
+
+
+def check_nonnegative_int(name, value):
+    """Return ``value`` if it is an integer >= 0, else raise a ValueError."""
+    return _check_int(name, value, 0)
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
 
 
 def check_positive_float(name, value, *, allow_none=False):

@@ -21,7 +21,6 @@ details.
 """
 
 import math
-from numbers import Integral
 
 from ..solvers._memory import inv_hessian_operator
 from ..utils._array_api import norm, to_float
@@ -29,6 +28,7 @@ from ._krylov import preconditioned_cg
 from .base import (
     LinearSolver,
     LinearSolveResult,
+    check_nonnegative_int,
     check_positive_float,
     check_positive_int,
 )
@@ -178,16 +178,17 @@ class ShineRefineSolver(LinearSolver):
     also shrinks the spectrum along the directions the inner solver explored.
 
     What the outer search reads is not ``v`` but the hypergradient
-    ``-(d2G / dlambda dw) v``, and near the outer minimum that is small while
-    ``b`` is not: a residual that is a fair fraction of ``b`` can still be
-    most of the hypergradient, whose sign then flips from one outer step to
-    the next. So when ``max_iter`` iterations leave the residual ``r`` above
-    ``tol``, CG goes on (at most ``extra_iter`` iterations) while the
-    hypergradient's error, estimated as ``-(d2G / dlambda dw) B^{-1} r``
+    ``-(d2G / dlambda dw) v``, which can be small while ``b`` is not: a
+    residual that is a fair fraction of ``b`` can then be most of it. So
+    when ``max_iter`` iterations leave the residual ``r`` above ``tol``, CG
+    goes on (at most ``extra_iter`` iterations) while the fold's
+    hypergradient error, estimated as ``-(d2G / dlambda dw) B^{-1} r``
     (``B^{-1} r`` is CG's own preconditioned residual: no product), exceeds
-    ``error_ratio`` times the hypergradient. Far from the minimum this costs
-    nothing; near it the iterations go where the outer steps need them.
-    (Objectives without ``cross``, the mixed derivative, keep the plain cap.)
+    ``error_ratio`` times the fold's hypergradient. The test is per fold and
+    relative: it sees a fold whose own hypergradient is small, not folds
+    whose large hypergradients cancel in the mean at the outer minimum,
+    and it has no absolute floor (``extra_iter`` bounds its cost).
+    Objectives without ``cross``, the mixed derivative, keep the plain cap.
 
     Cost: one HVP for the initial residual, one per iteration, and one
     two-loop recursion (O(m n_params)) per iteration.
@@ -213,10 +214,7 @@ class ShineRefineSolver(LinearSolver):
 
     def __init__(self, max_iter=10, extra_iter=40, error_ratio=0.3):
         self.max_iter = check_positive_int("max_iter", max_iter)
-        valid = isinstance(extra_iter, Integral) and not isinstance(extra_iter, bool)
-        if not (valid and extra_iter >= 0):
-            raise ValueError(f"extra_iter must be an integer >= 0, got {extra_iter!r}.")
-        self.extra_iter = int(extra_iter)
+        self.extra_iter = check_nonnegative_int("extra_iter", extra_iter)
         self.error_ratio = check_positive_float("error_ratio", error_ratio)
 
     def check_system(self, system):

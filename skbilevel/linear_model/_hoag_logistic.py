@@ -32,8 +32,8 @@ from ..search import (
     fold_weights,
     make_search,
     materialize_folds,
+    refit_xtol,
 )
-from ..search._service import refit_xtol
 from ..solvers import minimize_newton_cg
 from ..utils._array_api import (
     describe_placement,
@@ -144,8 +144,9 @@ class HOAGLogisticRegression(
         ``GridSearchCV(cv=5)``).
     hypergradient : str or LinearSolver, default="shine-refine"
         Solver of the hypergradient linear system: one of ``"shine-refine"``
-        (at most 10 conjugate-gradient iterations preconditioned by the inner
-        solver's curvature pairs), ``"shine"``, ``"shine-opa"``, ``"cg"``,
+        (10 conjugate-gradient iterations preconditioned by the inner
+        solver's curvature pairs, more while the hypergradient's estimated
+        error is large), ``"shine"``, ``"shine-opa"``, ``"cg"``,
         ``"neumann"``, ``"truncated"``, ``"identity"``, ``"exact"``, or an
         instance from :mod:`skbilevel.hypergrad` (user guide, "Hypergradient
         solvers").
@@ -181,8 +182,9 @@ class HOAGLogisticRegression(
         objective): the default matches its default ``tol``. The refit,
         warm-started from the mean of the fold solutions, also ends only
         after a Newton step shorter than ``sqrt(polish_tol)`` times the
-        coefficients' norm: a start that passes the gradient test can still
-        be far from the solution on high-dimensional sparse data. Lower it
+        norm of the parameters (coefficients and intercepts): a start that
+        passes the gradient test can still be far from the solution on
+        high-dimensional sparse data. Lower it
         for more precise coefficients (on standardized breast_cancer,
         ``1e-8`` gives ``coef_`` within 8e-7 relative of a scikit-learn fit at
         ``tol=1e-12``, the default within 4e-4, where ``LogisticRegression()``

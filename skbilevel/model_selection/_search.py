@@ -221,9 +221,10 @@ class BilevelSearchCV(BaseSearchCV):
         Shuffles the folds when ``cv`` is an int or None.
     hypergradient : str or LinearSolver, default="shine-refine"
         Solver of the hypergradient linear system (see
-        :mod:`skbilevel.hypergrad`): ``"shine-refine"`` (at most 10
+        :mod:`skbilevel.hypergrad`): ``"shine-refine"`` (10
         conjugate-gradient iterations preconditioned by the inner solver's
-        curvature pairs), ``"shine"``, ``"shine-opa"``, ``"cg"``,
+        curvature pairs, more while the hypergradient's estimated error is
+        large), ``"shine"``, ``"shine-opa"``, ``"cg"``,
         ``"neumann"``, ``"truncated"``, ``"identity"``, ``"exact"``, or an
         instance.
     max_iter : int, default=30

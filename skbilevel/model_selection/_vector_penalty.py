@@ -35,9 +35,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
 from ..objectives.quadratic import quadratic_moments
-from ..search import as_engine_array, fit_steps, route_fit_params
+from ..search import as_engine_array, fit_steps, refit_xtol, route_fit_params
 from ..search._banded import banded_coefficients
-from ..search._service import refit_xtol
 from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (

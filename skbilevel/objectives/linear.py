@@ -339,6 +339,12 @@ class InnerObjective:
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
         return data + self.penalty.value(xp, self._coef(w), lam)
 
+    def penalty_value(self, w, lam):
+        """The penalty's part of ``G(w, lam)`` (0-d array; no product with
+        ``X``): with the data part of a previous evaluation at the same
+        ``w``, ``G`` at another ``lam`` for free."""
+        return self.penalty.value(self.xp, self._coef(w), lam)
+
     def value_and_grad(self, w, lam):
         """``G(w, lam)`` (0-d array) and ``dG/dw`` (shape (n_params,))."""
         xp = self.xp

@@ -65,10 +65,12 @@ def run_bracket(trace, low, high, size, tol=None):
     penalized end (the most expensive inner problems). The bracket ends at
     the first point worse than the best so far, or whose hypergradient says
     ``h`` increases further down, or at the end of the box; with ``tol``,
-    also at a point reached by a secant step that passes HOAG's own
-    convergence tests (hypergradient norm below ``tol``, or a decrease
-    predicted by the secant below ``tol`` times ``|h|``): the next step
-    would be shorter than the inexact hypergradients can resolve.
+    also at a point reached by a secant step (positive secant curvature)
+    that passes HOAG's own convergence tests: hypergradient norm below
+    ``tol``, or, for one penalty, a decrease predicted by the secant below
+    ``tol`` times ``|h|`` (the decrease along the diagonal is not all of it
+    for several). The next step would then be shorter than the inexact
+    hypergradients can resolve.
 
     Parameters
     ----------
@@ -92,6 +94,10 @@ def run_bracket(trace, low, high, size, tol=None):
     spacing = (common_high - common_low) / (size - 1)
     best, points = None, []
     t, previous, step = common_high, None, spacing
+    # whether the point about to be evaluated was reached by a secant step
+    # (positive secant curvature): near a minimum, where HOAG's tests mean
+    # something (in the flat end the hypergradient is small too)
+    by_secant = False
     for _ in range(size):
         point = np.clip(np.full(low.shape, t), low, high)
         # Points reached by a full-width jump are far from the minimum: their
@@ -116,19 +122,25 @@ def run_bracket(trace, low, high, size, tol=None):
             return Bracket(best, points, spacing, stop)
         if worse or slope <= 0 or t <= common_low:
             break
-        # HOAG's tests, at points a secant step reached (near a minimum; in
-        # the flat end the hypergradient is small too, and means nothing)
-        converging = tol is not None and loosen == 1.0
+        converging = tol is not None and by_secant
+        # (the norm bounds the projected one HOAG tests)
         if converging and np.linalg.norm(evaluation.grad) <= tol:
             reason = "projected hypergradient norm below tol"
             return Bracket(best, points, spacing, None, reason)
-        step = spacing
+        step, by_secant = spacing, False
         if previous is not None:
             curvature = (previous[1] - slope) / (previous[0] - t)
             if curvature > 0:
                 step = min(spacing, slope / curvature)
+                by_secant = True
+                # the decrease along the diagonal: all of it for one penalty
                 decrease = slope * slope / (2 * curvature)
-                if converging and decrease <= tol * abs(evaluation.value):
+                one_penalty = low.size == 1
+                if (
+                    converging
+                    and one_penalty
+                    and decrease <= tol * abs(evaluation.value)
+                ):
                     reason = "predicted decrease of h below tol"
                     return Bracket(best, points, spacing, None, reason)
             else:

@@ -69,6 +69,9 @@ class FoldState(NamedTuple):
         ``(w, lam)`` of the solve before it at another ``lambda``: with the
         last one, the secant of the solution path that predicts the next
         start (see :func:`_predicted_start`).
+    data_value : float or None
+        The data part of ``G(w, lam)`` (``G`` less the penalty) at the last
+        solve: ``G(w, lam')`` at any other ``lam'`` without a product.
     """
 
     w: object
@@ -78,6 +81,7 @@ class FoldState(NamedTuple):
     gradient_scale: object = None
     lam: object = None
     previous: object = None
+    data_value: object = None
 
 
 class FoldSettings(NamedTuple):
@@ -263,30 +267,40 @@ def _predicted_start(inner, state, lam, lam_host):
     penalties, clipped to [-1, 2]). Along HOAG's gradient steps, where
     consecutive ``lambda`` are close, the prediction starts the Newton solve
     much nearer its solution than the last one does. It is kept only when
-    the training objective at ``lam`` is lower there (one product with
-    ``X`` per evaluation): far from the path's straight stretches the plain
-    warm start wins.
+    the training objective at ``lam`` is lower there: far from the path's
+    straight stretches the plain warm start wins. The comparison costs one
+    product with ``X`` (the prediction's; the last solution's value at
+    ``lam`` follows from its data part), which the solver's first
+    evaluation reuses when the prediction wins.
+
+    Returns ``(start, n_fun)``, ``n_fun`` the objective evaluations spent.
     """
     if state.previous is None or state.lam is None:
-        return state.w
+        return state.w, 0
     w_prev, lam_prev = state.previous
     last_step = state.lam - lam_prev
     length = float(last_step @ last_step)
     tau = float((lam_host - state.lam) @ last_step) / length if length else 0.0
     tau = min(max(tau, -1.0), _MAX_EXTRAPOLATION)
     if tau == 0.0:
-        return state.w
+        return state.w, 0
     candidate = state.w + tau * (state.w - w_prev)
-    # the candidate last: when it wins, its predictions are the ones the
-    # solver's first evaluation reuses (see InnerObjective._raw)
-    plain = float(inner.value(state.w, lam))
+    if state.data_value is None:
+        plain = float(inner.value(state.w, lam))
+        n_fun = 2
+    else:
+        plain = state.data_value + float(inner.penalty_value(state.w, lam))
+        n_fun = 1
+    # when the candidate wins, its predictions are the ones the solver's
+    # first evaluation reuses (see InnerObjective._raw)
     if float(inner.value(candidate, lam)) < plain:
-        return candidate
-    return state.w
+        return candidate, n_fun
+    return state.w, n_fun
 
 
 def _inner_solve(inner, outer, state, lam, lam_host, settings):
-    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature).
+    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature,
+    objective evaluations spent choosing the start).
 
     With the hypergradient asked for at a new ``lambda``, one step at least:
     near the outer minimum a short outer step changes the inner gradient
@@ -303,7 +317,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
     memory = state.memory
     if memory is not None and len(memory):
         memory = _shift_memory(inner.xp, memory, curvature - state.penalty_curvature)
-    start = _predicted_start(inner, state, lam, lam_host)
+    start, n_predict = _predicted_start(inner, state, lam, lam_host)
     if settings.newton:
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
@@ -318,7 +332,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
             memory=memory,
             memory_size=settings.memory_size if settings.newton_pairs else None,
         )
-        return result, curvature
+        return result, curvature, n_predict
     secant_direction = None
     if settings.gradient and settings.linear_solver.opa:
 
@@ -338,7 +352,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
         memory=memory,
         secant_direction=secant_direction,
     )
-    return result, curvature
+    return result, curvature, n_predict
 
 
 def _evaluate_direct(inner, outer, state, lam, factor, settings, start):
@@ -401,7 +415,9 @@ def evaluate_fold(fold, state, lam, settings):
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:
         state = state._replace(gradient_scale=_gradient_scale(inner))
-    result, curvature = _inner_solve(inner, outer, state, lam, lam_host, settings)
+    result, curvature, n_predict = _inner_solve(
+        inner, outer, state, lam, lam_host, settings
+    )
     previous = state.previous
     if state.lam is not None and not np.array_equal(state.lam, lam_host):
         previous = (state.w, state.lam)
@@ -411,9 +427,12 @@ def evaluate_fold(fold, state, lam, settings):
         penalty_curvature=curvature,
         lam=lam_host,
         previous=previous,
+        data_value=float(result.value) - float(inner.penalty_value(result.x, lam)),
     )
     inner_costs = dict(
-        n_iter=result.n_iter, n_fun=result.n_fun, converged=result.converged
+        n_iter=result.n_iter,
+        n_fun=result.n_fun + n_predict,
+        converged=result.converged,
     )
     if not settings.gradient:
         return FoldResult(

@@ -223,7 +223,9 @@ def hoag(
     bracket : int, default=0
         If at least 2, first evaluate ``h`` at up to ``bracket`` points spread
         evenly over the box and start from the best (see
-        :func:`~skbilevel.outer._bracket.run_bracket`).
+        :func:`~skbilevel.outer._bracket.run_bracket`); a bracket point
+        reached by a secant step that passes the tests of ``tol`` ends the
+        search there.
     max_time : float or None
         Time budget in seconds, checked after each evaluation.
     callback : callable or None

@@ -431,10 +431,11 @@ def refit_xtol(polish_tol):
     while its coefficients are far from the solution (on the 40000 x 20000
     sparse problem of the benchmarks, 15% off, with a held-out log-loss
     0.75% worse than the solution's). The refit therefore ends only after
-    a Newton step shorter than ``sqrt(polish_tol)`` times the coefficients'
-    norm (1% at the default 1e-4): the coefficients are then within about a
-    tenth of that of the solution, closer than ``LogisticRegression`` at
-    ``tol=polish_tol`` fitted from zero gets on the same problems.
+    a full Newton step shorter than ``sqrt(polish_tol)`` times the norm of
+    the parameters (coefficients and intercepts; 1% at the default 1e-4):
+    they are then within about a tenth of that of the solution, closer than
+    ``LogisticRegression`` at ``tol=polish_tol`` fitted from zero gets on the
+    same problems.
     """
     return float(polish_tol) ** 0.5
 

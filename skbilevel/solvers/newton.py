@@ -19,10 +19,17 @@ With a test on the largest gradient entry (scikit-learn's,
 ``gtol_norm="max"``, or a floor, ``gtol_floor``) CG also stops once the
 model gradient (the CG residual) has no entry above half that bound: folds
 a search solved nearly that far are polished in a few products. The step is
-accepted by backtracking on the Armijo condition.
+accepted by backtracking on the Armijo condition. With ``xtol`` (the refits
+from the folds' mean solution), the steps until a short one are solved to a
+relative residual of 0.1 at most, without that early stop: such a step
+measures the distance to the solution, which a gradient test cannot see
+along directions of weak curvature.
 """
 
+import math
+
 from ..hypergrad._krylov import preconditioned_cg
+from ..hypergrad.base import check_positive_float
 from ..utils._array_api import get_namespace, norm, vdot
 from ._memory import append_pair, empty_memory
 from ._stopping import GradientTest, check_iterations
@@ -91,13 +98,13 @@ def minimize_newton_cg(
         is the other problem's); at most ``max_iter``.
     xtol : float or None, default=None
         Also require a step: the gradient test ends the solve only after a
-        Newton step no longer than ``xtol * ||x||`` (Euclidean), each step's
-        conjugate gradient solved to a relative residual of 0.1 at most
-        until then. A warm start from a neighbouring problem (the mean of
-        the fold solutions, for the fit on all the data) can pass a loose
-        gradient test far from the solution along directions of weak
-        curvature; the Newton step measures that distance. None: the
-        gradient test alone.
+        full Newton step (not backtracked) no longer than ``xtol *
+        max(||x||, ||x0||)`` (Euclidean), each step's conjugate gradient
+        solved to a relative residual of 0.1 at most until then. A warm
+        start from a neighbouring problem (the mean of the fold solutions,
+        for the fit on all the data) can pass a loose gradient test far
+        from the solution along directions of weak curvature; the Newton
+        step measures that distance. None: the gradient test alone.
     memory : LBFGSMemory or None, default=None
         Returned in the result when no Newton step was taken, or always when
         ``memory_size`` is None (so that a caller's L-BFGS warm start survives
@@ -116,8 +123,10 @@ def minimize_newton_cg(
         Hessian-vector products.
     """
     min_iter = check_iterations(gtol_norm, min_iter, max_iter)
-    if xtol is not None and not (isinstance(xtol, (int, float)) and xtol > 0):
-        raise ValueError(f"xtol must be a float > 0 or None, got {xtol!r}.")
+    if xtol is not None:
+        if isinstance(xtol, bool):
+            xtol = math.nan  # rejected below
+        xtol = check_positive_float("xtol", xtol)
     xp = get_namespace(x0)
     x = x0
     value, grad = fun(x)
@@ -133,8 +142,11 @@ def minimize_newton_cg(
     # unless the target is near round-off: there the decrease of f along a
     # weak step is not resolved, and superlinear steps reach the target first.
     n_iter, loose_steps = 0, tol >= _LOOSE_TOL
-    # whether a step short enough for xtol was taken (see xtol)
+    # whether a step short enough for xtol was taken (see xtol); the length
+    # is relative to the larger of the start and the iterate, so that a
+    # solution at (or near) zero does not make every step look long
     settled = xtol is None
+    start_norm = 0.0 if settled else float(norm(xp, x0))
     for n_iter in range(1, max_iter + 1):
         passing = test.passes(grad, grad_norm)
         # (a zero gradient is the minimizer: nothing left to measure)
@@ -171,8 +183,10 @@ def minimize_newton_cg(
         n_fun += direction.n_matvec
         step = direction.solution
         slope = float(vdot(xp, grad, step))
+        newton_step = True
         if not slope < 0:  # round-off: CG gave no descent direction
             step, slope = -grad, -grad_norm * grad_norm
+            newton_step = False
         t = 1.0
         for _ in range(_MAX_BACKTRACK):
             # the accepted trial point itself becomes x (the objective may
@@ -192,8 +206,11 @@ def minimize_newton_cg(
         decrease = value - float(new_value)
         x, value, grad = trial, float(new_value), new_grad
         grad_norm = float(norm(xp, grad))
-        if not settled:
-            settled = t * float(norm(xp, step)) <= xtol * float(norm(xp, x))
+        if not settled and newton_step and t == 1.0:
+            # a full Newton step measures the distance to the solution (a
+            # backtracked one, or steepest descent, does not)
+            reference = max(float(norm(xp, x)), start_norm)
+            settled = float(norm(xp, step)) <= xtol * reference
         if decrease <= ftol * max(abs(value), abs(value + decrease)):
             # round-off level: further steps cannot improve x (the same
             # stopping test as minimize_lbfgs's ftol)
