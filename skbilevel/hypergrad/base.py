@@ -125,11 +125,12 @@ def _check_int(name, value, low):
 
 
 def check_positive_float(name, value, *, allow_none=False):
-    """Return ``value`` as a float if it is finite and > 0, else raise."""
+    """Return ``value`` as a float if it is finite and > 0, else raise (a
+    bool is no number here)."""
     if value is None and allow_none:
         return None
     try:
-        value = float(value)
+        value = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         value = math.nan
     if not (math.isfinite(value) and value > 0):

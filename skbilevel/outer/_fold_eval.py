@@ -58,13 +58,12 @@ class FoldState(NamedTuple):
         Secant pairs of the last inner solve.
     solver_state : object
         The linear solver's state of the last hypergradient solve.
-    penalty_curvature : array of shape (n_params,) or None
-        ``exp(lambda)`` per parameter at the last solve (to shift ``memory``).
     gradient_scale : float or None
         ``||dG/dw(0)||``: the scale of every relative stopping test; None until
         the first evaluation computes it where the data are.
     lam : ndarray of shape (n_hyper,) or None
-        ``lambda`` of the last solve (NumPy), None before the first.
+        ``lambda`` of the last solve (NumPy), None before the first: the
+        penalty's curvature there shifts ``memory`` to a new ``lambda``.
     previous : tuple or None
         ``(w, lam)`` of the solve before it at another ``lambda``: with the
         last one, the secant of the solution path that predicts the next
@@ -77,7 +76,6 @@ class FoldState(NamedTuple):
     w: object
     memory: object = None
     solver_state: object = None
-    penalty_curvature: object = None
     gradient_scale: object = None
     lam: object = None
     previous: object = None
@@ -245,11 +243,9 @@ def _corrected(xp, value, inner_grad, solve):
     return value - correction, True
 
 
-def _moved(xp, state, curvature):
+def _moved(state, lam_host):
     """Whether ``lambda`` changed since the warm start was solved."""
-    if state.penalty_curvature is None:
-        return True
-    return bool(xp.any(curvature != state.penalty_curvature))
+    return state.lam is None or not np.array_equal(state.lam, lam_host)
 
 
 # The secant predictor extrapolates at most this many last steps ahead (and
@@ -299,8 +295,8 @@ def _predicted_start(inner, state, lam, lam_host):
 
 
 def _inner_solve(inner, outer, state, lam, lam_host, settings):
-    """Warm-started inner solve at ``lam``: (LBFGSResult, penalty curvature,
-    objective evaluations spent choosing the start).
+    """Warm-started inner solve at ``lam``: (LBFGSResult, objective
+    evaluations spent choosing the start).
 
     With the hypergradient asked for at a new ``lambda``, one step at least:
     near the outer minimum a short outer step changes the inner gradient
@@ -309,14 +305,18 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
     point's, and the outer step control would read it as zero curvature (on
     digits with shuffled folds, ten steps instead of one to settle).
     """
-    curvature = inner.penalty_curvature(lam)
-    min_iter = int(settings.gradient and _moved(inner.xp, state, curvature))
+    min_iter = int(settings.gradient and _moved(state, lam_host))
     floor = None
     if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
     memory = state.memory
-    if memory is not None and len(memory):
-        memory = _shift_memory(inner.xp, memory, curvature - state.penalty_curvature)
+    if state.lam is None:
+        memory = None  # pairs of an unknown lambda cannot be shifted
+    elif memory is not None and len(memory):
+        model = inner.model
+        solved_at = inner.xp.asarray(state.lam, dtype=model.dtype, device=model.device)
+        change = inner.penalty_curvature(lam) - inner.penalty_curvature(solved_at)
+        memory = _shift_memory(inner.xp, memory, change)
     start, n_predict = _predicted_start(inner, state, lam, lam_host)
     if settings.newton:
         result = minimize_newton_cg(
@@ -332,7 +332,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
             memory=memory,
             memory_size=settings.memory_size if settings.newton_pairs else None,
         )
-        return result, curvature, n_predict
+        return result, n_predict
     secant_direction = None
     if settings.gradient and settings.linear_solver.opa:
 
@@ -352,7 +352,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
         memory=memory,
         secant_direction=secant_direction,
     )
-    return result, curvature, n_predict
+    return result, n_predict
 
 
 def _evaluate_direct(inner, outer, state, lam, factor, settings, start):
@@ -415,16 +415,13 @@ def evaluate_fold(fold, state, lam, settings):
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:
         state = state._replace(gradient_scale=_gradient_scale(inner))
-    result, curvature, n_predict = _inner_solve(
-        inner, outer, state, lam, lam_host, settings
-    )
+    result, n_predict = _inner_solve(inner, outer, state, lam, lam_host, settings)
     previous = state.previous
-    if state.lam is not None and not np.array_equal(state.lam, lam_host):
+    if state.lam is not None and _moved(state, lam_host):
         previous = (state.w, state.lam)
     state = state._replace(
         w=result.x,
         memory=result.memory,
-        penalty_curvature=curvature,
         lam=lam_host,
         previous=previous,
         data_value=float(result.value) - float(inner.penalty_value(result.x, lam)),

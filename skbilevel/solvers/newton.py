@@ -26,8 +26,6 @@ measures the distance to the solution, which a gradient test cannot see
 along directions of weak curvature.
 """
 
-import math
-
 from ..hypergrad._krylov import preconditioned_cg
 from ..hypergrad.base import check_positive_float
 from ..utils._array_api import get_namespace, norm, vdot
@@ -124,8 +122,6 @@ def minimize_newton_cg(
     """
     min_iter = check_iterations(gtol_norm, min_iter, max_iter)
     if xtol is not None:
-        if isinstance(xtol, bool):
-            xtol = math.nan  # rejected below
         xtol = check_positive_float("xtol", xtol)
     xp = get_namespace(x0)
     x = x0
