@@ -22,13 +22,10 @@ sequential variants (they differ by round-off only).
 
 import argparse
 import time
-import warnings
 
 import numpy as np
-from _common import run_module
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from _common import oracle_fit, run_module
+from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 import skbilevel.outer.problem as problem_module
@@ -52,12 +49,9 @@ def _hoag(X, y, cv, *, lockstep=True, n_jobs=None):
 
 def _oracle(X, y, cv, C):
     def fit():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start = time.perf_counter()
-            cross_validate(LogisticRegression(C=C), X, y, cv=cv)
-            LogisticRegression(C=C).fit(X, y)
-            return time.perf_counter() - start, C
+        start = time.perf_counter()
+        oracle_fit(X, y, cv, C)
+        return time.perf_counter() - start, C
 
     return fit
 

@@ -30,16 +30,17 @@ import warnings
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_HERE), _HERE]
-from _common import median_time  # noqa: E402
+from _common import median_time, oracle_fit  # noqa: E402
 from _datasets import make_sparse_classification  # noqa: E402
 
 import skbilevel.search._folds as folds_module  # noqa: E402
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression  # noqa: E402
+from skbilevel.utils._array_api import nbytes  # noqa: E402
 
 
 def _peak(call):
@@ -77,7 +78,7 @@ def main():
     warnings.simplefilter("ignore")
     n, p = (10000, 5000) if args.quick else (50000, 20000)
     X, y = make_sparse_classification(n, p, random_state=0)
-    data = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    data = nbytes(X)
     folds = list(StratifiedKFold(5).split(X, y))
     Cs = np.logspace(-4, 4, 20)
 
@@ -94,8 +95,7 @@ def main():
         C = model.C_
 
         def oracle():
-            cross_validate(LogisticRegression(C=C), X, y, cv=folds)
-            return LogisticRegression(C=C).fit(X, y)
+            return oracle_fit(X, y, folds, C)
 
         methods = [
             ("HOAGLogisticRegression", hoag, None),

@@ -26,6 +26,7 @@ from skbilevel.objectives import InnerObjective, LinearPredictor, ValidationLoss
 from skbilevel.outer import CrossValidatedProblem, _fold_eval
 from skbilevel.search import engine_folds, fold_weights, materialize_folds
 from skbilevel.search._folds import RowView, _take_rows
+from skbilevel.utils._array_api import nbytes
 
 from ._problems import make_data, make_penalty
 from .test_objectives import central_difference
@@ -235,7 +236,7 @@ def test_auto_storage_views_copies_large_next_to_the_extra_products(monkeypatch)
     folds_5 = list(StratifiedKFold(5).split(X, y))
     assert not isinstance(materialize_folds(X, y, folds_5)[0].X_train, RowView)
     # 5 copies of X; views make the products 60 / 48 = 1.25 times a copy's
-    copies = 5 * (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    copies = 5 * nbytes(X)
     monkeypatch.setattr(folds_module, "_VIEW_BYTES_PER_SLOWDOWN", 3.9 * copies)
     assert isinstance(materialize_folds(X, y, folds_5)[0].X_train, RowView)
     monkeypatch.setattr(folds_module, "_VIEW_BYTES_PER_SLOWDOWN", 4.1 * copies)
@@ -431,8 +432,18 @@ def test_scoring_multiplies_shared_rows_once_for_several_folds(
     per_fold = [
         [rng.standard_normal((6, 1)), rng.standard_normal((6, 3))] for _ in views
     ]
+    calls, original = [], _scoring.grouped
+
+    def counted(source, source_t, kind, operands):
+        assert source is X
+        calls.append(sum(op.shape[1] for op in operands))
+        return original(source, source_t, kind, operands)
+
+    monkeypatch.setattr(_scoring, "grouped", counted)
     products = _shared_products(views, per_fold)
     for fold, coefs, product in zip(views, per_fold, products):
         assert_allclose(product, fold.X_test @ np.hstack(coefs), rtol=1e-13)
+    # one product with X for all folds, or one per fold under the byte cap
+    assert calls == ([16] if group_bytes == 64 * 2**20 else [4, 4, 4, 4])
     copies = materialize_folds(X, None, splits, storage="copy")
     assert _shared_products(copies, per_fold) == [None] * len(copies)

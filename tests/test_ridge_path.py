@@ -120,10 +120,11 @@ def test_h_and_derivative_match_the_iterative_engine(case, per_target):
         assert grad[j] == pytest.approx((up.mean() - down.mean()) / (2 * eps), rel=1e-6)
 
 
-def _assert_ridge_fit(solution, alpha, case, train):
+def _assert_ridge_fit(solution, alpha, case, data, train):
     """``(coef, intercept)`` in the engine's layout is ``Ridge(alpha)`` fit
-    on rows ``train`` of ``case``'s data (targets less the engine's offset)."""
-    _, X, y, weights, _, encoding = _folds(case, per_target=False)
+    on rows ``train`` of ``case``'s data ``(X, y, weights, encoding)`` from
+    :func:`_folds` (targets less the engine's offset)."""
+    X, y, weights, encoding = data
     fit_intercept = CASES[case][5]
     coef, intercept = solution
     ridge = Ridge(alpha=alpha, fit_intercept=fit_intercept, tol=1e-12)
@@ -144,7 +145,9 @@ def test_fold_solutions_are_ridge_fits(case):
     alphas = [np.full(y.shape[1] if y.ndim > 1 else 1, a) for a in (0.1, 10.0)]
     for path, (train, _) in zip(paths, splits):
         for alpha, solution in zip(alphas, path.solutions(alphas)):
-            _assert_ridge_fit(solution, alpha[0], case, train)
+            _assert_ridge_fit(
+                solution, alpha[0], case, (X, y, weights, encoding), train
+            )
 
 
 @pytest.mark.parametrize("data", ["diabetes", "kernel"])
@@ -641,7 +644,7 @@ def test_rows_of_zero_weight_are_left_out(shape, factorization):
 
 def test_closed_form_searches_offer_the_search_interface():
     # BilevelSearchCV drives every search through GradientSearch's interface
-    folds, *_, splits, _ = _folds("gram", per_target=False)
+    folds, X, y, weights, splits, encoding = _folds("gram", per_target=False)
     from skbilevel.search import HyperSpace
     from skbilevel.search._banded import BandedRidgeSearch
     from skbilevel.search._service import GradientSearch
@@ -655,10 +658,9 @@ def test_closed_form_searches_offer_the_search_interface():
     # the best point's fold models are Ridge fits at its alpha
     alpha = float(search.history[best]["alpha"][0])
     for solution, (train, _) in zip(search.solutions(best), splits):
-        _assert_ridge_fit(solution, alpha, "gram", train)
+        _assert_ridge_fit(solution, alpha, "gram", (X, y, weights, encoding), train)
     # its value is the CV mean squared error of those fits, and no point of
     # a fine grid does better
-    _, X, y, _, _, _ = _folds("gram", per_target=False)
 
     def cv_mse(a):
         return np.mean(

@@ -17,6 +17,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
+from ..objectives._products import grouped
 from ..utils._sklearn_compat import _check_method_params, _safe_indexing, _score
 from ._adapters import LogisticRegressionAdapter, RidgeAdapter
 from ._space import estimator_params
@@ -369,11 +370,10 @@ def _shared_products(folds, per_fold):
         ):
             width += blocks[stop].shape[1]
             stop += 1
-        product = source @ np.hstack(blocks[start:stop])
-        ends = np.cumsum([block.shape[1] for block in blocks[start:stop]])
+        products = grouped(source, source.T, "forward", blocks[start:stop])
         out += [
-            product[fold.X_test.rows, end - block.shape[1] : end]
-            for fold, block, end in zip(folds[start:stop], blocks[start:stop], ends)
+            product[fold.X_test.rows]
+            for fold, product in zip(folds[start:stop], products)
         ]
         start = stop
     return out

@@ -337,7 +337,7 @@ class InnerObjective:
         xp = self.xp
         losses = self.loss.value(xp, self.y, self._raw(w))
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
-        return data + self.penalty.value(xp, self._coef(w), lam)
+        return data + self.penalty_value(w, lam)
 
     def penalty_value(self, w, lam):
         """The penalty's part of ``G(w, lam)`` (0-d array; no product with

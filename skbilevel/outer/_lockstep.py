@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import config_context, get_config
 
-from ..objectives._products import routing
+from ..objectives._products import grouped, routing
 from ..utils._array_api import nbytes
 
 __all__ = ["Lockstep", "shared_source"]
@@ -213,29 +213,7 @@ class Lockstep:
                 )
             elif members:
                 operands = [asks[k][1] for k in members]
-                answers.update(zip(members, self._grouped(kind, operands)))
+                answers.update(
+                    zip(members, grouped(self.source, self._transpose, kind, operands))
+                )
         return answers
-
-    def _grouped(self, kind, operands):
-        """One product for all ``operands`` (each of shape (m,) or (m, c)),
-        split back into each one's product."""
-        widths = [1 if v.ndim == 1 else v.shape[1] for v in operands]
-        ends = np.cumsum(widths)
-        if sp.issparse(self.source):
-            # CSR (CSC for the adjoint) times a dense block: one pass over the
-            # matrix's arrays, the block's rows read in the inner loop
-            block = np.column_stack(operands)
-            matrix = self.source if kind == "forward" else self._transpose
-            product = matrix @ block
-            return [
-                product[:, end - 1] if v.ndim == 1 else product[:, end - w : end]
-                for v, w, end in zip(operands, widths, ends)
-            ]
-        # dense: the operands as rows of the block, ``block @ X.T`` -- measured
-        # faster than ``X @ block`` on a row-major X with one BLAS thread
-        block = np.concatenate([np.atleast_2d(v.T) for v in operands], axis=0)
-        product = block @ self._transpose if kind == "forward" else block @ self.source
-        return [
-            product[end - 1] if v.ndim == 1 else product[end - w : end].T
-            for v, w, end in zip(operands, widths, ends)
-        ]

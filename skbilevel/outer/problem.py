@@ -18,7 +18,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from ._fold_eval import FoldSettings, evaluate_fold, initial_state
 from ._lockstep import Lockstep, shared_source
-from ._placement import FoldPlacement, _shipping, active_backend
+from ._placement import FoldPlacement, active_backend
 
 __all__ = ["Fold", "Evaluation", "CrossValidatedProblem", "INNER_SOLVERS"]
 
@@ -286,11 +286,12 @@ class CrossValidatedProblem:
             newton_pairs=self.inner_solver == "newton-cg",
             floor=floor,
         )
-        backend = active_backend()
+        # the folds themselves where the backend runs calls in this process
+        folds = self._placement.handles(active_backend())
         if (
             self._lockstep is not None
             and effective_n_jobs(self.n_jobs) == 1
-            and _shipping(backend)[1] is None
+            and folds is self._placement.folds
         ):
             # one process, one fold at a time: the folds' products with the
             # matrix they share are grouped (see ._lockstep)
@@ -301,7 +302,6 @@ class CrossValidatedProblem:
                 ]
             )
         else:
-            folds = self._placement.handles(backend)
             parallel = self._parallel
             if parallel is None:
                 parallel = self._new_parallel()
