@@ -11,9 +11,10 @@ problems (2000 x 3000 with effective_rank=200, 50000 x 500 with
 effective_rank=100; ``--quick``: 1000 x 1500 and 10000 x 300):
 
 - ``BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=folds)``, the default
-  (closed-form) path, refit included (each fold eigendecomposed or reduced
-  to tridiagonal form, as the path's cost model chooses: the reduction for
-  the 2000 x 3000 problem's 1600 x 1600 fold kernels);
+  (closed-form) path, refit included (each fold eigendecomposed, reduced to
+  tridiagonal form or given a Lanczos basis, as the path's cost model
+  chooses: the Lanczos basis for the 2000 x 3000 problem's 1600 x 1600
+  fold kernels);
 - ``RidgeCV(alphas=20 values)``: efficient leave-one-out (not K-fold);
 - ``GridSearchCV(Ridge(), 20 alphas, cv=folds)`` (= ``RidgeCV(cv=folds)``);
 - the oracle: ``cross_validate(Ridge(alpha=ours), cv=folds)`` plus one refit.

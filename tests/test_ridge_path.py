@@ -26,7 +26,12 @@ from skbilevel.search import (
     make_search,
     materialize_folds,
 )
-from skbilevel.search._ridge_factor import _FoldPath, choose_factorization
+from skbilevel.search._ridge_factor import (
+    _FoldPath,
+    choose_factorization,
+    krylov_budget,
+    lanczos,
+)
 
 CASES = {
     # n_samples, n_features, n_targets, sparse, weighted, fit_intercept
@@ -64,8 +69,10 @@ def _folds(case, per_target):
 
 
 # The folds' factorizations, imposed on the search in turn (not by the cost
-# model): the same global minimum either way.
-FACTORIZATIONS = ("eigen", "tridiagonal")
+# model): the same global minimum either way. An imposed Krylov basis holds
+# one target only (others are reduced or eigendecomposed, as the cost model
+# says).
+FACTORIZATIONS = ("eigen", "tridiagonal", "krylov")
 
 
 def _weighted_folds(
@@ -570,6 +577,11 @@ def test_cost_model_reduces_large_systems_of_shared_alphas():
     # target's root search factorizes on its own
     assert choose_factorization(400, 1000, 50, 25, 50) == "eigen"
     assert choose_factorization(1, 10, 1, 25, 1) == "eigen"
+    # one target and a floor on alpha: the Krylov basis is tried on large
+    # systems (it falls back to the above when it would cost more)
+    assert choose_factorization(1600, 400, 1, 25, 1, 1e-4) == "krylov"
+    assert choose_factorization(1600, 400, 2, 25, 1, 1e-4) == "tridiagonal"
+    assert choose_factorization(100, 400, 1, 25, 1, 1e-4) != "krylov"
 
 
 def test_search_reports_its_factorization(capsys):
@@ -696,3 +708,143 @@ def test_many_disjoint_folds_keep_no_block_per_fold(n_splits):
         own, shared = _FoldPath(fold), _FoldPath(fold, products)
         for a, b in zip(own.curve(alphas), shared.curve(alphas)):
             assert_allclose(b, a, rtol=1e-7, atol=1e-10 * np.abs(a).max())
+
+
+def _ill_conditioned(n, p, seed=0):
+    """Rows whose singular values fall as ``30 / i``: a kernel whose Krylov
+    solutions converge slowly at small alpha."""
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((p, n)))[0]
+    X = (U * (30.0 / np.arange(1, n + 1))) @ V.T
+    return X, X @ rng.standard_normal(p) + 0.1 * rng.standard_normal(n)
+
+
+def _scalar_paths(X, y, factorization, alpha_low, weights=None, **options):
+    fit_intercept, shared = options.get("fit_intercept", True), options.get("shared")
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    folds = _weighted_folds(X, y, splits, weights, fit_intercept, scalar=True)
+    rows = SharedRows(X, splits, fit_intercept) if shared else None
+    if rows is not None:
+        assert rows.applies(folds)
+    return [
+        _FoldPath(
+            fold,
+            None if rows is None else rows.products(k),
+            factorization,
+            alpha_low=alpha_low,
+        )
+        for k, fold in enumerate(folds)
+    ]
+
+
+KRYLOV_CASES = {
+    # n_samples, n_features, weighted, fit_intercept
+    "kernel": (300, 400, False, True),
+    "kernel-weighted-no-intercept": (300, 400, True, False),
+    "gram-weighted": (500, 200, True, True),
+}
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+@pytest.mark.parametrize("case", list(KRYLOV_CASES))
+def test_krylov_basis_gives_the_eigen_paths_curve_above_its_floor(
+    case, shared, monkeypatch
+):
+    # The Lanczos basis of the right-hand side's Krylov space holds the
+    # solutions at every alpha >= alpha_low to ~1e-10: the values, both
+    # derivatives, predictions and fold solutions of the eigendecomposition,
+    # from a basis far smaller than the system. (Systems this small are
+    # reduced by the cost model: its budget is lifted.)
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_SHARE", 10.0)
+    n, p, weighted, fit_intercept = KRYLOV_CASES[case]
+    X, y = make_regression(n, p, effective_rank=30, noise=1.0, random_state=0)
+    X = X + 10.0
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, n) if weighted else None
+    options = {"fit_intercept": fit_intercept, "shared": shared}
+    alpha_low = 1e-3
+    eigen = _scalar_paths(X, y, "eigen", alpha_low, weights, **options)
+    krylov = _scalar_paths(X, y, "krylov", alpha_low, weights, **options)
+    for path, reference in zip(krylov, eigen):
+        assert path.factorization == "krylov"
+        # the tolerance was reached before the space was exhausted
+        assert path.krylov_steps == path.rank < reference.rank / 2
+    alphas = np.exp(np.linspace(np.log(alpha_low), np.log(1e4), 9))[:, None]
+    for a, b in zip(eigen, krylov):
+        for one, other in zip(a.curve(alphas), b.curve(alphas)):
+            scale = np.abs(one).max()
+            # (the eigendecomposition's own derivatives move by 1e-8
+            # between the fold's products and those of all rows)
+            assert_allclose(other, one, rtol=1e-7, atol=1e-8 * scale)
+        for one, other in zip(a.predictions(alphas), b.predictions(alphas)):
+            assert_allclose(other, one, rtol=1e-7, atol=1e-8 * np.abs(one).max())
+        for (coef_a, int_a), (coef_b, int_b) in zip(
+            a.solutions(alphas), b.solutions(alphas)
+        ):
+            assert_allclose(coef_b, coef_a, rtol=1e-7, atol=1e-8 * np.abs(coef_a).max())
+            if fit_intercept:
+                assert_allclose(int_b, int_a, rtol=1e-8)
+
+
+def test_lanczos_error_estimate_bounds_the_solutions_error():
+    # Against direct solves: each alpha at or above the floor is solved to
+    # the tolerance by the returned basis; the basis is orthonormal and
+    # T = Q S Q'.
+    rng = np.random.default_rng(0)
+    U = np.linalg.qr(rng.standard_normal((300, 300)))[0]
+    S, b = (U * np.logspace(0, -2, 300)) @ U.T, rng.standard_normal(300)
+    (Q, theta, Z), steps = lanczos(S, b, 1e-3, 300, tol=1e-10)
+    assert steps == len(Q) < 150
+    assert_allclose(Q @ Q.T, np.eye(steps), atol=1e-12)
+    assert_allclose(Q @ S @ Q.T, (Z * theta) @ Z.T, atol=1e-10 * theta.max())
+    for alpha in (1e-3, 1e-1, 10.0):
+        exact = np.linalg.solve(S + alpha * np.eye(300), b)
+        krylov = Q.T @ (Z @ ((Z.T @ (Q @ b)) / (theta + alpha)))
+        assert np.linalg.norm(krylov - exact) <= 1e-9 * np.linalg.norm(exact)
+    # a tighter tolerance needs more steps; an exhausted space is exact
+    assert lanczos(S, b, 1e-3, 300, tol=1e-13)[1] > steps
+    small = S[:20, :20] + np.eye(20)
+    (Q, theta, Z), steps = lanczos(small, b[:20], 0.0, 300)
+    assert steps <= 20
+    solution = Q.T @ (Z @ ((Z.T @ (Q @ b[:20])) / theta))
+    assert_allclose(solution, np.linalg.solve(small, b[:20]), rtol=1e-10)
+    # a zero right-hand side has no Krylov space
+    assert lanczos(S, np.zeros(300), 1e-3, 300) == (None, 0)
+
+
+def test_krylov_basis_gives_up_on_a_badly_conditioned_system(monkeypatch):
+    # Singular values falling as 1/i down to alpha_low = 1e-8: the error
+    # decays too slowly to reach the tolerance within the budget, which the
+    # extrapolation sees after two checks, long before the budget (lifted
+    # here: it is a few steps for systems this small); the folds are
+    # reduced after all and give the eigendecomposition's curve.
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_SHARE", 10.0)
+    X, y = _ill_conditioned(300, 400)
+    alphas = np.exp(np.linspace(np.log(1e-8), np.log(1e4), 7))[:, None]
+    eigen = _scalar_paths(X, y, "eigen", 1e-8)
+    tried = _scalar_paths(X, y, "krylov", 1e-8)
+    for path, reference in zip(tried, eigen):
+        assert path.factorization in ("tridiagonal", "eigen")
+        assert path.krylov_steps < krylov_budget(reference.rank)
+        for one, other in zip(reference.curve(alphas), path.curve(alphas)):
+            assert_allclose(other, one, rtol=1e-7)
+
+
+def test_search_reports_its_krylov_bases(capsys, monkeypatch):
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_MIN_SIZE", 100)
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_SHARE", 10.0)
+    X, y = make_regression(300, 400, effective_rank=20, noise=1.0, random_state=0)
+    krylov = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3, verbose=1)
+    krylov.fit(X, y)
+    out = capsys.readouterr().out
+    assert "one Krylov (Lanczos) basis per fold" in out
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_MIN_SIZE", 10**9)
+    reduced = BilevelSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=3).fit(X, y)
+    assert krylov.best_params_["alpha"] == pytest.approx(
+        reduced.best_params_["alpha"], rel=1e-8
+    )
+    monkeypatch.setattr(_ridge_factor, "_KRYLOV_MIN_SIZE", 100)
+    X, y = _ill_conditioned(300, 400)
+    BilevelSearchCV(Ridge(), {"alpha": (1e-8, 1e3)}, cv=3, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "the Krylov basis of 3 fold(s) would not reach its accuracy" in out

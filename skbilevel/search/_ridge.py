@@ -146,6 +146,35 @@ def closed_form_applies(folds, space):
     return None
 
 
+def describe_factorizations(paths):
+    """The folds' factorizations in words, for verbose output: ``"one
+    eigendecomposition per fold"``, or a count of each, and the folds
+    whose Krylov basis gave up (reduced after all)."""
+    kinds = {
+        "eigen": "eigendecomposition",
+        "tridiagonal": "tridiagonal reduction",
+        "krylov": "Krylov (Lanczos) basis",
+    }
+    counts = {}
+    for path in paths:
+        counts[path.factorization] = counts.get(path.factorization, 0) + 1
+    if len(counts) == 1:
+        text = f"one {kinds[next(iter(counts))]} per fold"
+    else:
+        text = ", ".join(f"{kinds[k]}: {n} folds" for k, n in sorted(counts.items()))
+    steps = [p.krylov_steps for p in paths if p.krylov_steps is not None]
+    if counts.get("krylov"):
+        kept = [p.krylov_steps for p in paths if p.factorization == "krylov"]
+        text += f", {min(kept)}-{max(kept)} Lanczos steps"
+    gave_up = len(steps) - counts.get("krylov", 0)
+    if gave_up:
+        text += (
+            f"; the Krylov basis of {gave_up} fold(s) would not reach its "
+            "accuracy within its budget"
+        )
+    return text
+
+
 def _system_size(fold):
     """Dimension of a fold's system: its training rows or its features."""
     X, weight = fold.inner.model.X, fold.inner.sample_weight
@@ -230,34 +259,29 @@ class RidgePathSearch(ExactSearch):
         # points (3 per decade of the widest box)
         widest = float(np.max(high - low))
         n_points = max(int(np.ceil(widest / np.log(10) * _SCAN_PER_DECADE)) + 1, 3)
-        factorizations = [
-            choose_factorization(
-                _system_size(fold),
-                fold.outer.model.n_samples,
-                self.n_outputs,
-                n_points,
-                low.size,
-            )
-            for fold in self.folds
-        ]
-        if options.verbose > 0:
-            kinds = {
-                "eigen": "eigendecomposition",
-                "tridiagonal": "tridiagonal reduction",
-            }
-            print(
-                f"Fitting {len(self.folds)} folds: closed-form search of "
-                f"{space.name} (one "
-                + " or ".join(kinds[k] for k in sorted(set(factorizations)))
-                + " per fold)",
-                flush=True,
-            )
+        alpha_low = float(np.exp(np.min(low)))
         self._paths = [
             _FoldPath(
-                fold, None if self.rows is None else self.rows.products(k), method
+                fold,
+                None if self.rows is None else self.rows.products(k),
+                choose_factorization(
+                    _system_size(fold),
+                    fold.outer.model.n_samples,
+                    self.n_outputs,
+                    n_points,
+                    low.size,
+                    alpha_low,
+                ),
+                alpha_low=alpha_low,
             )
-            for k, (fold, method) in enumerate(zip(self.folds, factorizations))
+            for k, fold in enumerate(self.folds)
         ]
+        if options.verbose > 0:
+            print(
+                f"Fitting {len(self.folds)} folds: closed-form search of "
+                f"{space.name} ({describe_factorizations(self._paths)})",
+                flush=True,
+            )
         setup = time.perf_counter() - start
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
         # no curvatures: the root search takes them at the best scan point

@@ -4,10 +4,13 @@
 or the kernel ``AA'``) once, ``S = Q T Q'``, and gives the fold's CV loss,
 its derivatives in ``log alpha``, predictions and solutions at any alpha:
 ``T`` diagonal (the eigendecomposition) or tridiagonal (LAPACK ``sytrd``).
-:func:`choose_factorization` picks the cheaper of the two for a fold, from a
-cost model whose constants are measured here. :class:`FoldProblem` holds
-what it shares with the banded search's folds: the training rows and their
-means, the validation data, the CV loss's derivatives from the predictions'.
+For one target, ``Q`` may instead span only the Krylov space of the
+right-hand side (Lanczos), when that space gives every alpha of the search
+to a set accuracy in fewer steps than the reduction costs.
+:func:`choose_factorization` picks a fold's factorization from a cost model
+whose constants are measured here. :class:`FoldProblem` holds what it shares
+with the banded search's folds: the training rows and their means, the
+validation data, the CV loss's derivatives from the predictions'.
 """
 
 import numpy as np
@@ -41,6 +44,19 @@ _FACTORIZATION = None
 _EIGEN_EXTRA = 3.0
 _SYSTEM_COST = (6e4, 500.0, 5.0)
 _ROOT_EVALUATIONS = 6
+# The Krylov basis (one target): a Lanczos step of a system of dimension m
+# costs ~8 (m^2 + 4 j m) units at step j (a product with S, then two
+# Gram-Schmidt passes over the j vectors), and the steps stop once the
+# solution at the smallest alpha of the search is known to _KRYLOV_TOL
+# (relative). The attempt gives up (and the fold is reduced after all) when
+# its steps would cost more than _KRYLOV_SHARE of the reduction's m^3, or
+# when the error's decay over the last 2 * _KRYLOV_CHECK steps,
+# extrapolated, reaches the tolerance only past that budget. Below _KRYLOV_MIN_SIZE the
+# reduction costs less than the steps' calls.
+_KRYLOV_TOL = 1e-10
+_KRYLOV_SHARE = 0.6
+_KRYLOV_CHECK = 10
+_KRYLOV_MIN_SIZE = 500
 
 
 def fold_training_data(fold):
@@ -187,8 +203,13 @@ class FoldProblem:
         return values, alphas * first, alphas * first + alphas**2 * curvature
 
 
-def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
-    """``"tridiagonal"`` or ``"eigen"``: the cheaper for one fold's system.
+def choose_factorization(size, n_val, n_targets, n_points, n_alphas, alpha_low=None):
+    """``"krylov"``, ``"tridiagonal"`` or ``"eigen"`` for one fold's system.
+
+    ``"krylov"`` (an attempt: :class:`_FoldPath` reduces the system when
+    the Lanczos steps would cost more than a share of the reduction) for one
+    target of a large system whose search stays above ``alpha_low``; else
+    the cheaper of the reduction and the eigendecomposition.
 
     Parameters
     ----------
@@ -203,11 +224,24 @@ def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
     n_alphas : int
         1 for one alpha, ``n_targets`` for one per target (each target's
         root search then solves systems of its own).
+    alpha_low : float or None, default=None
+        The smallest alpha the search asks for; None rules out the Krylov
+        basis (it is accurate above a given alpha only).
     """
     if size < 2:  # nothing to reduce
         return "eigen"
     if _FACTORIZATION is not None:
         return _FACTORIZATION
+    if n_targets == 1 and alpha_low is not None and size >= _KRYLOV_MIN_SIZE:
+        return "krylov"
+    return _cheaper_factorization(size, n_val, n_targets, n_points, n_alphas)
+
+
+def _cheaper_factorization(size, n_val, n_targets, n_points, n_alphas):
+    """``"tridiagonal"`` or ``"eigen"``, by the cost model (the arguments
+    of :func:`choose_factorization`)."""
+    if size < 2:
+        return "eigen"
     per_system, per_solve, per_lift = _SYSTEM_COST
     n_systems = n_points + _ROOT_EVALUATIONS * n_alphas
     columns = (n_points + _ROOT_EVALUATIONS) * n_targets
@@ -216,6 +250,90 @@ def choose_factorization(size, n_val, n_targets, n_points, n_alphas):
         per_solve + per_lift * size
     )
     return "tridiagonal" if eigen > tridiagonal else "eigen"
+
+
+def krylov_budget(size):
+    """The most Lanczos steps worth trying on a system of dimension ``size``:
+    the largest ``k`` with ``8 (k m^2 + 2 k^2 m) <= share * m^3`` (the cost
+    model of ``_KRYLOV_SHARE``)."""
+    share = _KRYLOV_SHARE
+    return max(int(size * (np.sqrt(64.0 + 64.0 * share) - 8.0) / 32.0), 1)
+
+
+def _krylov_error(diag, offdiag, alpha):
+    """Ritz values and vectors of the Lanczos matrix ``T_k`` (``diag``,
+    ``offdiag`` of length k, the last entry ``beta_k``), and the estimated
+    relative error of the Krylov solution of ``(S + alpha I) x = b``.
+
+    The Galerkin solution ``x_k = ||b|| Q_k y`` with ``y = (T_k + alpha
+    I)^{-1} e_1`` leaves the residual ``||b|| beta_k |y_k|`` along the next
+    Lanczos vector; the error ``(S + alpha I)^{-1} r`` is at most that over
+    ``lambda_min + alpha``, estimated by the smallest Ritz value.
+    """
+    theta, Z = scipy.linalg.eigh_tridiagonal(diag, offdiag[:-1])
+    theta = np.maximum(theta, 0.0)
+    y = Z @ (Z[0] / (theta + alpha)) if theta[0] + alpha > 0 else None
+    if y is None or not np.all(np.isfinite(y)):
+        return theta, Z, np.inf
+    error = offdiag[-1] * abs(y[-1]) / ((theta[0] + alpha) * np.linalg.norm(y))
+    return theta, Z, error
+
+
+def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
+    """An orthonormal basis of the Krylov space of ``system`` from ``b`` in
+    which ``(system + alpha I)^{-1} b`` is known to ``tol`` (relative, the
+    error estimate of :func:`_krylov_error`) for every ``alpha >= alpha_low``.
+
+    The Lanczos recurrence, each new vector orthogonalized against all the
+    previous ones twice (classical Gram-Schmidt): the basis stays orthonormal
+    to round-off, so ``T = Q' S Q`` and the shifted systems' residuals are
+    what the recurrence says. The error is checked every ``_KRYLOV_CHECK``
+    steps at ``alpha_low`` (the worst conditioned shift); a smaller
+    Krylov space holds the solution at larger alphas as accurately.
+
+    Returns
+    -------
+    basis : tuple or None
+        ``(Q, theta, Z)``: the basis (k x m, its vectors as rows) and the
+        eigendecomposition of ``T = Z diag(theta) Z'`` (``theta`` clipped at
+        zero). None when the error would not reach ``tol`` within
+        ``max_steps`` (extrapolated from its decay), or ``b`` is zero.
+    n_steps : int
+        The steps taken.
+    """
+    norm = np.linalg.norm(b)
+    if not (np.isfinite(norm) and norm > 0):
+        return None, 0
+    max_steps = min(max_steps, len(b))
+    Q = np.empty((max_steps + 1, len(b)))
+    diag, offdiag = np.empty(max_steps), np.empty(max_steps)
+    Q[0] = b / norm
+    errors = {}
+    for j in range(max_steps):
+        w = system @ Q[j]
+        diag[j] = Q[j] @ w
+        basis = Q[: j + 1]
+        for _ in range(2):
+            w -= basis.T @ (basis @ w)
+        offdiag[j] = np.linalg.norm(w)
+        k = j + 1
+        scale = max(np.abs(diag[:k]).max(), offdiag[:k].max())
+        exhausted = offdiag[j] <= np.finfo(float).eps * scale * np.sqrt(len(b))
+        if exhausted or k % _KRYLOV_CHECK == 0 or k == max_steps:
+            # an exhausted space (S Q = Q T) holds the solution exactly
+            theta, Z, error = _krylov_error(diag[:k], offdiag[:k], alpha_low)
+            if exhausted or error <= tol:
+                return (Q[:k], theta, Z), k
+            errors[k] = error
+            # the estimate rises while the smallest Ritz value still falls:
+            # judge its decay over two checks, from the third on
+            previous = errors.get(k - 2 * _KRYLOV_CHECK)
+            if previous is not None:
+                rate = np.log(error / previous) / (2 * _KRYLOV_CHECK)
+                if not rate < 0 or k + np.log(tol / error) / rate > max_steps:
+                    return None, k
+        Q[k] = w / offdiag[j]
+    return None, max_steps
 
 
 def _below_diagonal(reduced):
@@ -273,7 +391,16 @@ class _FoldPath(FoldProblem):
       for). Should ``T + alpha I`` not be numerically positive definite
       (``S`` singular to round-off, alpha below it), ``T`` is
       eigendecomposed (a fraction of the work again) and the path continues
-      as ``"eigen"``.
+      as ``"eigen"``;
+    - ``"krylov"`` (one target): ``Q`` spans the Krylov space of ``S`` from
+      the right-hand side, as many Lanczos steps as give the solution at
+      ``alpha_low`` to ``_KRYLOV_TOL`` (:func:`lanczos`), and ``T = Q'SQ``
+      is diagonalized: then as ``"eigen"``, of that rank. The solutions at
+      every alpha lie in that space (shifts keep Krylov spaces), so the
+      path is exact to that tolerance for every alpha at or above
+      ``alpha_low`` (not below it). Should the steps not reach the tolerance
+      within :func:`krylov_budget`, the fold is reduced or eigendecomposed
+      after all (the cheaper, as without the attempt).
 
     Parameters
     ----------
@@ -285,9 +412,24 @@ class _FoldPath(FoldProblem):
         None: :func:`choose_factorization` for ``workload``.
     workload : tuple of int, default=(25, 1)
         ``(n_points, n_alphas)`` of :func:`choose_factorization`.
+    alpha_low : float or None, default=None
+        The smallest alpha asked for (the Krylov basis's accuracy holds from
+        there up). None: ``"krylov"`` is not chosen, and an imposed one
+        holds for every alpha >= 0 (that is, gives up unless ``S`` is well
+        conditioned on the targets' space).
+
+    Attributes
+    ----------
+    factorization : str
+        The factorization in use: ``"eigen"``, ``"tridiagonal"`` or
+        ``"krylov"``.
+    krylov_steps : int or None
+        The Lanczos steps taken, kept or not (None: none tried).
     """
 
-    def __init__(self, fold, shared=None, factorization=None, workload=(25, 1)):
+    def __init__(
+        self, fold, shared=None, factorization=None, workload=(25, 1), alpha_low=None
+    ):
         X, Y, weight, rows = self._training_data(fold, shared)
         self._X = self._rows = self._root = None  # the kernel's training data
         if len(Y) >= X.shape[1]:
@@ -301,17 +443,34 @@ class _FoldPath(FoldProblem):
             )
         if factorization is None or len(system) < 2:
             factorization = choose_factorization(
-                len(system), len(readout), Y.shape[1], *workload
+                len(system), len(readout), Y.shape[1], *workload, alpha_low
             )
-        self.factorization = factorization
+        self.krylov_steps = None
         self.rank = len(system)
         self._basis = self._reflectors = self.d = None
+        if factorization == "krylov":
+            krylov = None
+            if Y.shape[1] == 1:
+                budget = krylov_budget(len(system))
+                low = 0.0 if alpha_low is None else float(alpha_low)
+                krylov, self.krylov_steps = lanczos(system, right[:, 0], low, budget)
+            if krylov is None:  # the cheaper of the others
+                factorization = _cheaper_factorization(
+                    len(system), len(readout), Y.shape[1], *workload
+                )
+            else:
+                Q, theta, Z = krylov
+                self.d, self._basis = theta, Q.T @ Z
+                self.rank = len(theta)
+                self.C = self._basis.T @ right
+                self.M = readout @ self._basis
+        self.factorization = factorization
         if factorization == "eigen":
             d, self._basis = np.linalg.eigh(system)
             self.d = np.maximum(d, 0.0)
             self.C = self._basis.T @ right
             self.M = readout @ self._basis
-        else:
+        elif factorization == "tridiagonal":
             # S symmetric: S' is S, Fortran-ordered, and S is the fold's own
             # array (overwritten by the reduction)
             system = np.asarray(system, dtype=np.float64)
@@ -420,7 +579,8 @@ class _FoldPath(FoldProblem):
         ]
         if missing:
             z = self._powers(alphas[missing], 1)[:, 0]
-            lifted = self._lift(z.reshape(self.rank, -1)).reshape(z.shape)
+            lifted = self._lift(z.reshape(self.rank, -1))
+            lifted = lifted.reshape((len(lifted),) + z.shape[1:])
             self._remember(alphas[missing], lifted)
         return np.concatenate([self._lifted[row.tobytes()] for row in alphas], axis=1)
 
