@@ -27,6 +27,7 @@ from skbilevel.search import (
     materialize_folds,
 )
 from skbilevel.search._ridge_factor import (
+    CompactFolds,
     _FoldPath,
     choose_factorization,
     krylov_budget,
@@ -848,3 +849,51 @@ def test_search_reports_its_krylov_bases(capsys, monkeypatch):
     BilevelSearchCV(Ridge(), {"alpha": (1e-8, 1e3)}, cv=3, verbose=1).fit(X, y)
     out = capsys.readouterr().out
     assert "the Krylov basis of 3 fold(s) would not reach its accuracy" in out
+
+
+@pytest.mark.parametrize("case", ["gram", "gram-weighted-no-intercept"])
+def test_compact_folds_give_each_folds_curve(case):
+    # The batched curves of small folds are each fold's own: values, slopes
+    # and curvatures, shared and per-target alphas, with and without the
+    # second derivative.
+    paths = _paths(KERNEL_CASES[case], "eigen")
+    batch = CompactFolds.of(paths)
+    assert batch is not None
+    q = paths[0].C.shape[1]
+    shared_alphas = np.exp(np.linspace(-6, 8, 8))[:, None] * np.ones(q)
+    own_alphas = np.exp(np.linspace(-3, 4, 3 * q)).reshape(3, q)
+    for alphas in (shared_alphas, own_alphas):
+        for second in (True, False):
+            together = batch.curves(alphas, second)
+            for k, path in enumerate(paths):
+                alone = path.curve(alphas, second)
+                for one, other in zip(alone, together):
+                    if one is None:
+                        assert other is None
+                    else:
+                        assert_allclose(other[k], one, rtol=1e-10, atol=1e-14)
+    # folds too large for it, or reduced, are evaluated one by one
+    assert CompactFolds.of(_paths(KERNEL_CASES[case], "tridiagonal")) is None
+
+
+def test_search_of_small_folds_evaluates_them_together(monkeypatch):
+    X, y = load_diabetes(return_X_y=True)
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    batched = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits).fit(X, y)
+    monkeypatch.setattr(_ridge_factor, "_BATCH_SIZE", 0)
+    alone = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits).fit(X, y)
+    assert batched.best_params_["alpha"] == pytest.approx(
+        alone.best_params_["alpha"], rel=1e-12
+    )
+    assert_allclose(
+        batched.cv_results_["mean_test_score"],
+        alone.cv_results_["mean_test_score"],
+        rtol=1e-12,
+    )
+    # the search's own record of the curve (values and slopes)
+    for key in ("value", "grad_norm"):
+        assert_allclose(
+            [r[key] for r in batched.history_],
+            [r[key] for r in alone.history_],
+            rtol=1e-10,
+        )

@@ -135,7 +135,9 @@ class EstimatorAdapter:
 
     def fit_intercept(self, estimator):
         """Whether the estimator fits an unpenalized intercept."""
-        return bool(estimator.get_params().get("fit_intercept", True))
+        # the parameter's attribute (scikit-learn's convention): get_params
+        # inspects the constructor's signature at every call
+        return bool(getattr(estimator, "fit_intercept", True))
 
     def encode_targets(self, estimator, y):
         """Validate ``y`` (all samples) and encode it for the engine.
@@ -274,7 +276,7 @@ class LogisticRegressionAdapter(EstimatorAdapter):
         )
 
     def training_weights(self, estimator, y, sample_weight):
-        class_weight = estimator.get_params().get("class_weight")
+        class_weight = getattr(estimator, "class_weight", None)
         if class_weight is None:
             return sample_weight
         per_sample = class_weight_per_sample(
@@ -312,7 +314,7 @@ class RidgeAdapter(EstimatorAdapter):
 
     def check_estimator(self, estimator, param):
         super().check_estimator(estimator, param)
-        if estimator.get_params().get("positive", False):
+        if getattr(estimator, "positive", False):
             raise ValueError(
                 "positive=True is not supported: the search solves the "
                 "unconstrained ridge problem."
@@ -391,7 +393,7 @@ class RidgeClassifierAdapter(RidgeAdapter):
         )
 
     def training_weights(self, estimator, y, sample_weight):
-        class_weight = estimator.get_params().get("class_weight")
+        class_weight = getattr(estimator, "class_weight", None)
         if not class_weight:
             return sample_weight
         per_sample = compute_sample_weight(class_weight, y)

@@ -924,7 +924,7 @@ def _polish_tol(polish_tol, estimator):
     """``polish_tol``, with ``"auto"`` read from the estimator's ``tol``."""
     if polish_tol != "auto":
         return polish_tol
-    tol = estimator.get_params(deep=False).get("tol")
+    tol = getattr(estimator, "tol", None)
     if isinstance(tol, Real) and not isinstance(tol, bool) and tol > 0:
         return float(tol)
     return SearchOptions._field_defaults["polish_tol"]

@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from ..outer import Evaluation
 from ..outer.hoag import history_record
 from ..utils._array_api import to_numpy
-from ._ridge_factor import _FoldPath, choose_factorization
+from ._ridge_factor import CompactFolds, _FoldPath, choose_factorization
 from ._service import Reporter, SearchResult
 
 __all__ = [
@@ -211,7 +211,7 @@ class RidgePathSearch(ExactSearch):
         self.n_outputs = n_outputs
         self.history = []
         self.polished = set()
-        self._paths = None
+        self._paths = self._batch = None
         self._solutions = {}
         self._predictions = []
 
@@ -228,10 +228,15 @@ class RidgePathSearch(ExactSearch):
         """
         lams = np.asarray(lams, dtype=np.float64).reshape(len(lams), -1)
         alphas = np.broadcast_to(np.exp(lams), (len(lams), self.n_outputs))
-        curves = [path.curve(alphas, second) for path in self._paths]
-        values = np.array([c[0] for c in curves])  # (K, n, q)
-        slopes = np.mean([c[1] for c in curves], axis=0)
-        bends = np.mean([c[2] for c in curves], axis=0) if second else None
+        if self._batch is not None:
+            values, slopes, bends = self._batch.curves(alphas, second)
+        else:
+            curves = [path.curve(alphas, second) for path in self._paths]
+            values = np.array([c[0] for c in curves])  # (K, n, q)
+            slopes = np.array([c[1] for c in curves])
+            bends = np.array([c[2] for c in curves]) if second else None
+        slopes = slopes.mean(axis=0)
+        bends = bends.mean(axis=0) if second else None
         if lams.shape[1] == 1:  # one alpha for all targets: the sum's slope
             slopes = slopes.sum(axis=1, keepdims=True)
             bends = None if bends is None else bends.sum(axis=1, keepdims=True)
@@ -276,6 +281,8 @@ class RidgePathSearch(ExactSearch):
             )
             for k, fold in enumerate(self.folds)
         ]
+        # small systems: the folds' curves in one computation
+        self._batch = CompactFolds.of(self._paths)
         if options.verbose > 0:
             print(
                 f"Fitting {len(self.folds)} folds: closed-form search of "

@@ -57,6 +57,9 @@ _KRYLOV_TOL = 1e-10
 _KRYLOV_SHARE = 0.6
 _KRYLOV_CHECK = 10
 _KRYLOV_MIN_SIZE = 500
+# Folds whose compact forms cost at most this many multiply-adds each
+# (n_val * rank^2) are evaluated together (CompactFolds).
+_BATCH_SIZE = 1e6
 
 
 def fold_training_data(fold):
@@ -173,34 +176,50 @@ class FoldProblem:
 
     def loss_curve(self, alphas, every, residual, weight, extra=0.0, second=True):
         """``F`` and its first two derivatives in ``log alpha``, from the
-        predictions' derivatives in alpha.
+        predictions' derivatives in alpha (:func:`loss_derivatives` with
+        this fold's factor)."""
+        return loss_derivatives(
+            self.factor, alphas, every, residual, weight, extra, second
+        )
 
-        Parameters
-        ----------
-        alphas : ndarray of shape (n_points, q)
-        every : ndarray of shape (n_rows, n_parts, n_points, q)
-            ``P``, ``-dP/dalpha`` and ``d2P/dalpha2 / 2`` (``n_parts`` 3, or
-            2 without ``second``), in the coordinates of ``residual``.
-        residual : ndarray of shape (n_rows, n_points, q)
-            Residuals at the predictions ``P``.
-        weight : ndarray of shape (n_rows, 1, 1) or float
-            The rows' weights in the loss.
-        extra : ndarray of shape (q,) or float, default=0.0
-            The part of the weighted sum of squares no alpha reaches.
-        second : bool, default=True
-            False leaves the second derivative None.
-        """
-        weighted = weight * residual
-        slope = -every[:, 1]
-        values = self.factor * (np.sum(weighted * residual, axis=0) + extra)
-        first = 2 * self.factor * np.sum(weighted * slope, axis=0)
-        if not second:
-            return values, alphas * first, None
-        bend = 2 * every[:, 2]
-        curvature = np.sum(weight * slope**2 + weighted * bend, axis=0)
-        curvature = 2 * self.factor * curvature
-        # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
-        return values, alphas * first, alphas * first + alphas**2 * curvature
+
+def loss_derivatives(factor, alphas, every, residual, weight, extra=0.0, second=True):
+    """``F = factor * sum_i s_i ||r_i||^2`` and its first two derivatives in
+    ``log alpha``, from the predictions' derivatives in alpha.
+
+    Parameters
+    ----------
+    factor : float or ndarray of shape (K, 1, 1)
+        The factor of the loss (one per fold when folds lead the arrays).
+    alphas : ndarray of shape (n_points, q)
+    every : ndarray of shape ([K,] n_rows, n_parts, n_points, q)
+        ``P``, ``-dP/dalpha`` and ``d2P/dalpha2 / 2`` (``n_parts`` 3, or
+        2 without ``second``), in the coordinates of ``residual``.
+    residual : ndarray of shape ([K,] n_rows, n_points, q)
+        Residuals at the predictions ``P``.
+    weight : ndarray of shape ([K,] n_rows, 1, 1) or float
+        The rows' weights in the loss.
+    extra : ndarray of shape ([K, 1,] q) or float, default=0.0
+        The part of the weighted sum of squares no alpha reaches.
+    second : bool, default=True
+        False leaves the second derivative None.
+
+    Returns
+    -------
+    Three arrays of shape ([K,] n_points, q), the last None unless
+    ``second``.
+    """
+    weighted = weight * residual
+    slope = -every[..., 1, :, :]
+    values = factor * (np.sum(weighted * residual, axis=-3) + extra)
+    first = 2 * factor * np.sum(weighted * slope, axis=-3)
+    if not second:
+        return values, alphas * first, None
+    bend = 2 * every[..., 2, :, :]
+    curvature = np.sum(weight * slope**2 + weighted * bend, axis=-3)
+    curvature = 2 * factor * curvature
+    # in log alpha: d/dt = alpha d/dalpha, d2/dt2 = alpha F' + alpha^2 F''
+    return values, alphas * first, alphas * first + alphas**2 * curvature
 
 
 def choose_factorization(size, n_val, n_targets, n_points, n_alphas, alpha_low=None):
@@ -618,6 +637,14 @@ class _FoldPath(FoldProblem):
         weight = self.s_val[:, None, None]
         return self.loss_curve(alphas, every, residual, weight, 0.0, second)
 
+    def compact(self):
+        """The compact form of :meth:`_compact_form` (computed once), or None
+        where it does not apply (a reduced fold, or no more validation rows
+        than the rank)."""
+        if self._compact is None and self.M is not None and len(self.Y_val) > self.rank:
+            self._compact = self._compact_form()
+        return self._compact or None
+
     def _compact_form(self):
         """``(R, u, floor)`` with ``sqrt(s_val) M = QR`` (reduced QR),
         ``u = Q' sqrt(s_val) (Y_val - y_mean)`` and ``floor`` the targets'
@@ -627,12 +654,21 @@ class _FoldPath(FoldProblem):
         ``||R z - u||^2 + floor`` with ``z = (T + alpha I)^{-1} C``: many points
         and targets cost ``rank^2`` each instead of ``n_val * rank``, after
         one QR (worth it when the columns outnumber twice the rank).
+
+        One Householder QR of ``[sqrt(s_val) M, target]`` gives all three
+        without forming ``Q``: its triangle is ``[[R, u], [0, V]]``, and the
+        targets' parts outside ``range(M)`` have the norms of ``V``'s columns
+        (sums of squares, as for a residual formed explicitly).
         """
         root = np.sqrt(self.s_val)[:, None]
         target = root * (self.Y_val - self.y_mean)
-        Q, R = np.linalg.qr(root * self.M)
-        u = Q.T @ target
-        floor = np.sum((target - Q @ u) ** 2, axis=0)
+        rank = self.rank
+        reduced, _, _, info = lapack.dgeqrf(np.hstack([root * self.M, target]))
+        if info != 0:  # pragma: no cover - argument errors only
+            raise np.linalg.LinAlgError(f"geqrf failed (info={info})")
+        triangle = np.triu(reduced[: reduced.shape[1]])
+        R, u = triangle[:rank, :rank], triangle[:rank, rank:]
+        floor = np.sum(triangle[rank:, rank:] ** 2, axis=0)
         return R, u, floor
 
     def predictions(self, alphas):
@@ -672,3 +708,57 @@ class _FoldPath(FoldProblem):
             intercept = self.y_mean - self.x_mean @ coef if self.fit_intercept else None
             out.append((coef[:, 0] if self.one_target else coef, intercept))
         return out
+
+
+class CompactFolds:
+    """Folds in compact form (:meth:`_FoldPath.compact`) of one rank and
+    number of targets: their curves in one computation.
+
+    With small systems (a few features), each fold's :meth:`_FoldPath.curve`
+    costs more in calls than in arithmetic; stacked, the folds' diagonal
+    scalings and products with ``R`` are one batched product per point set.
+    :meth:`of` gives None where the folds do not qualify.
+    """
+
+    def __init__(self, paths, forms):
+        self.d = np.stack([path.d for path in paths])  # (K, r)
+        self.C = np.stack([path.C for path in paths])  # (K, r, q)
+        self.R = np.stack([form[0] for form in forms])  # (K, r, r)
+        self.u = np.stack([form[1] for form in forms])[:, :, None, :]
+        self.floor = np.stack([form[2] for form in forms])[:, None, :]
+        self.factor = np.array([path.factor for path in paths])[:, None, None]
+
+    @classmethod
+    def of(cls, paths):
+        """The folds' batch, or None unless every fold has a compact form
+        of one shape."""
+        # the compact forms' QR factorizations cost n_val * rank^2 each: only
+        # for folds small enough that calls, not flops, set the curves' cost
+        small = all(
+            path.M is not None and len(path.Y_val) * path.rank**2 <= _BATCH_SIZE
+            for path in paths
+        )
+        forms = [path.compact() for path in paths] if small else [None]
+        if any(form is None for form in forms):
+            return None
+        if len({(form[0].shape, form[1].shape) for form in forms}) != 1:
+            return None
+        return cls(paths, forms)
+
+    def curves(self, alphas, second=True):
+        """Every fold's ``F_t`` and derivatives in ``log alpha_t`` at
+        ``alphas`` (shape (n_points, q)): three arrays of shape (K,
+        n_points, q), the last None unless ``second``."""
+        alphas = np.asarray(alphas, dtype=np.float64)
+        K, rank = self.d.shape
+        inverse = 1.0 / (self.d[:, :, None, None] + alphas[None, None])
+        powers = [inverse * self.C[:, :, None, :]]
+        for _ in range(2 if second else 1):
+            powers.append(inverse * powers[-1])
+        stacked = np.stack(powers, axis=2)  # (K, r, n_parts, n_points, q)
+        every = np.matmul(self.R, stacked.reshape(K, rank, -1))
+        every = every.reshape(stacked.shape)
+        residual = every[:, :, 0] - self.u
+        return loss_derivatives(
+            self.factor, alphas, every, residual, 1.0, self.floor, second
+        )
