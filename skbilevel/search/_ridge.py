@@ -29,6 +29,11 @@ alphas: ``diag(1 / (d + alpha))`` becomes ``(T + alpha I)^{-1}``, one O(m)
 Cholesky factorization per alpha; a cost model chooses per fold
 (:func:`choose_factorization`).
 
+With one target, a Lanczos basis of the target's Krylov space serves as well
+(every shifted solution lies in it): as many steps as give the solution at
+the box's smallest ``alpha`` to a set accuracy, when that takes fewer than
+the reduction's cost (else the fold is reduced after all).
+
 This is what leave-one-out ``RidgeCV`` does with one decomposition of all the
 data, for K-fold cross-validation at the price of K decompositions (or K
 reductions).
@@ -277,6 +282,7 @@ class RidgePathSearch(ExactSearch):
                     low.size,
                     alpha_low,
                 ),
+                workload=(n_points, low.size),
                 alpha_low=alpha_low,
             )
             for k, fold in enumerate(self.folds)

@@ -30,7 +30,8 @@ from ._ridge_rows import (
 __all__ = ["choose_factorization"]
 
 # The fold factorization: None lets choose_factorization decide by cost,
-# "eigen" or "tridiagonal" imposes one.
+# "eigen", "tridiagonal" or "krylov" imposes one (a Krylov basis is tried
+# for one target only, and kept only within its budget).
 _FACTORIZATION = None
 # Costs of a fold's factorizations of dimension m (n_val validation rows),
 # in units of 5e-11 s, measured with one OpenBLAS thread for m from 50 to
@@ -300,15 +301,32 @@ def _krylov_error(diag, offdiag, alpha):
 
 def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
     """An orthonormal basis of the Krylov space of ``system`` from ``b`` in
-    which ``(system + alpha I)^{-1} b`` is known to ``tol`` (relative, the
-    error estimate of :func:`_krylov_error`) for every ``alpha >= alpha_low``.
+    which ``(system + alpha I)^{-1} b`` is estimated to be known to ``tol``
+    (relative, :func:`_krylov_error`) for every ``alpha >= alpha_low``.
 
     The Lanczos recurrence, each new vector orthogonalized against all the
     previous ones twice (classical Gram-Schmidt): the basis stays orthonormal
     to round-off, so ``T = Q' S Q`` and the shifted systems' residuals are
-    what the recurrence says. The error is checked every ``_KRYLOV_CHECK``
-    steps at ``alpha_low`` (the worst conditioned shift); a smaller
-    Krylov space holds the solution at larger alphas as accurately.
+    what the recurrence says. The error is estimated every ``_KRYLOV_CHECK``
+    steps at ``alpha_low`` (the worst conditioned shift; a Krylov space holds
+    the solutions at larger alphas at least as accurately). The estimate
+    divides the residual by the smallest Ritz value, which can lie far above
+    an eigenvalue the space has not reached yet (one that ``b`` barely
+    excites); the basis is accepted when two consecutive estimates pass
+    (``_KRYLOV_CHECK`` more steps), or when the space is exhausted
+    (``S Q = Q T``: exact).
+
+    Parameters
+    ----------
+    system : ndarray of shape (m, m)
+        Symmetric positive semi-definite.
+    b : ndarray of shape (m,)
+    alpha_low : float
+        The smallest shift the basis must serve (0 allowed: the space must
+        then be exhausted, or ``system`` well conditioned on it).
+    max_steps : int
+        The most steps worth taking (:func:`krylov_budget`).
+    tol : float, default=_KRYLOV_TOL
 
     Returns
     -------
@@ -316,9 +334,10 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
         ``(Q, theta, Z)``: the basis (k x m, its vectors as rows) and the
         eigendecomposition of ``T = Z diag(theta) Z'`` (``theta`` clipped at
         zero). None when the error would not reach ``tol`` within
-        ``max_steps`` (extrapolated from its decay), or ``b`` is zero.
+        ``max_steps`` (extrapolated from its decay), or when ``b`` is zero or
+        the recurrence meets a non-finite value.
     n_steps : int
-        The steps taken.
+        The steps taken (0 for a zero or non-finite ``b``).
     """
     norm = np.linalg.norm(b)
     if not (np.isfinite(norm) and norm > 0):
@@ -336,18 +355,20 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
             w -= basis.T @ (basis @ w)
         offdiag[j] = np.linalg.norm(w)
         k = j + 1
+        if not (np.isfinite(diag[j]) and np.isfinite(offdiag[j])):
+            return None, k
         scale = max(np.abs(diag[:k]).max(), offdiag[:k].max())
         exhausted = offdiag[j] <= np.finfo(float).eps * scale * np.sqrt(len(b))
         if exhausted or k % _KRYLOV_CHECK == 0 or k == max_steps:
-            # an exhausted space (S Q = Q T) holds the solution exactly
             theta, Z, error = _krylov_error(diag[:k], offdiag[:k], alpha_low)
-            if exhausted or error <= tol:
+            confirmed = errors.get(k - _KRYLOV_CHECK, np.inf) <= tol
+            if exhausted or (error <= tol and confirmed):
                 return (Q[:k], theta, Z), k
             errors[k] = error
             # the estimate rises while the smallest Ritz value still falls:
             # judge its decay over two checks, from the third on
             previous = errors.get(k - 2 * _KRYLOV_CHECK)
-            if previous is not None:
+            if previous is not None and error > tol:
                 rate = np.log(error / previous) / (2 * _KRYLOV_CHECK)
                 if not rate < 0 or k + np.log(tol / error) / rate > max_steps:
                     return None, k
@@ -427,7 +448,7 @@ class _FoldPath(FoldProblem):
     shared : tuple or None, default=None
         The fold's products computed from all the rows
         (:meth:`SharedRows.products`), or None to compute the fold's own.
-    factorization : {"eigen", "tridiagonal"} or None, default=None
+    factorization : {"eigen", "tridiagonal", "krylov"} or None, default=None
         None: :func:`choose_factorization` for ``workload``.
     workload : tuple of int, default=(25, 1)
         ``(n_points, n_alphas)`` of :func:`choose_factorization`.
@@ -444,6 +465,9 @@ class _FoldPath(FoldProblem):
         ``"krylov"``.
     krylov_steps : int or None
         The Lanczos steps taken, kept or not (None: none tried).
+    rank : int
+        Dimension of the factorization's basis: the system's, or the
+        Krylov basis's (fewer).
     """
 
     def __init__(
@@ -472,7 +496,9 @@ class _FoldPath(FoldProblem):
             if Y.shape[1] == 1:
                 budget = krylov_budget(len(system))
                 low = 0.0 if alpha_low is None else float(alpha_low)
-                krylov, self.krylov_steps = lanczos(system, right[:, 0], low, budget)
+                krylov, steps = lanczos(system, right[:, 0], low, budget)
+                # (a zero target has no Krylov space: nothing was tried)
+                self.krylov_steps = steps or None
             if krylov is None:  # the cheaper of the others
                 factorization = _cheaper_factorization(
                     len(system), len(readout), Y.shape[1], *workload
@@ -504,6 +530,11 @@ class _FoldPath(FoldProblem):
             del system, reduced
             self.C = _reflect(*self._reflectors, right, "T")
             self.M, self._readout = None, readout  # G (Q z), never G Q
+        elif factorization != "krylov":
+            raise ValueError(
+                "factorization must be 'eigen', 'tridiagonal' or 'krylov', got "
+                f"{factorization!r}."
+            )
         # built when many points are asked at once (with M)
         self._compact = None if self.M is not None else False
         self._lifted = {}  # Q z of points evaluated, by alpha
@@ -584,14 +615,16 @@ class _FoldPath(FoldProblem):
         return V
 
     def _remember(self, alphas, lifted):
-        """Keep ``Q z`` of each point, shape (rank, n_points, q), for its
-        predictions and solutions (asked for after the search)."""
+        """Keep ``Q z`` of each point, shape (m, n_points, q) (``m`` the
+        system's dimension), for its predictions and solutions (asked for
+        after the search)."""
         for row, column in zip(alphas, np.moveaxis(lifted, 1, 0)):
             self._lifted[row.tobytes()] = column
 
     def _lifted_columns(self, alphas):
         """``Q (T + alpha I)^{-1} C`` of every point side by side, shape
-        (rank, n_points * q): one matrix product then serves all points."""
+        (m, n_points * q) (``m`` the system's dimension): one matrix product
+        then serves all points."""
         alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
         missing = [
             i for i, row in enumerate(alphas) if row.tobytes() not in self._lifted
