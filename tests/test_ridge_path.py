@@ -513,6 +513,25 @@ def _paths(shape, factorization, shared=False):
     ]
 
 
+def _assert_paths_agree(references, paths, alphas, tolerances, intercept):
+    """Each path's curve (values and both derivatives), predictions and fold
+    solutions at ``alphas`` are its reference's: ``tolerances`` is
+    ``(rtol, atol of the curves, atol of the rest)``, the absolute ones
+    relative to each array's largest entry."""
+    rtol, curve_atol, atol = tolerances
+    for a, b in zip(references, paths):
+        for one, other in zip(a.curve(alphas), b.curve(alphas)):
+            assert_allclose(other, one, rtol=rtol, atol=curve_atol * np.abs(one).max())
+        for one, other in zip(a.predictions(alphas), b.predictions(alphas)):
+            assert_allclose(other, one, rtol=rtol, atol=atol * np.abs(one).max())
+        for (coef_a, int_a), (coef_b, int_b) in zip(
+            a.solutions(alphas), b.solutions(alphas)
+        ):
+            assert_allclose(coef_b, coef_a, rtol=rtol, atol=atol * np.abs(coef_a).max())
+            if intercept:
+                assert_allclose(int_b, int_a, rtol=1e-8)
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
 @pytest.mark.parametrize("case", list(KERNEL_CASES))
 def test_tridiagonal_reduction_gives_the_eigen_paths_curve(case, shared):
@@ -528,18 +547,7 @@ def test_tridiagonal_reduction_gives_the_eigen_paths_curve(case, shared):
     shared_alphas = np.exp(np.linspace(-6, 8, 8))[:, None] * np.ones(q)
     own_alphas = np.exp(np.linspace(-3, 4, 3 * q)).reshape(3, q)
     for alphas in (shared_alphas, own_alphas):
-        for a, b in zip(eigen, reduced):
-            for one, other in zip(a.curve(alphas), b.curve(alphas)):
-                scale = np.abs(one).max()
-                assert_allclose(other, one, rtol=1e-8, atol=1e-11 * scale)
-            for one, other in zip(a.predictions(alphas), b.predictions(alphas)):
-                assert_allclose(other, one, rtol=1e-8, atol=1e-10 * np.abs(one).max())
-            for (coef_a, int_a), (coef_b, int_b) in zip(
-                a.solutions(alphas), b.solutions(alphas)
-            ):
-                assert_allclose(coef_b, coef_a, rtol=1e-7, atol=1e-10)
-                if shape[4]:
-                    assert_allclose(int_b, int_a, rtol=1e-8)
+        _assert_paths_agree(eigen, reduced, alphas, (1e-8, 1e-11, 1e-10), shape[4])
     # the tridiagonal path is still one: no fallback was needed
     assert {path.factorization for path in reduced} == {"tridiagonal"}
 
@@ -776,22 +784,11 @@ def test_krylov_basis_gives_the_eigen_paths_curve_above_its_floor(
         # the tolerance was reached before the space was exhausted
         assert path.krylov_steps == path.rank < reference.rank / 2
     alphas = np.exp(np.linspace(np.log(alpha_low), np.log(1e4), 9))[:, None]
-    for a, b in zip(eigen, krylov):
-        for one, other in zip(a.curve(alphas), b.curve(alphas)):
-            scale = np.abs(one).max()
-            # (X + 10 without an intercept: a kernel of condition ~1e8,
-            # whose derivatives neither factorization has to more than
-            # ~1e-8 of their scale; the eigendecomposition's move by that
-            # much between the fold's products and those of all rows)
-            assert_allclose(other, one, rtol=1e-7, atol=1e-7 * scale)
-        for one, other in zip(a.predictions(alphas), b.predictions(alphas)):
-            assert_allclose(other, one, rtol=1e-7, atol=1e-8 * np.abs(one).max())
-        for (coef_a, int_a), (coef_b, int_b) in zip(
-            a.solutions(alphas), b.solutions(alphas)
-        ):
-            assert_allclose(coef_b, coef_a, rtol=1e-7, atol=1e-8 * np.abs(coef_a).max())
-            if fit_intercept:
-                assert_allclose(int_b, int_a, rtol=1e-8)
+    # (X + 10 without an intercept: a kernel of condition ~1e8, whose
+    # derivatives neither factorization has to more than ~1e-8 of their
+    # scale; the eigendecomposition's move by that much between the fold's
+    # products and those of all rows)
+    _assert_paths_agree(eigen, krylov, alphas, (1e-7, 1e-7, 1e-8), fit_intercept)
 
 
 def test_lanczos_error_estimate_bounds_the_solutions_error():
