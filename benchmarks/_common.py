@@ -41,9 +41,12 @@ __all__ = [
     "load_sparse_split",
     "median_time",
     "optuna_search",
+    "oracle_fit",
     "pool_2x2",
     "print_table",
+    "run_module",
     "search_methods",
+    "timed_in_turns",
 ]
 
 #: The 20 values of C every grid-based baseline tries.
@@ -272,6 +275,37 @@ def median_time(function, repeat=3, warm_up=False):
         result = function()
         times.append(time.perf_counter() - start)
     return result, float(np.median(times))
+
+
+def timed_in_turns(makers, X, y, repeat, first=None):
+    """``({name: last model}, {name: median seconds of fit})`` of the methods
+    ``makers`` (name -> unfitted estimator), fit in turns: one fit of each
+    per turn, so that all see the shared machine in the same states.
+
+    Each method is fit once first, untimed where that takes under a second
+    (a longer first fit counts as its first turn); ``first`` gives that fit
+    for methods already fit once, ``{name: (model, seconds)}``. ``repeat``
+    turns, at least 15 where a method's fit takes under 0.1 s (a few
+    milliseconds' fits vary by a third between single runs on this machine).
+    """
+    first, times, fitted = dict(first or {}), {}, {}
+    for name, make in makers.items():
+        if name not in first:
+            start = time.perf_counter()
+            model = make().fit(X, y)
+            first[name] = (model, time.perf_counter() - start)
+        fitted[name], seconds = first[name]
+        times[name] = [seconds] if seconds >= 1.0 else []
+    shortest = min(seconds for _, seconds in first.values())
+    turns = repeat if shortest >= 0.1 else max(repeat, 15)
+    for _ in range(turns):
+        for name, make in makers.items():
+            if len(times[name]) >= turns:
+                continue
+            start = time.perf_counter()
+            fitted[name] = make().fit(X, y)
+            times[name].append(time.perf_counter() - start)
+    return fitted, {name: float(np.median(t)) for name, t in times.items()}
 
 
 def print_table(rows, columns, title=None):

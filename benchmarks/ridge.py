@@ -3,8 +3,8 @@
 Run ``python benchmarks/ridge.py`` from the repository root (``--quick`` for
 smaller data, a minute; ``--repeat N`` runs per method, median reported,
 default 3; a method whose fit takes under a second is fit once more
-first, untimed). The scalar table fits its four methods in turns, one fit
-of each per turn, and at least 15 turns where every fit takes under 0.1 s.
+first, untimed). Each table fits its methods in turns, one fit of each per
+turn, and at least 15 turns where a method's fit takes under 0.1 s.
 One BLAS thread for every method, the same 5 folds (``KFold(5)``),
 ``scoring="neg_mean_squared_error"`` where a search scores.
 
@@ -38,7 +38,7 @@ import time
 import warnings
 
 import numpy as np
-from _common import median_time
+from _common import timed_in_turns
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -93,39 +93,6 @@ def sklearn_cv_mse(X, y, splits, alpha):
     return -scores["test_score"].mean()
 
 
-def timed_in_turns(makers, X, y, repeat):
-    """``({name: last model}, {name: median seconds of fit})`` of the methods
-    ``makers`` (name -> unfitted estimator), fit in turns: one fit of each
-    per turn, so that all see the shared machine in the same states.
-
-    Each method is fit once first, untimed where that takes under a second
-    (a longer first fit counts as its first turn). ``repeat`` turns, at
-    least 15 where every fit takes under 0.1 s (a few milliseconds' fits
-    vary by a third between single runs on this machine).
-    """
-    first, times, fitted = {}, {}, {}
-    for name, make in makers.items():
-        start = time.perf_counter()
-        fitted[name] = make().fit(X, y)
-        first[name] = time.perf_counter() - start
-        times[name] = [first[name]] if first[name] >= 1.0 else []
-    turns = repeat if max(first.values()) >= 0.1 else max(repeat, 15)
-    for _ in range(turns):
-        for name, make in makers.items():
-            if len(times[name]) >= turns:
-                continue
-            start = time.perf_counter()
-            fitted[name] = make().fit(X, y)
-            times[name].append(time.perf_counter() - start)
-    return fitted, {name: float(np.median(t)) for name, t in times.items()}
-
-
-def timed(make, X, y, repeat):
-    """``(last model, median seconds of fit)`` over ``repeat`` fits, after an
-    untimed warm-up fit where a fit takes under a second."""
-    return median_time(lambda: make().fit(X, y), repeat, warm_up=True)
-
-
 def scalar_table(quick, repeat):
     rows = []
     for name, X, y in data_sets(quick):
@@ -147,15 +114,19 @@ def scalar_table(quick, repeat):
                 scoring="neg_mean_squared_error",
             ),
         }
-        # the oracle fits at our alpha: known after our first fit
-        alpha = makers["ours"]().fit(X, y).best_params_["alpha"]
+        # the oracle fits at our alpha: known after our first fit (which
+        # serves as our warm-up)
+        start = time.perf_counter()
+        first = makers["ours"]().fit(X, y)
+        first = {"ours": (first, time.perf_counter() - start)}
+        alpha = first["ours"][0].best_params_["alpha"]
 
         def oracle(alpha=alpha, X=X, y=y, splits=splits):
             cross_validate(Ridge(alpha=alpha), X, y, cv=splits)
             return Ridge(alpha=alpha)
 
         makers["oracle"] = oracle
-        fitted, seconds = timed_in_turns(makers, X, y, repeat)
+        fitted, seconds = timed_in_turns(makers, X, y, repeat, first)
         loo, grid = fitted["loo"], fitted["grid"]
         t_ours, t_oracle = seconds["ours"], seconds["oracle"]
         t_loo, t_grid = seconds["loo"], seconds["grid"]
@@ -191,26 +162,31 @@ def per_target_table(quick, repeat):
     Y = Y + rng.standard_normal(Y.shape) * np.logspace(0, 2.5, q) * Y.std(axis=0) / 30
     splits = list(KFold(5).split(X))
     low, high = np.full(q, 1e-4), np.full(q, 1e4)
-    ours, t_ours = timed(
-        lambda: BilevelSearchCV(
+    makers = {
+        "ours": lambda: BilevelSearchCV(
             Ridge(), {"alpha": (low, high)}, cv=splits, scoring="neg_mean_squared_error"
         ),
-        X,
-        Y,
-        repeat,
-    )
-    loo, t_loo = timed(
-        lambda: RidgeCV(alphas=GRID_20, alpha_per_target=True), X, Y, repeat
-    )
+        "loo": lambda: RidgeCV(alphas=GRID_20, alpha_per_target=True),
+    }
+    start = time.perf_counter()
+    first = makers["ours"]().fit(X, Y)
+    first = {"ours": (first, time.perf_counter() - start)}
+    ours_alphas = np.asarray(first["ours"][0].best_params_["alpha"])
+
+    def oracle():  # cross-validation at our alphas, then the refit
+        cross_validate(Ridge(alpha=ours_alphas), X, Y, cv=splits)
+        return Ridge(alpha=ours_alphas)
+
+    makers["oracle"] = oracle
+    fitted, seconds = timed_in_turns(makers, X, Y, repeat, first)
+    loo = fitted["loo"]
+    t_ours, t_loo, t_oracle = seconds["ours"], seconds["loo"], seconds["oracle"]
     curves = cv_curve(X, Y, splits, GRID_201)
     best = curves.min(axis=0)
     rows = []
     for method, t, alphas in [
-        (
-            "BilevelSearchCV (per target)",
-            t_ours,
-            np.asarray(ours.best_params_["alpha"]),
-        ),
+        ("BilevelSearchCV (per target)", t_ours, ours_alphas),
+        ("oracle", t_oracle, ours_alphas),
         ("RidgeCV(20, LOO, per target)", t_loo, np.asarray(loo.alpha_)),
     ]:
         mse = np.array(

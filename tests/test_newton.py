@@ -386,3 +386,5 @@ def test_xtol_near_a_zero_solution_ends_with_the_gradient_test():
     measured = minimize_newton_cg(centred, hessp, x0, tol=1e-4, xtol=1e-2)
     assert measured.converged
     assert measured.n_fun <= 2 * plain.n_fun
+    # at the gradient test's precision (the gradient is a * x)
+    assert np.linalg.norm(a * measured.x) <= 1e-4 * np.linalg.norm(a * x0)

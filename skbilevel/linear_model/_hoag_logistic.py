@@ -32,9 +32,8 @@ from ..search import (
     fold_weights,
     make_search,
     materialize_folds,
-    refit_xtol,
+    newton_refit,
 )
-from ..solvers import minimize_newton_cg
 from ..utils._array_api import (
     describe_placement,
     device_of,
@@ -563,15 +562,14 @@ class HOAGLogisticRegression(
         )
         lam = on_device(result.lam)
         start = time.perf_counter()
-        solution = minimize_newton_cg(
-            lambda w: inner.value_and_grad(w, lam),
-            lambda w: inner.hessp(w, lam),
+        solution = newton_refit(
+            inner,
+            lam,
             w0,
             tol=self.polish_tol,
             gtol_scale=inner.weight_total,
             gtol_norm="max",
             max_iter=max(self.inner_max_iter, 1000),
-            xtol=refit_xtol(self.polish_tol),
         )
         if self.verbose > 0:
             print(

@@ -35,9 +35,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
 from ..objectives.quadratic import quadratic_moments
-from ..search import as_engine_array, fit_steps, refit_xtol, route_fit_params
+from ..search import as_engine_array, fit_steps, newton_refit, route_fit_params
 from ..search._banded import banded_coefficients
-from ..solvers import minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import (
     _check_sample_weight,
@@ -225,15 +224,14 @@ def refit_vector_penalty(
             scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
         else:  # scikit-learn's test: per unit of training weight
             scale, norm = inner.weight_total, "max"
-        solution = minimize_newton_cg(
-            lambda w: inner.value_and_grad(w, lam),
-            lambda w: inner.hessp(w, lam),
+        solution = newton_refit(
+            inner,
+            lam,
             _mean_fold_solution(search.solutions(index)),
             tol=tol,
             gtol_scale=scale,
             gtol_norm=norm,
             max_iter=max_iter,
-            xtol=refit_xtol(tol),
         )
     if verbose > 0:
         how = (

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._step import DECREASE_STOP, GRADIENT_STOP
+
 __all__ = ["Bracket", "hermite_minimizer", "interpolate_bracket", "run_bracket"]
 
 # Tolerance factor of the points reached by a full-width jump.
@@ -98,6 +100,7 @@ def run_bracket(trace, low, high, size, tol=None):
     # (positive secant curvature): near a minimum, where HOAG's tests mean
     # something (in the flat end the hypergradient is small too)
     by_secant = False
+    one_penalty = low.size == 1
     for _ in range(size):
         point = np.clip(np.full(low.shape, t), low, high)
         # Points reached by a full-width jump are far from the minimum: their
@@ -125,8 +128,7 @@ def run_bracket(trace, low, high, size, tol=None):
         converging = tol is not None and by_secant
         # (the norm bounds the projected one HOAG tests)
         if converging and np.linalg.norm(evaluation.grad) <= tol:
-            reason = "projected hypergradient norm below tol"
-            return Bracket(best, points, spacing, None, reason)
+            return Bracket(best, points, spacing, None, GRADIENT_STOP)
         step, by_secant = spacing, False
         if previous is not None:
             curvature = (previous[1] - slope) / (previous[0] - t)
@@ -134,15 +136,10 @@ def run_bracket(trace, low, high, size, tol=None):
                 step = min(spacing, slope / curvature)
                 by_secant = True
                 # the decrease along the diagonal: all of it for one penalty
-                decrease = slope * slope / (2 * curvature)
-                one_penalty = low.size == 1
-                if (
-                    converging
-                    and one_penalty
-                    and decrease <= tol * abs(evaluation.value)
-                ):
-                    reason = "predicted decrease of h below tol"
-                    return Bracket(best, points, spacing, None, reason)
+                if converging and one_penalty:
+                    decrease = slope * slope / (2 * curvature)
+                    if decrease <= tol * abs(evaluation.value):
+                        return Bracket(best, points, spacing, None, DECREASE_STOP)
             else:
                 step = spacing * CONCAVE_STEP
         if step < _MIN_STEP:

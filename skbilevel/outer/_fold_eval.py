@@ -281,20 +281,16 @@ def _predicted_start(inner, state, lam, lam_host):
     if tau == 0.0:
         return state.w, 0
     candidate = state.w + tau * (state.w - w_prev)
-    if state.data_value is None:
-        plain = float(inner.value(state.w, lam))
-        n_fun = 2
-    else:
-        plain = state.data_value + float(inner.penalty_value(state.w, lam))
-        n_fun = 1
+    # the last solution's objective from its data part (set with previous)
+    plain = state.data_value + float(inner.penalty_value(state.w, lam))
     # when the candidate wins, its predictions are the ones the solver's
     # first evaluation reuses (see InnerObjective._raw)
     if float(inner.value(candidate, lam)) < plain:
-        return candidate, n_fun
-    return state.w, n_fun
+        return candidate, 1
+    return state.w, 1
 
 
-def _inner_solve(inner, outer, state, lam, lam_host, settings):
+def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
     """Warm-started inner solve at ``lam``: (LBFGSResult, objective
     evaluations spent choosing the start).
 
@@ -305,14 +301,12 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings):
     point's, and the outer step control would read it as zero curvature (on
     digits with shuffled folds, ten steps instead of one to settle).
     """
-    min_iter = int(settings.gradient and _moved(state, lam_host))
+    min_iter = int(settings.gradient and moved)
     floor = None
     if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
-    memory = state.memory
-    if state.lam is None:
-        memory = None  # pairs of an unknown lambda cannot be shifted
-    elif memory is not None and len(memory):
+    memory = state.memory  # None while lam is unknown (a cold start)
+    if memory is not None and len(memory):
         model = inner.model
         solved_at = inner.xp.asarray(state.lam, dtype=model.dtype, device=model.device)
         change = inner.penalty_curvature(lam) - inner.penalty_curvature(solved_at)
@@ -415,9 +409,12 @@ def evaluate_fold(fold, state, lam, settings):
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:
         state = state._replace(gradient_scale=_gradient_scale(inner))
-    result, n_predict = _inner_solve(inner, outer, state, lam, lam_host, settings)
+    moved = _moved(state, lam_host)
+    result, n_predict = _inner_solve(
+        inner, outer, state, lam, lam_host, settings, moved
+    )
     previous = state.previous
-    if state.lam is not None and _moved(state, lam_host):
+    if state.lam is not None and moved:
         previous = (state.w, state.lam)
     state = state._replace(
         w=result.x,

@@ -14,6 +14,11 @@ import numpy as np
 __all__ = ["StepControl"]
 
 
+# Why a search converged (HOAG's step control and the bracket's stop).
+GRADIENT_STOP = "projected hypergradient norm below tol"
+DECREASE_STOP = "predicted decrease of h below tol"
+
+
 class StepControl:
     """Step length and stopping tests of the gradient phase.
 
@@ -45,11 +50,11 @@ class StepControl:
         """Why the search has converged at ``lam`` (gradient ``g``), or None."""
         projected = lam - np.clip(lam - g, self.low, self.high)
         if np.linalg.norm(projected) <= self.tol:
-            return "projected hypergradient norm below tol"
+            return GRADIENT_STOP
         if self.secant and projected @ projected / (2 * self.L) <= self.tol * abs(
             value
         ):
-            return "predicted decrease of h below tol"
+            return DECREASE_STOP
         return None
 
     def propose(self, lam, g):

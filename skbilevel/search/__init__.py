@@ -37,7 +37,7 @@ from ._service import (
     SearchOptions,
     SearchResult,
     make_search,
-    refit_xtol,  # noqa: F401 (for the estimators' refits)
+    newton_refit,  # noqa: F401 (for the estimators' refits)
 )
 from ._space import STRUCTURES, HyperSpace
 from ._vector import VECTOR_STRUCTURES  # noqa: F401 (for the estimators)

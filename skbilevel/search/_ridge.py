@@ -27,7 +27,7 @@ A tridiagonal reduction of the same matrix (``Q T Q'``, a quarter of the
 eigendecomposition's work) serves as well when the targets share few
 alphas: ``diag(1 / (d + alpha))`` becomes ``(T + alpha I)^{-1}``, one O(m)
 Cholesky factorization per alpha; a cost model chooses per fold
-(:func:`choose_factorization`).
+(``choose_factorization`` in :mod:`._ridge_factor`).
 
 With one target, a Lanczos basis of the target's Krylov space serves as well
 (every shifted solution lies in it): as many steps as give the solution at
@@ -52,8 +52,7 @@ import scipy.sparse as sp
 
 from ..outer import Evaluation
 from ..outer.hoag import history_record
-from ..utils._array_api import to_numpy
-from ._ridge_factor import CompactFolds, _FoldPath, choose_factorization
+from ._ridge_factor import CompactFolds, _FoldPath
 from ._service import Reporter, SearchResult
 
 __all__ = [
@@ -180,13 +179,6 @@ def describe_factorizations(paths):
     return text
 
 
-def _system_size(fold):
-    """Dimension of a fold's system: its training rows or its features."""
-    X, weight = fold.inner.model.X, fold.inner.sample_weight
-    n = X.shape[0] if weight is None else int(np.count_nonzero(to_numpy(weight)))
-    return min(n, X.shape[1])
-
-
 class RidgePathSearch(ExactSearch):
     """The search of :class:`GradientSearch`'s interface, in closed form.
 
@@ -274,14 +266,6 @@ class RidgePathSearch(ExactSearch):
             _FoldPath(
                 fold,
                 None if self.rows is None else self.rows.products(k),
-                choose_factorization(
-                    _system_size(fold),
-                    fold.outer.model.n_samples,
-                    self.n_outputs,
-                    n_points,
-                    low.size,
-                    alpha_low,
-                ),
                 workload=(n_points, low.size),
                 alpha_low=alpha_low,
             )

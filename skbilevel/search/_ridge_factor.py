@@ -90,25 +90,26 @@ def fold_validation_data(fold):
 
 
 def diagonal_powers(d, C, alphas, n_powers):
-    """``(diag(d) + alpha I)^{-k} C`` for ``k = 1..n_powers`` at each point.
+    """``(diag(d) + alpha I)^{-k} C`` for ``k = 1..n_powers`` at each point
+    (for each fold, when folds lead ``d`` and ``C``).
 
     Parameters
     ----------
-    d : ndarray of shape (rank,)
-    C : ndarray of shape (rank, q)
+    d : ndarray of shape ([K,] rank)
+    C : ndarray of shape ([K,] rank, q)
     alphas : ndarray of shape (n_points, q)
         Each point's alpha of each column of ``C``.
     n_powers : int
 
     Returns
     -------
-    ndarray of shape (rank, n_powers, n_points, q)
+    ndarray of shape ([K,] rank, n_powers, n_points, q)
     """
-    inverse = 1.0 / (d[:, None, None] + alphas[None])
-    powers = [inverse * C[:, None, :]]
+    inverse = 1.0 / (d[..., None, None] + alphas)
+    powers = [inverse * C[..., None, :]]
     for _ in range(n_powers - 1):
         powers.append(inverse * powers[-1])
-    return np.stack(powers, axis=1)
+    return np.stack(powers, axis=-3)
 
 
 class FoldProblem:
@@ -346,7 +347,7 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
     Q = np.empty((max_steps + 1, len(b)))
     diag, offdiag = np.empty(max_steps), np.empty(max_steps)
     Q[0] = b / norm
-    errors = {}
+    errors, scale = {}, 0.0
     for j in range(max_steps):
         w = system @ Q[j]
         diag[j] = Q[j] @ w
@@ -357,7 +358,7 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
         k = j + 1
         if not (np.isfinite(diag[j]) and np.isfinite(offdiag[j])):
             return None, k
-        scale = max(np.abs(diag[:k]).max(), offdiag[:k].max())
+        scale = max(scale, abs(diag[j]), offdiag[j])
         exhausted = offdiag[j] <= np.finfo(float).eps * scale * np.sqrt(len(b))
         if exhausted or k % _KRYLOV_CHECK == 0 or k == max_steps:
             theta, Z, error = _krylov_error(diag[:k], offdiag[:k], alpha_low)
@@ -650,8 +651,8 @@ class _FoldPath(FoldProblem):
         n_parts = 3 if second else 2
         stacked = self._powers(alphas, n_parts).reshape(self.rank, -1)
         rank, n_val = self.rank, len(self.Y_val)
-        if self._compact is None and n_val > rank and stacked.shape[1] > 2 * rank:
-            self._compact = self._compact_form()
+        if self._compact is None and stacked.shape[1] > 2 * rank:
+            self.compact()
         if self._compact:
             # weighted residuals in the basis of R: ||R z - u||^2 + the part
             # of the targets no alpha reaches (sums of squares: no cancellation)
@@ -784,11 +785,8 @@ class CompactFolds:
         n_points, q), the last None unless ``second``."""
         alphas = np.asarray(alphas, dtype=np.float64)
         K, rank = self.d.shape
-        inverse = 1.0 / (self.d[:, :, None, None] + alphas[None, None])
-        powers = [inverse * self.C[:, :, None, :]]
-        for _ in range(2 if second else 1):
-            powers.append(inverse * powers[-1])
-        stacked = np.stack(powers, axis=2)  # (K, r, n_parts, n_points, q)
+        # (K, r, n_parts, n_points, q)
+        stacked = diagonal_powers(self.d, self.C, alphas, 3 if second else 2)
         every = np.matmul(self.R, stacked.reshape(K, rank, -1))
         every = every.reshape(stacked.shape)
         residual = every[:, :, 0] - self.u

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..hypergrad import get_linear_solver
 from ..outer import CrossValidatedProblem, hoag
+from ..solvers import minimize_newton_cg
 from ..utils._array_api import to_numpy
 from ._progress import SearchProgress
 
@@ -422,12 +423,14 @@ def snapshot(problem):
     return copies
 
 
-def refit_xtol(polish_tol):
-    """Step test of a refit on all the data (``xtol`` of Newton-CG).
+def newton_refit(inner, lam, w0, *, tol, gtol_scale, gtol_norm, max_iter):
+    """A refit on all the data at ``lam`` from ``w0`` (the mean of the fold
+    solutions): Newton-CG on ``inner`` (an :class:`InnerObjective`) with its
+    gradient test at ``tol`` (``polish_tol``) and the step test below.
 
-    The refit starts from the mean of the fold solutions, which were fitted
-    with a fifth less data at the same penalty: along directions of weak
-    curvature it can pass scikit-learn's gradient test at ``polish_tol``
+    The mean of the fold solutions was fitted with a fifth less data at the
+    same penalty: along directions of weak curvature it can pass
+    scikit-learn's gradient test at ``polish_tol``
     while its coefficients are far from the solution (on the 40000 x 20000
     sparse problem of the benchmarks, 15% off, with a held-out log-loss
     0.75% worse than the solution's). The refit therefore ends only after
@@ -438,9 +441,22 @@ def refit_xtol(polish_tol):
     sets of the benchmarks the refits ended 1e-4 to 1.6e-2 from it, each
     closer than ``LogisticRegression`` at ``tol=polish_tol`` fitted from zero
     (2e-3 to 8e-2); a bound of 1% cost 10-class Fashion-MNIST (5000 rows) 5.1 s
-    instead of 1.5 s for a precision no fit there needs.
+    instead of 1.5 s for a precision no fit there needs (session scripts at
+    6936c30 and 6842423).
+
+    Returns the result of :func:`~skbilevel.solvers.minimize_newton_cg`
+    (an ``LBFGSResult``).
     """
-    return min(0.1, 1e3 * float(polish_tol))
+    return minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        w0,
+        tol=tol,
+        gtol_scale=gtol_scale,
+        gtol_norm=gtol_norm,
+        max_iter=max_iter,
+        xtol=min(0.1, 1e3 * float(tol)),
+    )
 
 
 def mean_of(solutions):

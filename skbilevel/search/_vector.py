@@ -319,10 +319,9 @@ class VectorSearch(KeptSolutions):
         # penalties). The descent's folds start cold: those solutions were
         # trained on B, and an inexact solve warm-started from them would
         # carry some of B into the descent.
-        # (a new w: the secant of the path and the data part of the
-        # objective that predicted the next start were the old one's)
+        # (the descent's states are fresh: no path, no memory to drop)
         self.cv_problem.states = [
-            state._replace(w=w, lam=None, previous=None, data_value=None)
+            state._replace(w=w)
             for state, w in zip(self.cv_problem.states, self.scalar.problem.solutions())
         ]
         options = self.options

@@ -195,9 +195,8 @@ def minimize_newton_cg(
             t /= 2
         else:
             message = "the line search found no decrease (round-off level)"
-            converged = test.passes(grad, grad_norm) or (
-                test.size(grad, grad_norm) <= 10 * gtol
-            )
+            # (grad is still the one `passing` tested)
+            converged = passing or test.size(grad, grad_norm) <= 10 * gtol
             break
         decrease = value - float(new_value)
         x, value, grad = trial, float(new_value), new_grad
