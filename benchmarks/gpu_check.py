@@ -148,12 +148,12 @@ class Device:
         import skbilevel.model_selection._search as search_module
         import skbilevel.search._folds as folds_module
 
-        def to_stand_in(X):
+        def to_stand_in(X, dtype=None):
             if X is None:
                 return None
             if hasattr(X, "toarray"):  # no sparse arrays in the standard
                 X = X.toarray()
-            return self.xp.asarray(np.asarray(X), device=self.where)
+            return self.xp.asarray(np.asarray(X, dtype=dtype), device=self.where)
 
         hoag_module.to_cuda = folds_module.to_cuda = to_stand_in
         search_module.check_device_available = lambda: None
@@ -387,7 +387,9 @@ def run_tests(device, budget):
     if device.stand_in:
         return {"skipped": "stand-in: tests/test_gpu.py needs a GPU"}
     start = time.perf_counter()
-    env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": str(ROOT)}
+    # The checkout first, then whatever the caller had (carried wheels).
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": path}
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q",
          "-p", "no:cacheprovider"],

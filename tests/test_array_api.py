@@ -410,9 +410,9 @@ def test_bilevel_search_on_a_device_matches_numpy(kind, device, monkeypatch):
 
     moved = []
 
-    def to_stand_in(X):
+    def to_stand_in(X, dtype=None):
         moved.append(X.shape)
-        return xps.asarray(np.asarray(X, dtype=np.float64), device=device)
+        return xps.asarray(np.asarray(X, dtype=dtype), device=device)
 
     monkeypatch.setattr(folds_module, "to_cuda", to_stand_in)
     monkeypatch.setattr(search_module, "check_device_available", lambda: None)
@@ -450,6 +450,41 @@ def test_bilevel_search_on_a_device_matches_numpy(kind, device, monkeypatch):
     assert_allclose(
         searches[1].best_estimator_.predict(X), searches[0].best_estimator_.predict(X)
     )
+
+
+@on_devices
+def test_bilevel_search_float32_data_travel_as_float32(device, monkeypatch):
+    # device="cuda" with float32 data: the host keeps them float32 (no float64
+    # copy of X), the copy to the device is converted to float64 there, and
+    # the search is the float64 search of the CPU, to round-off.
+    import skbilevel.model_selection._search as search_module
+    import skbilevel.search._folds as folds_module
+
+    moved = []
+
+    def to_stand_in(X, dtype=None):
+        moved.append((X.dtype, dtype))
+        return xps.asarray(np.asarray(X, dtype=dtype), device=device)
+
+    monkeypatch.setattr(folds_module, "to_cuda", to_stand_in)
+    monkeypatch.setattr(search_module, "check_device_available", lambda: None)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    searches = [
+        BilevelSearchCV(
+            LogisticRegression(), {"C": (1e-3, 1e3)}, cv=3, device=where
+        ).fit(X, y)
+        for where in (None, "cuda")
+    ]
+    assert moved and set(moved) == {(np.dtype(np.float32), np.float64)}
+    cpu, gpu = (search.cv_results_ for search in searches)
+    assert_allclose(
+        np.asarray(gpu["param_C"].tolist(), dtype=float),
+        np.asarray(cpu["param_C"].tolist(), dtype=float),
+        rtol=1e-6,
+    )
+    assert_allclose(gpu["mean_test_score"], cpu["mean_test_score"], rtol=1e-6)
+    assert searches[1].best_estimator_.coef_.dtype == np.float32  # the user's refit
 
 
 @on_devices

@@ -303,9 +303,17 @@ def test_as_engine_array():
     csr = as_engine_array(sp.csc_matrix(X))
     assert csr.format == "csr" and csr.dtype == np.float64
     assert_array_equal(csr.toarray(), X)
+    # For the GPU: float32 stays float32 (converted on the device), the rest
+    # becomes float64 as before.
+    single = X.astype(np.float32)
+    kept = as_engine_array(single, keep_float32=True)
+    assert kept.dtype == np.float32 and np.shares_memory(kept, single)  # no copy
+    assert as_engine_array(X.astype(int), keep_float32=True).dtype == np.float64
+    assert as_engine_array(X, keep_float32=True).dtype == np.float64
     X[1, 2] = np.nan
-    with pytest.raises(ValueError, match="Input X contains NaN"):
-        as_engine_array(X)
+    for keep_float32 in (False, True):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            as_engine_array(X.astype(np.float32), keep_float32=keep_float32)
 
 
 # -- fold_weights --------------------------------------------------------------------

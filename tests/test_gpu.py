@@ -36,12 +36,14 @@ def _on_gpu(*arrays):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cupy_input_matches_numpy(dtype):
     from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from skbilevel import HOAGLogisticRegression
 
     X, y = load_digits(return_X_y=True)
-    X = StandardScaler().fit_transform(X).astype(dtype)
+    X64 = StandardScaler().fit_transform(X)
+    X = X64.astype(dtype)
     params = dict(C_init=1.0, max_iter=3, tol=1e-12)
     with pytest.warns(Warning):
         reference = HOAGLogisticRegression(**params).fit(X, y)
@@ -50,15 +52,29 @@ def test_cupy_input_matches_numpy(dtype):
     # Every fitted array on the GPU; classes_ stays NumPy (labels may be strings).
     _on_gpu(model.coef_, model.intercept_, model.lambda_)
     assert isinstance(model.classes_, np.ndarray)
-    rtol = 1e-3 if dtype == np.float32 else 1e-6
-    assert_allclose(model.C_, reference.C_, rtol=rtol)
-    assert_allclose(cupy.asnumpy(model.coef_), reference.coef_, rtol=rtol, atol=rtol)
+    if dtype == np.float64:
+        assert_allclose(model.C_, reference.C_, rtol=1e-6)
+        expected, X_expected, atol = reference, X, 1e-6
+    else:
+        # In float32 the search's path depends on the order of the sums: on
+        # NumPy alone, permuting the features moved C_ after these three steps
+        # by up to 3.5% and cv_loss_ by 1e-4 (relative). The GPU's reductions,
+        # in another order, land within that spread (the first GPU run: C_
+        # 0.4105 against NumPy's 0.4149, which a 1e-3 tolerance failed). The
+        # fitted model is then checked against scikit-learn's at the C_ the GPU
+        # chose: the refit stops at polish_tol=1e-4 (4e-3 from the exact
+        # coefficients on NumPy, float32 or float64).
+        assert_allclose(model.C_, reference.C_, rtol=0.05)
+        assert_allclose(model.cv_loss_, reference.cv_loss_, rtol=2e-4)
+        expected = LogisticRegression(C=float(model.C_), tol=1e-10, max_iter=10_000)
+        expected, X_expected, atol = expected.fit(X64, y), X64, 1e-2
+    assert_allclose(cupy.asnumpy(model.coef_), expected.coef_, atol=atol)
     proba = model.predict_proba(cupy.asarray(X))
     _on_gpu(proba, model.decision_function(cupy.asarray(X)))
-    assert_allclose(cupy.asnumpy(proba), reference.predict_proba(X), atol=rtol)
+    assert_allclose(cupy.asnumpy(proba), expected.predict_proba(X_expected), atol=atol)
     labels = model.predict(cupy.asarray(X))
     _on_gpu(labels)
-    assert np.mean(cupy.asnumpy(labels) == reference.predict(X)) > 0.99
+    assert np.mean(cupy.asnumpy(labels) == expected.predict(X_expected)) > 0.99
     with pytest.raises(ValueError, match="must use the same namespace"):
         model.predict(X)  # NumPy input to a CuPy model
 
@@ -89,8 +105,11 @@ def test_device_cuda_with_numpy_and_sparse_input():
     assert_allclose(dense.C_, cpu.C_, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_bilevel_search_on_cuda_matches_cpu(sparse):
+def test_bilevel_search_on_cuda_matches_cpu(sparse, dtype):
+    # float32 data travel as float32 and are converted to float64 on the GPU:
+    # the search is the CPU's float64 search, to round-off.
     import scipy.sparse as sp
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
@@ -99,9 +118,9 @@ def test_bilevel_search_on_cuda_matches_cpu(sparse):
     from skbilevel import BilevelSearchCV
 
     X, y = load_digits(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X = StandardScaler().fit_transform(X).astype(dtype)
     if sparse:
-        X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0.0))
+        X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0).astype(dtype))
     searches = [
         BilevelSearchCV(
             LogisticRegression(), {"C": (1e-3, 1e3)}, cv=3, device=device

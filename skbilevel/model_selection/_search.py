@@ -733,7 +733,7 @@ class BilevelSearchCV(BaseSearchCV):
         encoding = adapter.encode_targets(split.final, y)
         rows = None
         if split.prefix is None:
-            X_engine = as_engine_array(X)
+            X_engine = as_engine_array(X, keep_float32=self.device == "cuda")
             folds = materialize_folds(
                 X_engine, y, splits, feature_names=_get_feature_names(X)
             )
@@ -771,6 +771,7 @@ class BilevelSearchCV(BaseSearchCV):
             penalty=lambda n_features: space.penalty(n_features, n_outputs),
             fit_intercept=adapter.fit_intercept(split.final),
             device=self.device,
+            dtype=np.float64,
         )
         if space.structure == "outputs" and space.lam_low.size not in (1, n_outputs):
             raise ValueError(

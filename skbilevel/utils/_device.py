@@ -62,16 +62,24 @@ def check_device_available():
     return cupy
 
 
-def to_cuda(X):
-    """Copy a NumPy array or SciPy sparse matrix to the GPU (CuPy / cupyx)."""
+def to_cuda(X, dtype=None):
+    """Copy a NumPy array or SciPy sparse matrix to the GPU (CuPy / cupyx).
+
+    ``dtype``: converted on the GPU after the copy (None keeps the host's), so
+    that float32 data travel as float32.
+    """
     if X is None:
         return None
     cupy = check_device_available()
     if sp.issparse(X):
         import cupyx.scipy.sparse as cusp
 
-        return cusp.csr_matrix(sp.csr_matrix(X))
-    return cupy.asarray(X)
+        moved = cusp.csr_matrix(sp.csr_matrix(X))
+    else:
+        moved = cupy.asarray(X)
+    if dtype is not None and moved.dtype != dtype:
+        moved = moved.astype(dtype)
+    return moved
 
 
 def to_host(X):
