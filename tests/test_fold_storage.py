@@ -447,3 +447,36 @@ def test_scoring_multiplies_shared_rows_once_for_several_folds(
     assert calls == ([16] if group_bytes == 64 * 2**20 else [4, 4, 4, 4])
     copies = materialize_folds(X, None, splits, storage="copy")
     assert _shared_products(copies, per_fold) == [None] * len(copies)
+
+
+def test_scoring_products_of_float32_rows_are_float64_and_banded(monkeypatch):
+    # Float32 data, kept so on the host for a search on the GPU: the scoring
+    # products convert bands of rows (NumPy's mixed float32 @ float64 product
+    # does not call BLAS) and equal the float64 data's products.
+    from skbilevel.model_selection import _scoring
+    from skbilevel.model_selection._scoring import _shared_products
+
+    X64 = _matrix(False)
+    X = X64.astype(np.float32)
+    splits = list(KFold(4, shuffle=True, random_state=0).split(X))
+    rng = np.random.default_rng(3)
+    per_fold = [[rng.standard_normal((6, 2))] for _ in splits]
+    expected = _shared_products(
+        materialize_folds(X.astype(np.float64), None, splits, storage="view"), per_fold
+    )
+    bands, original = [], _scoring.grouped
+
+    def counted(source, source_t, kind, operands):
+        assert source.dtype == np.float64
+        bands.append(source.shape[0])
+        return original(source, source_t, kind, operands)
+
+    monkeypatch.setattr(_scoring, "grouped", counted)
+    # bands of 7 rows; the cap also leaves each fold's product to itself
+    monkeypatch.setattr(_scoring, "_GROUP_BYTES", 8 * 6 * 7)
+    views = materialize_folds(X, None, splits, storage="view")
+    products = _shared_products(views, per_fold)
+    assert X.shape[0] == 40 and bands == [7, 7, 7, 7, 7, 5] * len(splits)
+    for product, reference in zip(products, expected):
+        assert product.dtype == np.float64
+        assert_allclose(product, reference, rtol=1e-13)
