@@ -128,6 +128,36 @@ def test_evaluate_fold_leaves_its_state_alone():
     assert warm.n_iter < cold.n_iter
 
 
+def test_one_job_calls_the_folds_here_without_joblib(monkeypatch):
+    # n_jobs=None and no backend active: the folds are called in turn, here,
+    # without a joblib.Parallel, and give the threads' results to the bit;
+    # with jobs, joblib runs them
+    from skbilevel.outer import problem as problem_module
+
+    reference = _evaluations(
+        CrossValidatedProblem(_folds(), get_linear_solver("shine"), n_jobs=2)
+    )
+    parallel = problem_module.Parallel
+    made = []
+
+    def counted_parallel(*args, **kwargs):
+        made.append(kwargs.get("n_jobs"))
+        return parallel(*args, **kwargs)
+
+    monkeypatch.setattr(problem_module, "Parallel", counted_parallel)
+    problem = CrossValidatedProblem(_folds(), get_linear_solver("shine"))
+    with _Counted() as counted:
+        evaluations = _evaluations(problem)
+    assert made == [] and counted.here == 4 * N_FOLDS
+    for evaluation, expected in zip(evaluations, reference):
+        _assert_same(evaluation.fold_values, expected.fold_values)
+        if expected.grad is not None:
+            _assert_same(evaluation.grad, expected.grad)
+    with parallel_config(n_jobs=2):
+        problem.evaluate([0.5])
+    assert made == [None]
+
+
 # -- a dask cluster of two worker processes ----------------------------------------
 def test_problem_scatters_its_folds_once(dask_client, monkeypatch):
     threaded = CrossValidatedProblem(

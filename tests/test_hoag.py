@@ -527,3 +527,48 @@ def test_the_secant_prediction_projects_several_penalties_on_the_last_step():
     assert_allclose(start, 2 * w - w_prev)
     exact = solution(along, w)
     assert np.linalg.norm(start - exact) < 0.5 * np.linalg.norm(w - exact)
+
+
+def test_newton_pairs_replace_the_memory_and_shift_it_only_when_kept(monkeypatch):
+    # With newton_pairs, a solve that takes a step returns its own curvature
+    # pairs: the memory it came with is not shifted to the new lambda for
+    # nothing. A solve that makes no product returns that memory, shifted.
+    from skbilevel.hypergrad import get_linear_solver
+    from skbilevel.outer._fold_eval import FoldSettings, evaluate_fold, initial_state
+
+    inner, outer, _ = make_fold("multinomial", n_samples=150, n_features=10)
+    fold = Fold(inner, outer)
+    settings = FoldSettings(
+        linear_solver=get_linear_solver("shine"),
+        inner_max_iter=100,
+        memory_size=10,
+        correct_values=False,
+        inner_tol=1e-6,
+        linear_tol=1e-3,
+        gradient=True,
+        newton=True,
+        newton_pairs=True,
+    )
+    state = evaluate_fold(fold, initial_state(fold), np.array([-1.0]), settings).state
+    assert len(state.memory)
+    shifts = []
+    shift = _fold_eval._shift_memory
+
+    def counted_shift(xp, memory, change):
+        if change is not None:
+            shifts.append(change)
+        return shift(xp, memory, change)
+
+    monkeypatch.setattr(_fold_eval, "_shift_memory", counted_shift)
+    stepped = evaluate_fold(fold, state, np.array([-1.3]), settings)
+    assert stepped.n_iter >= 1 and shifts == []
+    # a loose test the warm start passes, no gradient: no step, no product
+    loose = settings._replace(gradient=False, inner_tol=1e3)
+    kept = evaluate_fold(fold, state, np.array([-1.3]), loose)
+    assert kept.n_iter == 0 and len(shifts) == 1
+    lam_old, lam_new = np.array([-1.0]), np.array([-1.3])
+    change = inner.penalty_curvature(lam_new) - inner.penalty_curvature(lam_old)
+    expected = shift(np, state.memory, change)
+    assert len(kept.state.memory) == len(expected)
+    for got, want in zip(kept.state.memory.y, expected.y):
+        assert_allclose(got, want, rtol=1e-14)

@@ -252,6 +252,30 @@ def test_two_loop_matches_dense_bfgs(seed, n_pairs, gamma_max):
         np.testing.assert_allclose(np.asarray(strict(xp.asarray(v))), h @ v, rtol=1e-10)
 
 
+@pytest.mark.parametrize("memory_size", [1, 10])
+@pytest.mark.parametrize("gamma_max", [None, 1e-2])
+def test_stacked_inverse_matches_the_two_loops_on_a_run(memory_size, gamma_max):
+    # The pairs of an L-BFGS run on a logistic regression (ill-conditioned,
+    # far from random), applied as gamma v + Z' M (Z v) with Z = [S; Y]
+    # stacked, and by the two loops: the same matrix, to round-off.
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((200, 30)) * np.logspace(0, 2, 30)
+    y = np.where(X @ rng.standard_normal(30) + rng.standard_normal(200) > 0, 1.0, -1.0)
+    fun = logistic_loss(X, y, 1e-3)
+    memory = minimize_lbfgs(fun, np.zeros(30), tol=1e-6, memory_size=memory_size).memory
+    assert len(memory) == memory_size
+    operator = inv_hessian_operator(np, memory, gamma_max=gamma_max)
+    xp = array_api_strict
+    strict_memory = LBFGSMemory(*(tuple(xp.asarray(a) for a in f) for f in memory))
+    strict = inv_hessian_operator(xp, strict_memory, gamma_max=gamma_max)
+    for v in rng.standard_normal((3, 30)):
+        expected = inv_hessian_product(np, memory, v, gamma_max=gamma_max)
+        atol = 1e-12 * np.abs(expected).max()
+        np.testing.assert_allclose(operator(v), expected, rtol=1e-10, atol=atol)
+        product = np.asarray(strict(xp.asarray(v)))
+        np.testing.assert_allclose(product, expected, rtol=1e-10, atol=atol)
+
+
 def test_empty_memory_product_is_scaled_identity():
     v = np.arange(3.0)
     np.testing.assert_array_equal(inv_hessian_product(np, empty_memory(), v), v)

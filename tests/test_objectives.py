@@ -245,14 +245,143 @@ def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatc
     assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
 
 
+def _on_the_array_api_path(monkeypatch, *objectives):
+    """Make ``objectives`` compute their products by the array-API path."""
+    for objective in objectives:
+        monkeypatch.setattr(objective.model, "_in_place", lambda: False)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("structure", ["scalar", "per_feature"])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_in_place_products_match_the_array_api_path(
+    loss_name, structure, fit_intercept, weighted, monkeypatch
+):
+    # Dense NumPy folds compute their products by NumPy's own operations
+    # (LinearPredictor._in_place): the same objectives on the array-API path
+    # agree to round-off, and the Hessian product is the derivative of the
+    # gradient.
+    options = dict(fit_intercept=fit_intercept, weighted=weighted)
+    inner, outer, n_hyper = make_fold(loss_name, structure, **options)
+    generic, generic_outer, _ = make_fold(loss_name, structure, **options)
+    _on_the_array_api_path(monkeypatch, generic, generic_outer)
+    assert inner.model._in_place() and outer.model._in_place()
+    rng = np.random.default_rng(11)
+    w = 0.3 * rng.standard_normal(inner.n_params)
+    lam = rng.uniform(-1, 1, n_hyper)
+    v = rng.standard_normal(inner.n_params)
+
+    value, grad = inner.value_and_grad(w, lam)
+    expected_value, expected_grad = generic.value_and_grad(w, lam)
+    assert_allclose(value, expected_value, rtol=1e-13)
+    scale = np.abs(expected_grad).max()
+    assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14 * scale)
+    hvp = inner.hessp(w, lam)(v)
+    expected_hvp = generic.hessp(w, lam)(v)
+    assert_allclose(hvp, expected_hvp, rtol=1e-12, atol=1e-14 * np.abs(hvp).max())
+    fd_hvp = central_difference(lambda x: inner.value_and_grad(x, lam)[1], w, v)
+    assert_allclose(hvp, fd_hvp, rtol=1e-5, atol=1e-6)
+    outer_grad = outer.value_and_grad(w)[1]
+    assert_allclose(outer_grad, generic_outer.value_and_grad(w)[1], rtol=1e-12)
+    # float32 data with float64 parameters: NumPy's promotion, either path
+    inner32, _, _ = make_fold(loss_name, structure, dtype=np.float32, **options)
+    generic32, _, _ = make_fold(loss_name, structure, dtype=np.float32, **options)
+    _on_the_array_api_path(monkeypatch, generic32)
+    hvp32 = inner32.hessp(w, lam)(v)
+    expected32 = generic32.hessp(w, lam)(v)
+    assert hvp32.dtype == expected32.dtype
+    assert_allclose(hvp32, expected32, rtol=1e-5, atol=1e-6 * np.abs(hvp32).max())
+
+
+def test_products_a_router_serves_are_asked_of_it():
+    # the products of a fold in lockstep go to the router of its thread,
+    # not to NumPy's own operations
+    from skbilevel.objectives._products import routing
+
+    inner, _, n_hyper = make_fold("multinomial", weighted=True)
+    fresh, _, _ = make_fold("multinomial", weighted=True)
+    X = inner.model.source
+
+    class Router:
+        asks = []
+
+        def serves(self, source):
+            return source is X
+
+        def ask(self, kind, operand):
+            self.asks.append(kind)
+            return X @ operand if kind == "forward" else X.T @ operand
+
+    rng = np.random.default_rng(12)
+    w, v = rng.standard_normal((2, inner.n_params))
+    lam = np.zeros(n_hyper)
+    with routing(Router()) as router:
+        assert not inner.model._in_place()
+        value, grad = inner.value_and_grad(w, lam)
+        hvp = inner.hessp(w, lam)(v)
+    assert router.asks == ["forward", "adjoint", "forward", "adjoint"]
+    assert inner.model._in_place()
+    expected_value, expected_grad = fresh.value_and_grad(w, lam)
+    assert_allclose(value, expected_value, rtol=1e-13)
+    assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
+    assert_allclose(hvp, fresh.hessp(w, lam)(v), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+def test_hessp_reuses_the_probabilities_of_its_point_only(loss_name, monkeypatch):
+    # The curvature at the point of the last gradient comes from that
+    # gradient's probabilities (no softmax again). Another lambda at that
+    # point reuses them rightly; another point, another array of the same
+    # values, or the same array modified in place computes its own. Each
+    # product is a fresh objective's at a new array (which it cannot reuse).
+    inner, _, n_hyper = make_fold(loss_name, weighted=True)
+    fresh, _, _ = make_fold(loss_name, weighted=True)
+    computed = []
+    curvature = inner.loss.curvature
+    monkeypatch.setattr(
+        inner.loss, "curvature", lambda *args: computed.append(1) or curvature(*args)
+    )
+    rng = np.random.default_rng(13)
+    w = rng.normal(size=inner.n_params)
+    v = rng.normal(size=inner.n_params)
+    lam = np.zeros(n_hyper)
+
+    def expected(point, lam):
+        return fresh.hessp(point.copy(), lam)(v)
+
+    inner.value_and_grad(w, lam)
+    assert_allclose(inner.hessp(w, lam)(v), expected(w, lam), rtol=1e-14)
+    assert_allclose(inner.hessp(w, lam + 1.0)(v), expected(w, lam + 1.0), rtol=1e-14)
+    assert computed == []  # the gradient's probabilities, twice
+    # (a shift of every raw prediction alike leaves a softmax as it is)
+    change = rng.normal(size=inner.n_params)
+    moved = w + change
+    assert_allclose(inner.hessp(moved, lam)(v), expected(moved, lam), rtol=1e-14)
+    assert len(computed) == 1
+    inner.value_and_grad(moved, lam)
+    assert_allclose(inner.hessp(w, lam)(v), expected(w, lam), rtol=1e-14)
+    inner.value_and_grad(w, lam)
+    assert_allclose(inner.hessp(w.copy(), lam)(v), expected(w, lam), rtol=1e-14)
+    assert len(computed) == 3
+    # modified in place after its gradient: not the point of that gradient
+    inner.value_and_grad(w, lam)
+    before = expected(w, lam)
+    w += change
+    after = expected(w, lam)
+    assert not np.allclose(after, before, rtol=1e-3)
+    assert_allclose(inner.hessp(w, lam)(v), after, rtol=1e-14)
+    assert_allclose(inner.value(w, lam), fresh.value(w.copy(), lam), rtol=1e-14)
+
+
 def test_shipped_objectives_leave_the_reused_predictions_behind():
     cloudpickle = pytest.importorskip("cloudpickle")
     inner, _, _ = make_fold("binary")
     w, lam = np.ones(inner.n_params), np.zeros(1)
     inner.value_and_grad(w, lam)
-    assert inner._last_raw is not None
+    assert inner._last_point is not None
     shipped = cloudpickle.loads(cloudpickle.dumps(inner))
-    assert shipped._last_raw is None
+    assert shipped._last_point is None
     assert_allclose(shipped.value(w, lam), inner.value(w, lam))
 
 

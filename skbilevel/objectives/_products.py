@@ -13,9 +13,15 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["adjoint", "forward", "grouped", "routing"]
+__all__ = ["adjoint", "forward", "grouped", "routed", "routing"]
 
 _local = threading.local()
+
+
+def routed(source):
+    """Whether this thread's router runs the products with ``source``."""
+    router = getattr(_local, "router", None)
+    return router is not None and router.serves(source)
 
 
 def forward(source, coef):

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..hypergrad.direct import DirectSolver
 from ..hypergrad.implicit import hypergradient
-from ..solvers import LBFGSMemory, minimize_lbfgs, minimize_newton_cg
+from ..solvers import LBFGSMemory, empty_memory, minimize_lbfgs, minimize_newton_cg
 from ..solvers.direct import direct_factor
 from ..utils._array_api import to_numpy
 from ._placement import resolve
@@ -215,8 +215,11 @@ def _shift_memory(xp, memory, curvature_change):
     ``c_j = exp(lambda_{g(j)})``, so the Hessian changes by exactly
     ``diag(c_new - c_old)``: a pair ``(s, y)`` of the old problem becomes
     ``(s, y + (c_new - c_old) * s)`` up to the data term's variation along the
-    step. Pairs whose curvature turns non-positive are dropped.
+    step. Pairs whose curvature turns non-positive are dropped. No change
+    (None): ``memory`` as it is.
     """
+    if curvature_change is None:
+        return memory
     pairs = []
     for s, y in zip(memory.s, memory.y):
         y_new = y + curvature_change * s
@@ -306,13 +309,20 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
     if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
     memory = state.memory  # None while lam is unknown (a cold start)
+    change = None
     if memory is not None and len(memory):
         model = inner.model
         solved_at = inner.xp.asarray(state.lam, dtype=model.dtype, device=model.device)
         change = inner.penalty_curvature(lam) - inner.penalty_curvature(solved_at)
-        memory = _shift_memory(inner.xp, memory, change)
     start, n_predict = _predicted_start(inner, state, lam, lam_host)
     if settings.newton:
+        # Newton-CG keeping its own pairs (newton_pairs) returns the memory
+        # it is given only when it made no conjugate-gradient product (that
+        # very object; its own pairs are a new one, even when empty): the
+        # memory is shifted then, not before every solve whose steps
+        # replace it
+        deferred = settings.newton_pairs and change is not None
+        given = empty_memory() if deferred else _shift_memory(inner.xp, memory, change)
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             lambda w: inner.hessp(w, lam),
@@ -323,9 +333,11 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
             gtol_floor=floor,
             max_iter=settings.inner_max_iter,
             min_iter=min_iter,
-            memory=memory,
+            memory=given,
             memory_size=settings.memory_size if settings.newton_pairs else None,
         )
+        if deferred and result.memory is given:
+            result = result._replace(memory=_shift_memory(inner.xp, memory, change))
         return result, n_predict
     secant_direction = None
     if settings.gradient and settings.linear_solver.opa:
@@ -343,7 +355,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         max_iter=settings.inner_max_iter,
         min_iter=min_iter,
         memory_size=settings.memory_size,
-        memory=memory,
+        memory=_shift_memory(inner.xp, memory, change),
         secant_direction=secant_direction,
     )
     return result, n_predict

@@ -288,19 +288,19 @@ class CrossValidatedProblem:
         )
         # the folds themselves where the backend runs calls in this process
         folds = self._placement.handles(active_backend())
-        if (
-            self._lockstep is not None
-            and effective_n_jobs(self.n_jobs) == 1
-            and folds is self._placement.folds
-        ):
-            # one process, one fold at a time: the folds' products with the
-            # matrix they share are grouped (see ._lockstep)
-            results = self._lockstep.run(
-                [
-                    functools.partial(evaluate_fold, fold, state, lam, settings)
-                    for fold, state in zip(self.folds, self.states)
-                ]
-            )
+        if effective_n_jobs(self.n_jobs) == 1 and folds is self._placement.folds:
+            calls = [
+                functools.partial(evaluate_fold, fold, state, lam, settings)
+                for fold, state in zip(folds, self.states)
+            ]
+            if self._lockstep is not None:
+                # one process, one fold at a time: the folds' products with
+                # the matrix they share are grouped (see ._lockstep)
+                results = self._lockstep.run(calls)
+            else:
+                # what joblib does with one job, less its dispatch (0.4 ms
+                # an evaluation, measured on digits' five folds)
+                results = [call() for call in calls]
         else:
             parallel = self._parallel
             if parallel is None:

