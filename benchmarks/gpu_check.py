@@ -406,7 +406,7 @@ def run_tests(device, budget):
     if device.stand_in:
         return {"skipped": "stand-in: tests/test_gpu.py needs a GPU"}
     start = time.perf_counter()
-    # The checkout first, then whatever the caller had (carried wheels).
+    # The checkout first, then the caller's own PYTHONPATH.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": path}
     completed = subprocess.run(

@@ -480,3 +480,22 @@ def test_scoring_products_of_float32_rows_are_float64_and_banded(monkeypatch):
     for product, reference in zip(products, expected):
         assert product.dtype == np.float64
         assert_allclose(product, reference, rtol=1e-13)
+
+
+def test_the_storage_rule_sizes_the_copies_in_the_engines_dtype(monkeypatch):
+    # float32 host data of a search on the GPU are converted to float64
+    # there: their copies weigh twice what the host's would, and the rule
+    # reads that size (a float32 size would copy where float64 data view)
+    X = _matrix(False).astype(np.float32)
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
+    copies_64 = 8 * X.size * sum(len(a) + len(b) for a, b in splits) / X.shape[0]
+    slowdown = X.shape[0] / min(len(train) for train, _ in splits) - 1.0
+    # between the float32 and the float64 copies' size
+    monkeypatch.setattr(
+        folds_module, "_VIEW_BYTES_PER_SLOWDOWN", 0.75 * copies_64 / slowdown
+    )
+    as_float64 = materialize_folds(X.astype(np.float64), None, splits)
+    assert isinstance(as_float64[0].X_train, RowView)
+    assert not isinstance(materialize_folds(X, None, splits)[0].X_train, RowView)
+    engine = materialize_folds(X, None, splits, dtype=np.float64)
+    assert isinstance(engine[0].X_train, RowView)

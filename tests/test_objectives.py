@@ -292,6 +292,15 @@ def test_in_place_products_match_the_array_api_path(
     expected32 = generic32.hessp(w, lam)(v)
     assert hvp32.dtype == expected32.dtype
     assert_allclose(hvp32, expected32, rtol=1e-5, atol=1e-6 * np.abs(hvp32).max())
+    # float32 data and parameters, float64 lam: the penalty's terms promote
+    # the results on both paths
+    w32, v32 = w.astype(np.float32), v.astype(np.float32)
+    for got, want in [
+        (inner32.value_and_grad(w32, lam)[1], generic32.value_and_grad(w32, lam)[1]),
+        (inner32.hessp(w32, lam)(v32), generic32.hessp(w32, lam)(v32)),
+    ]:
+        assert got.dtype == want.dtype
+        assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
 def test_products_a_router_serves_are_asked_of_it():

@@ -735,7 +735,11 @@ class BilevelSearchCV(BaseSearchCV):
         if split.prefix is None:
             X_engine = as_engine_array(X, keep_float32=self.device == "cuda")
             folds = materialize_folds(
-                X_engine, y, splits, feature_names=_get_feature_names(X)
+                X_engine,
+                y,
+                splits,
+                feature_names=_get_feature_names(X),
+                dtype=np.float64,
             )
             if self.device != "cuda":
                 rows = SharedRows(X_engine, splits, adapter.fit_intercept(split.final))

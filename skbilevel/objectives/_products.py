@@ -18,27 +18,28 @@ __all__ = ["adjoint", "forward", "grouped", "routed", "routing"]
 _local = threading.local()
 
 
+def _router(source):
+    """This thread's router if it runs the products with ``source``, else None."""
+    router = getattr(_local, "router", None)
+    return router if router is not None and router.serves(source) else None
+
+
 def routed(source):
     """Whether this thread's router runs the products with ``source``."""
-    router = getattr(_local, "router", None)
-    return router is not None and router.serves(source)
+    return _router(source) is not None
 
 
 def forward(source, coef):
     """``source @ coef``, or its share of a product the thread's router runs."""
-    router = getattr(_local, "router", None)
-    if router is not None and router.serves(source):
-        return router.ask("forward", coef)
-    return source @ coef
+    router = _router(source)
+    return source @ coef if router is None else router.ask("forward", coef)
 
 
 def adjoint(source, source_t, cotangent):
     """``source.T @ cotangent`` (``source_t`` is ``source.T``), or its share of a
     product the thread's router runs."""
-    router = getattr(_local, "router", None)
-    if router is not None and router.serves(source):
-        return router.ask("adjoint", cotangent)
-    return source_t @ cotangent
+    router = _router(source)
+    return source_t @ cotangent if router is None else router.ask("adjoint", cotangent)
 
 
 class routing:

@@ -226,9 +226,10 @@ class LinearPredictor:
     def _adjoint_in_place(self, raw_cotangent, coef_term):
         """:meth:`adjoint` by NumPy, written into one new array (see _in_place)."""
         X = self.source
-        dtype = X.dtype
-        if raw_cotangent.dtype != dtype:
-            dtype = np.result_type(dtype, raw_cotangent.dtype)
+        # the array-API path's dtype: the coefficient term's counts too
+        dtype = np.result_type(
+            X.dtype, raw_cotangent.dtype, *([] if coef_term is None else [coef_term])
+        )
         out = np.empty(self.n_params, dtype=dtype)
         coef_part = out[: self.n_coef]
         # (n_features,) or (n_features, K): a view of out, contiguous
@@ -429,14 +430,6 @@ class InnerObjective:
     def _coef(self, w):
         return w[: self.model.n_coef]
 
-    def _with_penalty(self, data_part, coef_part):
-        """Add a vector over the coefficients to the coefficient block of ``data_part``."""
-        xp = self.xp
-        n_coef = self.model.n_coef
-        if n_coef == data_part.shape[0]:
-            return data_part + coef_part
-        return xp.concat([data_part[:n_coef] + coef_part, data_part[n_coef:]])
-
     def value(self, w, lam):
         """``G(w, lam)`` as a 0-d array."""
         xp = self.xp
@@ -525,8 +518,10 @@ class InnerObjective:
         xp = self.xp
         zeros = self.model.zeros()
         n_coef = self.model.n_coef
-        strength = self.penalty.strength(xp, lam)
-        return self._with_penalty(zeros, strength + zeros[:n_coef])
+        coef_part = self.penalty.strength(xp, lam) + zeros[:n_coef]
+        if n_coef == zeros.shape[0]:
+            return coef_part
+        return xp.concat([coef_part, zeros[n_coef:]])
 
     def curvature_floor(self, lam):
         """``min_g exp(lam_g)``: the Hessian's coefficient block is at least this."""

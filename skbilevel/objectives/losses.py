@@ -74,7 +74,20 @@ def _log_softmax_parts(xp, raw):
     return (row_max + xp.log(total))[:, 0], shifted / total
 
 
-class BinaryLogisticLoss:
+class _Loss:
+    """What every loss derives from its ``value_gradient_and_mean``,
+    ``mean`` and ``curvature_at_mean``."""
+
+    def value_and_gradient(self, xp, y, raw):
+        """Per-sample losses and their gradients with respect to ``raw``."""
+        return self.value_gradient_and_mean(xp, y, raw)[:2]
+
+    def curvature(self, xp, y, raw):
+        """The per-sample curvature at ``raw`` (None where it is constant)."""
+        return self.curvature_at_mean(xp, self.mean(xp, raw))
+
+
+class BinaryLogisticLoss(_Loss):
     """Binary cross-entropy ``log(1 + exp(raw)) - y raw`` with ``y`` in {0, 1}.
 
     One raw prediction per sample. Its second derivative is ``p (1 - p)`` with
@@ -103,20 +116,14 @@ class BinaryLogisticLoss:
         proba = xp.exp(raw - log1pexp)  # self.mean(xp, raw), sharing log1pexp
         return log1pexp - y * raw, proba - y, proba
 
-    def value_and_gradient(self, xp, y, raw):
-        return self.value_gradient_and_mean(xp, y, raw)[:2]
-
     def curvature_at_mean(self, xp, proba):
         return proba * (1 - proba)
-
-    def curvature(self, xp, y, raw):
-        return self.curvature_at_mean(xp, self.mean(xp, raw))
 
     def hessian_product(self, xp, curvature, direction):
         return curvature * direction
 
 
-class MultinomialLogisticLoss:
+class MultinomialLogisticLoss(_Loss):
     """Softmax cross-entropy ``logsumexp(raw) - raw[y]`` over ``K`` classes.
 
     ``K`` raw predictions per sample (scikit-learn's symmetric parametrization).
@@ -146,22 +153,16 @@ class MultinomialLogisticLoss:
         log_norm, proba = _log_softmax_parts(xp, raw)
         return log_norm - _row_sum(xp, y * raw)[:, 0], proba - y, proba
 
-    def value_and_gradient(self, xp, y, raw):
-        return self.value_gradient_and_mean(xp, y, raw)[:2]
-
     def curvature_at_mean(self, xp, proba):
         # the product with a direction needs the probabilities themselves
         return proba
-
-    def curvature(self, xp, y, raw):
-        return self.curvature_at_mean(xp, self.mean(xp, raw))
 
     def hessian_product(self, xp, curvature, direction):
         proba = curvature
         return proba * (direction - _row_sum(xp, proba * direction))
 
 
-class SquaredLoss:
+class SquaredLoss(_Loss):
     """Half squared error ``(raw - y)^2 / 2``, summed over outputs.
 
     With the penalty ``exp(lambda) / 2 ||w||^2`` this is scikit-learn's ``Ridge``
@@ -199,13 +200,7 @@ class SquaredLoss:
         sq = residual * residual
         return 0.5 * (sq if sq.ndim == 1 else xp.sum(sq, axis=1)), residual, raw
 
-    def value_and_gradient(self, xp, y, raw):
-        return self.value_gradient_and_mean(xp, y, raw)[:2]
-
     def curvature_at_mean(self, xp, mean):
-        return None
-
-    def curvature(self, xp, y, raw):
         return None
 
     def hessian_product(self, xp, curvature, direction):

@@ -297,8 +297,9 @@ def _viewable(X):
     return isinstance(X, np.ndarray) or is_sparse(X) or _is_cupy(X)
 
 
-def _storage(X, splits, storage):
-    """``"copy"`` or ``"view"``: how the folds of ``X`` hold their rows."""
+def _storage(X, splits, storage, dtype=None):
+    """``"copy"`` or ``"view"``: how the folds of ``X`` hold their rows (the
+    copies sized in ``dtype``, the engine's, when given)."""
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}.")
     if storage == "view" and not _viewable(X):
@@ -313,6 +314,8 @@ def _storage(X, splits, storage):
     n_samples = X.shape[0]
     copied = sum(len(train) + len(test) for train, test in splits)
     copies = nbytes(X) * copied / n_samples
+    if dtype is not None:  # (a sparse matrix's indices scaled too: roughly)
+        copies *= np.dtype(dtype).itemsize / np.dtype(X.dtype).itemsize
     slowdown = n_samples / min(len(train) for train, _ in splits) - 1.0
     return "view" if copies > _VIEW_BYTES_PER_SLOWDOWN * slowdown else "copy"
 
@@ -420,6 +423,7 @@ def materialize_folds(
     n_jobs=None,
     feature_names=None,
     storage="auto",
+    dtype=None,
 ):
     """The data of every fold, the prefix steps fitted once per training fold.
 
@@ -452,13 +456,18 @@ def materialize_folds(
         Without ``prefix``: copies of each fold's rows, :class:`RowView` of
         ``X`` (NumPy / SciPy or CuPy / cupyx data), or the rule's choice.
         Results agree up to round-off.
+    dtype : dtype or None, default=None
+        The dtype the engine computes in, when it is not ``X``'s (float32
+        host data of a search on the GPU, converted there): the rule sizes
+        the copies in it.
 
     Returns
     -------
     list of FoldData
     """
     if prefix is None:
-        take = _take_rows if _storage(X, splits, storage) == "copy" else RowView
+        copy = _storage(X, splits, storage, dtype) == "copy"
+        take = _take_rows if copy else RowView
         return [
             FoldData(
                 train,

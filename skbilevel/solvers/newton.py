@@ -104,9 +104,10 @@ def minimize_newton_cg(
         from the solution along directions of weak curvature; the Newton
         step measures that distance. None: the gradient test alone.
     memory : LBFGSMemory or None, default=None
-        Returned in the result when no Newton step was taken, or always when
-        ``memory_size`` is None (so that a caller's L-BFGS warm start survives
-        a polish).
+        Returned in the result, that very object, when no Newton step was
+        taken, or always when ``memory_size`` is None (so that a caller's
+        L-BFGS warm start survives a polish); pairs of the solve's own are a
+        new object (a caller may test ``result.memory is memory``).
     memory_size : int or None, default=None
         Return the newest ``memory_size`` curvature pairs ``(p, H p)`` of the
         last step's conjugate-gradient directions instead: exact Hessian
