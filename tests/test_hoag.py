@@ -432,25 +432,14 @@ def test_bounds_of_the_wrong_shape_are_a_clear_error(bounds):
         check_bounds(bounds, 2)
 
 
-@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
-def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
-    # Solves at lam0, lam1, then lam2 on the same line: the third starts
-    # from the secant prediction w1 + (w1 - w0) (lam2 - lam1) / (lam1 - lam0),
-    # nearer its solution than w1, and its Newton solve takes fewer
-    # function evaluations than from w1 alone.
+def _newton_fold(loss_name, solver, **options):
+    """A small fold and the settings of a Newton-CG evaluation with ``solver``."""
     from skbilevel.hypergrad import get_linear_solver
-    from skbilevel.outer._fold_eval import (
-        FoldSettings,
-        _predicted_start,
-        evaluate_fold,
-        initial_state,
-    )
-    from skbilevel.solvers import minimize_newton_cg
+    from skbilevel.outer._fold_eval import FoldSettings
 
     inner, outer, _ = make_fold(loss_name, n_samples=150, n_features=10)
-    fold = Fold(inner, outer)
     settings = FoldSettings(
-        linear_solver=get_linear_solver("cg"),
+        linear_solver=get_linear_solver(solver),
         inner_max_iter=100,
         memory_size=10,
         correct_values=False,
@@ -458,7 +447,25 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
         linear_tol=1e-3,
         gradient=True,
         newton=True,
+        **options,
     )
+    return inner, Fold(inner, outer), settings
+
+
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
+    # Solves at lam0, lam1, then lam2 on the same line: the third starts
+    # from the secant prediction w1 + (w1 - w0) (lam2 - lam1) / (lam1 - lam0),
+    # nearer its solution than w1, and its Newton solve takes fewer
+    # function evaluations than from w1 alone.
+    from skbilevel.outer._fold_eval import (
+        _predicted_start,
+        evaluate_fold,
+        initial_state,
+    )
+    from skbilevel.solvers import minimize_newton_cg
+
+    inner, fold, settings = _newton_fold(loss_name, "cg")
     state = initial_state(fold)
     for lam in (-1.0, -1.3):
         state = evaluate_fold(fold, state, np.array([lam]), settings).state
@@ -533,22 +540,9 @@ def test_newton_pairs_replace_the_memory_and_shift_it_only_when_kept(monkeypatch
     # With newton_pairs, a solve that takes a step returns its own curvature
     # pairs: the memory it came with is not shifted to the new lambda for
     # nothing. A solve that makes no product returns that memory, shifted.
-    from skbilevel.hypergrad import get_linear_solver
-    from skbilevel.outer._fold_eval import FoldSettings, evaluate_fold, initial_state
+    from skbilevel.outer._fold_eval import evaluate_fold, initial_state
 
-    inner, outer, _ = make_fold("multinomial", n_samples=150, n_features=10)
-    fold = Fold(inner, outer)
-    settings = FoldSettings(
-        linear_solver=get_linear_solver("shine"),
-        inner_max_iter=100,
-        memory_size=10,
-        correct_values=False,
-        inner_tol=1e-6,
-        linear_tol=1e-3,
-        gradient=True,
-        newton=True,
-        newton_pairs=True,
-    )
+    inner, fold, settings = _newton_fold("multinomial", "shine", newton_pairs=True)
     state = evaluate_fold(fold, initial_state(fold), np.array([-1.0]), settings).state
     assert len(state.memory)
     shifts = []
