@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from skbilevel.outer._bracket import LOOSEN, run_bracket
+from skbilevel.outer._bracket import FIRST_LOOSEN, LOOSEN, run_bracket
 
 
 class _ScriptedTrace:
@@ -35,7 +35,8 @@ def test_a_steepening_slope_takes_half_a_step_at_full_tolerance():
     assert trace.points[:2] == [10.0, 10.0 - spacing]
     # half of the full step of 5: from 5 to 2.5 (CONCAVE_STEP = 0.5)
     assert trace.points[2] == pytest.approx(2.5)
-    assert trace.loosen == [LOOSEN, LOOSEN, 1.0]
+    # the flat end loosest, the full-width jump loose, the half step tight
+    assert trace.loosen == [FIRST_LOOSEN, LOOSEN, 1.0]
     assert bracket.best.value == 0.5 and len(bracket.points) == 3
 
 

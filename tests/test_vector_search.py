@@ -62,7 +62,12 @@ def _folds(X, y, splits, penalty):
 
 @pytest.fixture(scope="module")
 def searched():
-    X, y, _, _ = _few_informative()
+    # 520 rows: there the descent's own criterion keeps decreasing past the
+    # held-out optimum (significance 3.7), the case the selection test needs.
+    # The descent's path is sensitive to its scalar start: with 500 rows the
+    # two optima coincided once the bracket's first point was solved more
+    # loosely (its start moved by 3e-4 in log C).
+    X, y, _, _ = _few_informative(n_train=520)
     splits = list(StratifiedKFold(5).split(X, y))
     space = SPACE._replace(structure="features").resize(X.shape[1])
     folds = _folds(X, y, splits, lambda n: L2Penalty.per_feature(n))
