@@ -255,22 +255,11 @@ def best_time(function, repeat=3):
     return result, best
 
 
-def median_time(function, repeat=3, warm_up=False):
+def median_time(function, repeat=3):
     """``(result of the last call, median wall time in seconds)`` over
-    ``repeat`` calls.
-
-    With ``warm_up``, the first call is not timed where it takes under a
-    second (the first call of a method in the process pays for imports and
-    caches: on diabetes that is twice a fit's time); a longer one counts as
-    the first of the ``repeat``.
-    """
+    ``repeat`` calls."""
     times = []
-    if warm_up:
-        start = time.perf_counter()
-        result = function()
-        first = time.perf_counter() - start
-        times = [] if first < 1.0 else [first]
-    while len(times) < repeat:
+    for _ in range(repeat):
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)

@@ -502,13 +502,22 @@ def _paths(shape, factorization, shared=False):
     X, Y = make_regression(n, p, n_targets=q, noise=5.0, random_state=0)
     X = X + 10.0
     weights = np.random.default_rng(0).uniform(0.5, 2.0, n) if weighted else None
+    return _fold_paths(X, Y, factorization, weights, fit_intercept, shared)
+
+
+def _fold_paths(X, Y, factorization, weights, fit_intercept, shared, **options):
+    """The ``_FoldPath`` of each of 5 shuffled folds of ``(X, Y)``
+    (``options``: ``scalar`` for one alpha, ``alpha_low`` for the paths)."""
+    scalar = options.pop("scalar", False)
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    folds = _weighted_folds(X, Y, splits, weights, fit_intercept)
+    folds = _weighted_folds(X, Y, splits, weights, fit_intercept, scalar=scalar)
     rows = SharedRows(X, splits, fit_intercept) if shared else None
     if rows is not None:
         assert rows.applies(folds)
     return [
-        _FoldPath(fold, None if rows is None else rows.products(k), factorization)
+        _FoldPath(
+            fold, None if rows is None else rows.products(k), factorization, **options
+        )
         for k, fold in enumerate(folds)
     ]
 
@@ -736,20 +745,10 @@ def _ill_conditioned(n, p, seed=0):
 
 def _scalar_paths(X, y, factorization, alpha_low, weights=None, **options):
     fit_intercept, shared = options.get("fit_intercept", True), options.get("shared")
-    splits = list(KFold(5, shuffle=True, random_state=0).split(X))
-    folds = _weighted_folds(X, y, splits, weights, fit_intercept, scalar=True)
-    rows = SharedRows(X, splits, fit_intercept) if shared else None
-    if rows is not None:
-        assert rows.applies(folds)
-    return [
-        _FoldPath(
-            fold,
-            None if rows is None else rows.products(k),
-            factorization,
-            alpha_low=alpha_low,
-        )
-        for k, fold in enumerate(folds)
-    ]
+    return _fold_paths(
+        X, y, factorization, weights, fit_intercept, shared,
+        scalar=True, alpha_low=alpha_low,
+    )  # fmt: skip
 
 
 KRYLOV_CASES = {
@@ -863,13 +862,18 @@ def test_compact_folds_give_each_folds_curve(case, monkeypatch):
     paths = _paths(KERNEL_CASES[case], "eigen")
     batch = CompactFolds.of(paths)
     assert batch is not None
+    # the reference: the same folds from their residuals, without the
+    # compact form the batch was built from
+    direct = _paths(KERNEL_CASES[case], "eigen")
+    for path in direct:
+        path._compact = False
     q = paths[0].C.shape[1]
     shared_alphas = np.exp(np.linspace(-6, 8, 8))[:, None] * np.ones(q)
     own_alphas = np.exp(np.linspace(-3, 4, 3 * q)).reshape(3, q)
     for alphas in (shared_alphas, own_alphas):
         for second in (True, False):
             together = batch.curves(alphas, second)
-            for k, path in enumerate(paths):
+            for k, path in enumerate(direct):
                 alone = path.curve(alphas, second)
                 for one, other in zip(alone, together):
                     if one is None:
@@ -882,7 +886,7 @@ def test_compact_folds_give_each_folds_curve(case, monkeypatch):
     assert CompactFolds.of(paths) is None  # 18 validation rows, rank 12
 
 
-def test_compact_form_with_fewer_rows_than_rank_and_targets(monkeypatch):
+def test_compact_form_with_fewer_rows_than_rank_and_targets():
     # 12 validation rows, rank 10, 5 targets: the QR's triangle has fewer
     # rows than its columns; the weighted squared residuals are still the
     # read-out's (||R z - u||^2 + floor against ||sqrt(s) (M z - Y)||^2).

@@ -292,12 +292,13 @@ class BilevelSearchCV(BaseSearchCV):
 
     path : {"auto", "closed-form", "gradient"}, default="auto"
         How the search runs. ``"auto"``: for ``Ridge`` and
-        ``RidgeClassifier`` with one ``alpha`` (or one per target), the
-        closed form: one factorization per fold (an eigendecomposition, a
-        tridiagonal reduction or, for one target, a Lanczos basis) gives the
-        exact CV loss and its derivative at every ``alpha``, a scan of the range finds the
-        global minimum (of each target's curve) and a root search on the
-        derivative refines it; otherwise the gradient search (HOAG).
+        ``RidgeClassifier`` with one ``alpha`` (or one per target), the closed
+        form: one factorization per fold (an eigendecomposition, a tridiagonal
+        reduction or, for one target, a Lanczos basis, to an estimated relative
+        error of 1e-10) gives the exact CV loss and its derivative at every
+        ``alpha``, a scan of the range finds the global minimum (of each
+        target's curve) and a root search on the derivative refines it;
+        otherwise the gradient search (HOAG).
         ``"closed-form"`` raises ValueError where it does not apply (logistic
         loss, sparse data with more features than samples in a fold, a
         device); ``"gradient"`` forces HOAG. The closed form has no

@@ -22,8 +22,8 @@ LOOSEN = 10.0
 # Tolerance factor of the first point, the box's strongest penalty: the flat
 # end, where the penalty dominates the inner problem and its solution is
 # small; its value and slope only steer the first jump. At 100 times the
-# tolerance one inner iteration per fold passes there, and the value and the
-# slope move by under 0.1% (benchmarks/run.py's full data, a session script
+# tolerance one inner iteration per fold passes there, and the value moves by
+# under 0.1%, the slope by under 1% (benchmarks/run.py's full data, a session script
 # at 3f16a6d: sparse 125 ms against 185 ms, slope 5.95e-4 against 5.91e-4;
 # digits 10 ms against 17 ms; the same points after it). A search whose
 # minimum is that end still ends on a tight solve: the best point is

@@ -46,6 +46,7 @@ the folds in :mod:`._ridge_rows`.
 """
 
 import time
+from collections import Counter
 
 import numpy as np
 import scipy.sparse as sp
@@ -159,9 +160,7 @@ def describe_factorizations(paths):
         "tridiagonal": "tridiagonal reduction",
         "krylov": "Krylov (Lanczos) basis",
     }
-    counts = {}
-    for path in paths:
-        counts[path.factorization] = counts.get(path.factorization, 0) + 1
+    counts = Counter(path.factorization for path in paths)
     if len(counts) == 1:
         text = f"one {kinds[next(iter(counts))]} per fold"
     else:

@@ -261,8 +261,6 @@ def choose_factorization(size, n_val, n_targets, n_points, n_alphas, alpha_low=N
 def _cheaper_factorization(size, n_val, n_targets, n_points, n_alphas):
     """``"tridiagonal"`` or ``"eigen"``, by the cost model (the arguments
     of :func:`choose_factorization`)."""
-    if size < 2:
-        return "eigen"
     per_system, per_solve, per_lift = _SYSTEM_COST
     n_systems = n_points + _ROOT_EVALUATIONS * n_alphas
     columns = (n_points + _ROOT_EVALUATIONS) * n_targets
@@ -508,12 +506,11 @@ class _FoldPath(FoldProblem):
                 Q, theta, Z = krylov
                 self.d, self._basis = theta, Q.T @ Z
                 self.rank = len(theta)
-                self.C = self._basis.T @ right
-                self.M = readout @ self._basis
         self.factorization = factorization
         if factorization == "eigen":
             d, self._basis = np.linalg.eigh(system)
             self.d = np.maximum(d, 0.0)
+        if factorization in ("eigen", "krylov"):
             self.C = self._basis.T @ right
             self.M = readout @ self._basis
         elif factorization == "tridiagonal":
@@ -531,7 +528,7 @@ class _FoldPath(FoldProblem):
             del system, reduced
             self.C = _reflect(*self._reflectors, right, "T")
             self.M, self._readout = None, readout  # G (Q z), never G Q
-        elif factorization != "krylov":
+        else:
             raise ValueError(
                 "factorization must be 'eigen', 'tridiagonal' or 'krylov', got "
                 f"{factorization!r}."
