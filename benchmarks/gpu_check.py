@@ -301,14 +301,19 @@ class Check:
         return row
 
 
-def hoag_fit(X, y, device, max_time=None):
+def hoag_fit(X, y, device, max_time=None, **params):
+    """HOAGLogisticRegression's fit; by default with ``C_init=1, max_iter=3``.
+
+    C_init skips the bracket: both devices do the same, bounded work (a start,
+    3 gradient steps, the polish of the best point and the refit), unless
+    max_time stops the CPU early (then the rows say so). ``params`` replace
+    them (``C_init=None, max_iter=30``: the whole search).
+    """
     from skbilevel import HOAGLogisticRegression
 
-    # C_init skips the bracket: both devices do the same, bounded work (a start,
-    # 3 gradient steps, the polish of the best point and the refit), unless
-    # max_time stops the CPU early (then the rows say so).
+    params = {"C_init": 1.0, "max_iter": 3, **params}
     model = HOAGLogisticRegression(
-        C_init=1.0, max_iter=3, cv=5, device=device, max_time=max_time
+        cv=5, device=device, max_time=max_time, **params
     ).fit(X, y)
     return {
         "C": float(model.C_),
@@ -336,18 +341,6 @@ def bilevel_search(X, y, dispatch=False):
         "C": float(search.best_params_["C"]),
         "loss": float(-search.best_score_),
         "evaluations": int(search.n_iter_),
-    }
-
-
-def hoag_search(X, y):
-    """The whole HOAGLogisticRegression search (default box) on device data."""
-    from skbilevel import HOAGLogisticRegression
-
-    model = HOAGLogisticRegression(cv=5).fit(X, y)
-    return {
-        "C": float(model.C_),
-        "loss": float(model.cv_loss_),
-        "evaluations": int(model.n_iter_),
     }
 
 
@@ -470,7 +463,15 @@ def compare_searches(check, device, problems):
         )  # fmt: skip
         searches.append(
             check.run(
-                name, "HOAG search device data", "cuda", hoag_search, X_dev, y_dev
+                name,
+                "HOAG search device data",
+                "cuda",
+                hoag_fit,
+                X_dev,
+                y_dev,
+                None,
+                C_init=None,
+                max_iter=30,
             )
         )
         grid = run_grid_search(

@@ -115,9 +115,15 @@ def test_logistic_loss_is_stable_for_large_raw():
 
     raw = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
     y = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
-    value, grad = BinaryLogisticLoss().value_and_gradient(np, y, raw)
+    from scipy.special import expit
+
+    loss = BinaryLogisticLoss()
+    value, grad = loss.value_and_gradient(np, y, raw)
     assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
     assert_allclose(value[[0, 4]], [800.0, 800.0])
+    # the probabilities and the gradient against SciPy's expit
+    assert_allclose(loss.mean(np, raw), expit(raw), rtol=1e-13)
+    assert_allclose(grad, expit(raw) - y, atol=2e-15)
     raw2 = np.stack([raw, -raw], axis=1)
     Y = np.stack([y, 1 - y], axis=1)
     value2, _ = MultinomialLogisticLoss().value_and_gradient(np, Y, raw2)

@@ -130,12 +130,12 @@ def check_positive_float(name, value, *, allow_none=False):
     if value is None and allow_none:
         return None
     try:
-        value = math.nan if isinstance(value, bool) else float(value)
+        number = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return value
+    return number
 
 
 def relative_residual(xp, Hv, b, b_norm):

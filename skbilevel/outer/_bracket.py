@@ -119,7 +119,7 @@ def run_bracket(trace, low, high, size, tol=None):
         if not points:
             loosen = FIRST_LOOSEN
         else:
-            loosen = LOOSEN if previous is None or step == spacing else 1.0
+            loosen = LOOSEN if step == spacing else 1.0
         evaluation, record = trace.run(
             point, 0, "bracket", accepted=True, loosen=loosen
         )

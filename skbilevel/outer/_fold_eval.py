@@ -288,9 +288,8 @@ def _predicted_start(inner, state, lam, lam_host):
     plain = state.data_value + float(inner.penalty_value(state.w, lam))
     # when the candidate wins, its predictions are the ones the solver's
     # first evaluation reuses (see InnerObjective._raw)
-    if float(inner.value(candidate, lam)) < plain:
-        return candidate, 1
-    return state.w, 1
+    wins = float(inner.value(candidate, lam)) < plain
+    return (candidate if wins else state.w), 1
 
 
 def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
