@@ -40,6 +40,7 @@ __all__ = [
     "load_sklearn_split",
     "load_sparse_split",
     "median_time",
+    "medians_in_turns",
     "optuna_search",
     "oracle_fit",
     "pool_2x2",
@@ -266,35 +267,57 @@ def median_time(function, repeat=3):
     return result, float(np.median(times))
 
 
+def medians_in_turns(fits, first, turns):
+    """``{name: (median seconds, number of timed fits)}`` of ``fits`` (name
+    -> a function that fits once and returns its seconds), timed in turns:
+    one fit of each per turn, so that all see the shared machine in the same
+    states.
+
+    ``first``: name -> seconds of the fit already made, counted when it took
+    a second or more (a shorter first fit was a warm-up: imports, caches,
+    allocator); ``turns``: name -> number of timed fits.
+    """
+    times = {
+        name: [seconds] if seconds >= 1.0 else [] for name, seconds in first.items()
+    }
+    for _ in range(max(turns.values(), default=0)):
+        for name, fit in fits.items():
+            if len(times[name]) < turns[name]:
+                times[name].append(fit())
+    return {name: (float(np.median(t)), len(t)) for name, t in times.items()}
+
+
 def timed_in_turns(makers, X, y, repeat, first=None):
     """``({name: last model}, {name: median seconds of fit})`` of the methods
-    ``makers`` (name -> unfitted estimator), fit in turns: one fit of each
-    per turn, so that all see the shared machine in the same states.
+    ``makers`` (name -> unfitted estimator), fit in turns
+    (:func:`medians_in_turns`).
 
-    Each method is fit once first, untimed where that takes under a second
-    (a longer first fit counts as its first turn); ``first`` gives that fit
-    for methods already fit once, ``{name: (model, seconds)}``. ``repeat``
-    turns, at least 15 where a method's fit takes under 0.1 s (a few
-    milliseconds' fits vary by a third between single runs on this machine).
+    Each method is fit once first; ``first`` gives that fit for methods
+    already fit once, ``{name: (model, seconds)}``. ``repeat`` turns, at
+    least 15 where a method's fit takes under 0.1 s (a few milliseconds'
+    fits vary by a third between single runs on this machine).
     """
-    first, times, fitted = dict(first or {}), {}, {}
+    first, fitted = dict(first or {}), {}
     for name, make in makers.items():
         if name not in first:
             start = time.perf_counter()
             model = make().fit(X, y)
             first[name] = (model, time.perf_counter() - start)
-        fitted[name], seconds = first[name]
-        times[name] = [seconds] if seconds >= 1.0 else []
+        fitted[name] = first[name][0]
+
+    def fit(name):
+        start = time.perf_counter()
+        fitted[name] = makers[name]().fit(X, y)
+        return time.perf_counter() - start
+
     shortest = min(seconds for _, seconds in first.values())
-    turns = repeat if shortest >= 0.1 else max(repeat, 15)
-    for _ in range(turns):
-        for name, make in makers.items():
-            if len(times[name]) >= turns:
-                continue
-            start = time.perf_counter()
-            fitted[name] = make().fit(X, y)
-            times[name].append(time.perf_counter() - start)
-    return fitted, {name: float(np.median(t)) for name, t in times.items()}
+    n = repeat if shortest >= 0.1 else max(repeat, 15)
+    medians = medians_in_turns(
+        {name: lambda name=name: fit(name) for name in makers},
+        {name: seconds for name, (_, seconds) in first.items()},
+        dict.fromkeys(makers, n),
+    )
+    return fitted, {name: median for name, (median, _) in medians.items()}
 
 
 def print_table(rows, columns, title=None):

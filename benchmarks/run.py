@@ -123,6 +123,7 @@ from _common import (  # noqa: E402
     load_fashion_split,
     load_sklearn_split,
     load_sparse_split,
+    medians_in_turns,
     optuna_search,
     oracle_fit,
     print_table,
@@ -258,18 +259,16 @@ def run_searches(X, y, X_test, y_test, cv):
         again.append((oracle, refit_oracle))
     ours = [row["time"] for row in rows if row["method"] in OURS]
     many = min(ours) < MANY_BELOW
-    turns = [
-        MANY_REPEATS if many and row["method"] in OURS else REPEATS for row, _ in again
-    ]
-    # a first fit under a second was a warm-up (imports, caches, allocator)
-    times = [[row["time"]] if row["time"] >= 1.0 else [] for row, _ in again]
-    for _ in range(max(turns, default=0)):
-        for (_, fit), seconds, n in zip(again, times, turns):
-            if len(seconds) < n:
-                seconds.append(fit())
-    for (row, _), seconds in zip(again, times):
-        row["time"] = float(np.median(seconds))
-        row["n_timed"] = len(seconds)
+    medians = medians_in_turns(
+        {row["method"]: fit for row, fit in again},
+        {row["method"]: row["time"] for row, _ in again},
+        {
+            row["method"]: MANY_REPEATS if many and row["method"] in OURS else REPEATS
+            for row, _ in again
+        },
+    )
+    for row, _ in again:
+        row["time"], row["n_timed"] = medians[row["method"]]
     if again:
         print(
             "   medians: "
