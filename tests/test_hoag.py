@@ -432,6 +432,18 @@ def test_bounds_of_the_wrong_shape_are_a_clear_error(bounds):
         check_bounds(bounds, 2)
 
 
+def _exact_solution(inner, lam, start):
+    """The inner problem's minimizer at ``lam`` (Newton-CG to 1e-12)."""
+    from skbilevel.solvers import minimize_newton_cg
+
+    return minimize_newton_cg(
+        lambda w: inner.value_and_grad(w, lam),
+        lambda w: inner.hessp(w, lam),
+        start,
+        tol=1e-12,
+    ).x
+
+
 def _newton_fold(loss_name, solver, **options):
     """A small fold and the settings of a Newton-CG evaluation with ``solver``."""
     from skbilevel.hypergrad import get_linear_solver
@@ -463,7 +475,6 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
         evaluate_fold,
         initial_state,
     )
-    from skbilevel.solvers import minimize_newton_cg
 
     inner, fold, settings = _newton_fold(loss_name, "cg")
     state = initial_state(fold)
@@ -471,12 +482,7 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
         state = evaluate_fold(fold, state, np.array([lam]), settings).state
     assert state.previous is not None and state.lam[0] == -1.3
     lam2 = np.array([-1.6])
-    exact = minimize_newton_cg(
-        lambda w: inner.value_and_grad(w, lam2),
-        lambda w: inner.hessp(w, lam2),
-        state.w,
-        tol=1e-12,
-    ).x
+    exact = _exact_solution(inner, lam2, state.w)
     # the last solution's objective at a new lambda from its data part
     penalty = float(inner.penalty_value(state.w, lam2))
     assert state.data_value + penalty == pytest.approx(
@@ -501,17 +507,11 @@ def test_the_secant_prediction_projects_several_penalties_on_the_last_step():
     # two groups of penalties: a new step orthogonal to the last one gives
     # tau = 0 (the last solution, no product); along it, a prediction
     from skbilevel.outer._fold_eval import _predicted_start
-    from skbilevel.solvers import minimize_newton_cg
 
     inner, _, n_hyper = make_fold("binary", "per_feature", n_features=6)
 
     def solution(lam, start):
-        return minimize_newton_cg(
-            lambda w: inner.value_and_grad(w, lam),
-            lambda w: inner.hessp(w, lam),
-            start,
-            tol=1e-12,
-        ).x
+        return _exact_solution(inner, lam, start)
 
     lam1 = np.zeros(n_hyper)
     lam0 = lam1.copy()

@@ -143,6 +143,29 @@ def test_penalty_maps_and_validation():
         L2Penalty(np.array([0, -1]))
 
 
+@pytest.mark.parametrize(
+    "penalty",
+    [
+        L2Penalty.scalar(),
+        L2Penalty.per_feature(5),
+        L2Penalty.from_groups([0, 1, 0, 2, 1]),
+    ],
+    ids=["scalar", "per_feature", "groups"],
+)
+def test_penalty_value_and_gradient_are_value_and_gradient(penalty):
+    rng = np.random.default_rng(4)
+    coef, lam = rng.standard_normal(5), rng.uniform(-2, 2, penalty.n_hyper)
+    value, gradient = penalty.value_and_gradient(np, coef, lam)
+    assert value == penalty.value(np, coef, lam)
+    assert np.array_equal(gradient, penalty.gradient(np, coef, lam))
+    strengths = (
+        np.exp(lam)[penalty.group_map]
+        if penalty.group_map is not None
+        else np.exp(lam[0])
+    )
+    assert_allclose(value, 0.5 * np.sum(strengths * coef**2), rtol=1e-14)
+
+
 def test_objectives_do_not_modify_inputs():
     inner, outer, n_hyper = make_fold("multinomial", "per_feature", weighted=True)
     w = np.linspace(-1, 1, inner.n_params)

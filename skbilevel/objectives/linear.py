@@ -453,12 +453,11 @@ class InnerObjective:
         if point.mean is None:
             self._last_point = point._replace(mean=mean)  # for hessp at w
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
-        coef = self._coef(w)
+        penalty, penalty_grad = self.penalty.value_and_gradient(xp, self._coef(w), lam)
         grad = self.model.adjoint(
-            _weighted(xp, self.sample_weight, raw_grad),
-            self.penalty.gradient(xp, coef, lam),
+            _weighted(xp, self.sample_weight, raw_grad), penalty_grad
         )
-        return data + self.penalty.value(xp, coef, lam), grad
+        return data + penalty, grad
 
     def hessp(self, w, lam):
         """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once."""

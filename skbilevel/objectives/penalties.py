@@ -145,6 +145,12 @@ class L2Penalty:
         """``dP / dcoef``, shape (n_coef,)."""
         return self.strength(xp, lam) * coef
 
+    def value_and_gradient(self, xp, coef, lam):
+        """``(value, gradient)``, the strengths computed once (the same
+        numbers as :meth:`value` and :meth:`gradient`)."""
+        gradient = self.strength(xp, lam) * coef
+        return 0.5 * xp.sum(gradient * coef), gradient
+
     def gradient_lambda(self, xp, coef, lam):
         """``dP / dlambda_g = 1/2 exp(lambda_g) ||coef_g||^2``, shape (n_hyper,)."""
         return self._segment_sum(xp, 0.5 * self.strength(xp, lam) * coef * coef)
