@@ -28,7 +28,7 @@ from sklearn.model_selection import (
     StratifiedKFold,
 )
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbilevel import BilevelSearchCV
@@ -450,6 +450,83 @@ def test_sparse_input_and_threads_give_the_same_search(small_classification):
         sparse.cv_results_["outer_loss"], dense.cv_results_["outer_loss"], rtol=1e-8
     )
     assert sp.issparse(sparse.best_fold_estimators_[0].coef_) is False
+
+
+# -- the refit, warm-started from the engine's solution --------------------------------
+@pytest.fixture(scope="module")
+def three_classes():
+    X, y = make_classification(
+        n_samples=240, n_features=8, n_informative=5, n_classes=3, random_state=0
+    )
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton-cholesky", "saga"])
+def test_warm_refit_is_the_estimators_fit_nearer_the_solution(
+    three_classes, solver, n_classes
+):
+    X, y = three_classes
+    if n_classes == 2:
+        X, y = X[y < 2], y[y < 2]
+    weight = np.random.default_rng(0).integers(1, 4, y.size).astype(float)
+    estimator = LogisticRegression(
+        solver=solver, class_weight="balanced", max_iter=10_000, random_state=0
+    )
+    search = BilevelSearchCV(estimator, {"C": (1e-2, 1e2)}, cv=3)
+    search.fit(X, y, sample_weight=weight)
+    C = search.best_params_["C"]
+    best = search.best_estimator_
+    # warm_start given back: the estimator's parameters, at C_
+    assert best.get_params() == clone(estimator).set_params(C=C).get_params()
+    exact = _tight(estimator).set_params(C=C).fit(X, y, sample_weight=weight)
+    cold = clone(estimator).set_params(C=C).fit(X, y, sample_weight=weight)
+    # saga's own stopping rule (the change of the coefficients) ends about
+    # 1e-3 from the solution from any start
+    slack = 1e-3 if solver == "saga" else 1e-9
+    assert _relative(best.coef_, exact.coef_) <= max(
+        _relative(cold.coef_, exact.coef_), slack
+    )
+    assert_allclose(best.predict_proba(X), exact.predict_proba(X), atol=1e-3)
+    if solver != "saga":  # its epochs stop on a relative change, from any start
+        assert best.n_iter_.max() <= cold.n_iter_.max()
+
+
+def test_warm_refit_keeps_the_users_warm_start_and_can_be_turned_off(
+    three_classes, capsys
+):
+    X, y = three_classes
+    estimator = LogisticRegression(warm_start=True)
+    search = BilevelSearchCV(estimator, {"C": (1e-2, 1e2)}, cv=3, verbose=1)
+    search.fit(X, y)
+    assert "warm-started from the engine's solution" in capsys.readouterr().out
+    assert search.best_estimator_.warm_start is True
+    assert search.best_estimator_.n_iter_[0] == 0
+    cold = clone(search).set_params(refit_warm_start=False, verbose=0).fit(X, y)
+    expected = LogisticRegression(C=cold.best_params_["C"]).fit(X, y)
+    assert_allclose(cold.best_estimator_.coef_, expected.coef_)
+    assert_allclose(cold.best_estimator_.n_iter_, expected.n_iter_)
+
+
+def test_warm_refit_with_other_features_on_all_data_starts_from_scratch():
+    # one category seen in one row only: the encoder fitted on the folds that
+    # lack it gives one feature fewer than on all the data
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4, size=(90, 3))
+    X[7, 0] = 9
+    y = (X[:, 1] + rng.integers(0, 2, 90) > 2).astype(int)
+    pipe = make_pipeline(
+        OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1)
+    )
+    space = {"logisticregression__C": (1e-2, 1e2)}
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        search = BilevelSearchCV(pipe, space, cv=3).fit(X, y)
+    # the fit from scratch, with its one iteration
+    assert search.best_estimator_[-1].n_iter_[0] == 1
+    expected = clone(pipe).set_params(**search.best_params_)
+    with pytest.warns(ConvergenceWarning):
+        expected.fit(X, y)
+    assert_allclose(search.predict_proba(X), expected.predict_proba(X))
 
 
 # -- the search itself -------------------------------------------------------------

@@ -77,7 +77,11 @@ from ._space import (
     estimator_params,
     parse_param_space,
 )
-from ._vector_penalty import check_same_features, refit_vector_penalty
+from ._vector_penalty import (
+    check_same_features,
+    refit_vector_penalty,
+    warm_started_refit,
+)
 
 __all__ = ["BilevelSearchCV"]
 
@@ -184,7 +188,8 @@ class BilevelSearchCV(BaseSearchCV):
         jobs can be slower than one.
     refit : bool, str or callable, default=True
         As in GridSearchCV: refit ``estimator`` on the whole data with the best
-        evaluated point, chosen by the metric named (or the only one); ties are
+        evaluated point, chosen by the metric named (or the only one; the fit
+        starts from the engine's solution: see ``refit_warm_start``); ties are
         broken by the lower outer loss. Before a point is declared best, its
         folds are re-solved tightly and it is rescored. With
         ``penalty_groups``, the best point is the many-penalty point the
@@ -307,6 +312,25 @@ class BilevelSearchCV(BaseSearchCV):
         do not apply to it, and its per-fold decompositions run in the
         calling process (``n_jobs`` and joblib backends serve the gradient
         search).
+
+    refit_warm_start : bool, default=True
+        Start the refit from the engine's solution on all the data at the best
+        point, for estimators that can continue from one (``LogisticRegression``
+        with any solver: its ``fit`` runs with ``warm_start=True``, which is then
+        given back its value). The engine solves the refit's problem by
+        Newton-CG from the mean of the best point's fold solutions, to
+        ``polish_tol`` and within about 1% of the solution, and the estimator's
+        ``fit`` continues to its own ``tol``, usually with no iteration left
+        (``n_iter_`` 0). ``best_estimator_`` then passes the estimator's
+        convergence test, as ``GridSearchCV``'s refit does, but does not equal
+        it: at ``tol=1e-4`` an lbfgs fit from scratch can stop a few percent
+        from the solution, the warm-started one within about 1% (see the
+        user guide's differences from ``GridSearchCV``). On the benchmarks'
+        40000 x 20000 sparse problem the refit takes 0.08 s instead of 0.23 s.
+        False: the estimator's ``fit`` from scratch, as ``GridSearchCV``
+        refits. Estimators without a warm start
+        (``Ridge``, ``RidgeClassifier``), many-penalty points and the closed
+        form's shared refit are unaffected.
 
     Attributes
     ----------
@@ -452,6 +476,7 @@ class BilevelSearchCV(BaseSearchCV):
         "callback": [None, callable],
         "device": [None, StrOptions(set(DEVICES))],
         "path": [StrOptions(set(PATHS))],
+        "refit_warm_start": ["boolean"],
     }
 
     def __init__(
@@ -481,6 +506,7 @@ class BilevelSearchCV(BaseSearchCV):
         callback=None,
         device=None,
         path="auto",
+        refit_warm_start=True,
     ):
         # BaseSearchCV.__init__ would also set pre_dispatch, which is not ours.
         self.estimator = estimator
@@ -507,6 +533,7 @@ class BilevelSearchCV(BaseSearchCV):
         self.callback = callback
         self.device = device
         self.path = path
+        self.refit_warm_start = refit_warm_start
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -613,13 +640,22 @@ class BilevelSearchCV(BaseSearchCV):
         params = table.results["params"][best]
         self.best_fold_estimators_ = fold_models.models(params, best)
         del self._result
+        warm_from = (
+            (X, y, routed_params.estimator.fit) if self.refit_warm_start else None
+        )
         if self.refit and refit_input is not None:
             X_in, y_in, params_in = refit_input
             routed_in = self._get_routed_params_for_fit(
                 _check_method_params(X_in, params=params_in)
             )
             self._refit_best(
-                X_in, y_in, routed_in.estimator.fit, root_ctx, metadata, fold_models
+                X_in,
+                y_in,
+                routed_in.estimator.fit,
+                root_ctx,
+                metadata,
+                fold_models,
+                warm_from=warm_from,
             )
         elif self.refit:
             self._refit_best(
@@ -630,6 +666,7 @@ class BilevelSearchCV(BaseSearchCV):
                 metadata,
                 fold_models,
                 closed_form=split.prefix is None,
+                warm_from=warm_from,
             )
         # the closed form's products of all rows (released by the refit
         # already, when there is one)
@@ -872,8 +909,21 @@ class BilevelSearchCV(BaseSearchCV):
         return int(tied[np.argmin(results["outer_loss"][tied])])
 
     def _refit_best(
-        self, X, y, fit_params, root_ctx, metadata, fold_models, closed_form=False
+        self,
+        X,
+        y,
+        fit_params,
+        root_ctx,
+        metadata,
+        fold_models,
+        closed_form=False,
+        warm_from=None,
     ):
+        """``best_estimator_``: the user's estimator at the best point, fitted on
+        ``X, y`` (the input; a device array's too). ``warm_from``: the host data
+        and fit parameters ``(X, y, fit_params)`` of the search, on which the
+        engine solves the refit's problem to warm-start the estimator's own
+        ``fit`` where its adapter asks for it; None: a cold ``fit``."""
         space = fold_models.search.space
         params = estimator_params(space, self.best_params_)
         # one value per feature or group: no value of the parameter gives it
@@ -913,14 +963,27 @@ class BilevelSearchCV(BaseSearchCV):
                 release = getattr(fold_models.search, "release_rows", None)
                 if release is not None:
                     release()
-                if not shared:
-                    self.best_estimator_.fit(X, y, **fit_params)
-                elif self.verbose > 0:
-                    print(
-                        "Refit from the products the folds shared (one "
-                        "factorization, no product of the data with itself)",
-                        flush=True,
+                if shared:
+                    if self.verbose > 0:
+                        print(
+                            "Refit from the products the folds shared (one "
+                            "factorization, no product of the data with itself)",
+                            flush=True,
+                        )
+                elif warm_from is not None and fold_models.adapter.warm_refit(
+                    fold_models.split.final
+                ):
+                    warm_started_refit(
+                        self.best_estimator_,
+                        fold_models,
+                        self.best_index_,
+                        *warm_from,
+                        fit_input=(X, y, fit_params),
+                        tol=fold_models.search.options.polish_tol,
+                        verbose=self.verbose,
                     )
+                else:
+                    self.best_estimator_.fit(X, y, **fit_params)
             self.refit_time_ = time.perf_counter() - start
         refit_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         if hasattr(self.best_estimator_, "feature_names_in_"):

@@ -1,4 +1,5 @@
-"""One penalty per feature or per group in BilevelSearchCV: folds and refit.
+"""One penalty per feature or per group in BilevelSearchCV: folds and refit;
+the warm start of a scalar point's refit.
 
 ``BilevelSearchCV(estimator, param_space, penalty_groups=...)`` searches one
 value of the parameter per feature (or group of features) of the final step
@@ -24,6 +25,10 @@ differ from a scalar search:
   solution becomes ``coef_`` / ``intercept_`` of the user's final estimator,
   whose searched parameter keeps the value given (no value of it yields
   these coefficients).
+
+A scalar point's refit is the estimator's own ``fit``; where it can continue
+from ``coef_`` (``warm_start``), :func:`warm_started_refit` gives it the same
+engine solution as a start (``BilevelSearchCV(refit_warm_start=True)``).
 """
 
 import time
@@ -31,6 +36,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives import InnerObjective
@@ -43,7 +49,7 @@ from ..utils._sklearn_compat import (
     _get_feature_names,
 )
 
-__all__ = ["check_same_features", "refit_vector_penalty"]
+__all__ = ["check_same_features", "refit_vector_penalty", "warm_started_refit"]
 
 
 def _feature_names(fitted_prefix, names):
@@ -132,6 +138,79 @@ def _banded_solution(inner, band_index, lam):
     return np.concatenate(parts)
 
 
+class _FinalStep(NamedTuple):
+    """The final step's training problem on all the data (prefix fitted)."""
+
+    final: object  # the final step, fitted in place
+    Xt: object  # its input: the prefix's output on all the data
+    final_params: dict  # its routed fit parameters
+    inner: InnerObjective
+    encoding: object  # TargetEncoding
+    name: str  # its class name, for messages
+
+
+def _final_step_problem(model, fold_models, X, y, fit_params, prefix):
+    """Fit ``prefix`` (the Pipeline's earlier steps, or None) on all the data and
+    build the final step's training problem (``model``: the final step)."""
+    split, adapter = fold_models.split, fold_models.adapter
+    prefix_params, final_params = route_fit_params(
+        fold_models.estimator, split, fit_params
+    )
+    Xt = X if prefix is None else fit_steps(prefix.steps, X, y, prefix_params)
+    X_engine = as_engine_array(Xt)
+    n_features = X_engine.shape[1]
+    sample_weight = final_params.get("sample_weight")
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(
+            sample_weight, X_engine, dtype=np.float64, ensure_non_negative=True
+        )
+    encoding = adapter.encode_targets(model, y)
+    n_outputs = encoding.n_outputs
+    inner = InnerObjective(
+        X_engine,
+        encoding.y,
+        encoding.loss,
+        fold_models.search.space.penalty(n_features, n_outputs),
+        n_outputs,
+        adapter.fit_intercept(model),
+        adapter.training_weights(model, np.asarray(y), sample_weight),
+    )
+    return _FinalStep(model, Xt, final_params, inner, encoding, type(model).__name__)
+
+
+def _newton_solution(problem, fold_models, index, *, tol, max_iter):
+    """Newton-CG on the final step's problem at point ``index``, from the mean
+    of the folds' solutions there (see :func:`~skbilevel.search.newton_refit`)."""
+    inner = problem.inner
+    lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
+    if getattr(inner.loss, "name", None) == "squared":
+        # its gradient carries the units of X and y: relative to the
+        # gradient at zero, as the fold fits' tests
+        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
+        scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
+    else:  # scikit-learn's test: per unit of training weight
+        scale, norm = inner.weight_total, "max"
+    return newton_refit(
+        inner,
+        lam,
+        _mean_fold_solution(fold_models.search.solutions(index)),
+        tol=tol,
+        gtol_scale=scale,
+        gtol_norm=norm,
+        max_iter=max_iter,
+    )
+
+
+def _set_solution(problem, adapter, solution):
+    coef, intercept = problem.inner.model.split(solution.x)
+    adapter.set_solution(
+        problem.final,
+        np.array(coef),
+        None if intercept is None else np.array(intercept),
+        problem.encoding,
+    )
+
+
 def refit_vector_penalty(
     model, fold_models, index, X, y, fit_params, *, tol, max_iter, verbose
 ):
@@ -166,21 +245,17 @@ def refit_vector_penalty(
         engine's solution.
     """
     split, adapter = fold_models.split, fold_models.adapter
-    search = fold_models.search
-    space = search.space
-    prefix_params, final_params = route_fit_params(model, split, fit_params)
+    space = fold_models.search.space
     if split.final_name is None:
-        Xt, final = X, model
+        final, prefix = model, None
     else:
-        Xt = fit_steps(model.steps[:-1], X, y, prefix_params)
         final = model.steps[-1][1]
-    name = type(final).__name__
-    X_engine = as_engine_array(Xt)
-    n_features = X_engine.shape[1]
+        prefix = None if split.prefix is None else model[:-1]
+    problem = _final_step_problem(final, fold_models, X, y, fit_params, prefix)
+    name, Xt, inner = problem.name, problem.Xt, problem.inner
+    n_features = inner.model.n_features
     fold_names = check_same_features(fold_models.folds, name)
-    names = _feature_names(
-        model[:-1] if split.prefix is not None else None, _get_feature_names(Xt)
-    )
+    names = _feature_names(prefix, _get_feature_names(Xt))
     if n_features != fold_models.folds[0].n_features_in or (
         fold_names is not None
         and names is not None
@@ -193,45 +268,16 @@ def refit_vector_penalty(
             "feature do not apply to them. Fix the features (e.g. "
             "OneHotEncoder(categories=...)) or use penalty_groups=None."
         )
-    sample_weight = final_params.get("sample_weight")
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(
-            sample_weight, X_engine, dtype=np.float64, ensure_non_negative=True
-        )
-    encoding = adapter.encode_targets(final, y)
-    n_outputs = encoding.n_outputs
-    inner = InnerObjective(
-        X_engine,
-        encoding.y,
-        encoding.loss,
-        space.penalty(n_features, n_outputs),
-        n_outputs,
-        adapter.fit_intercept(final),
-        adapter.training_weights(final, np.asarray(y), sample_weight),
-    )
-    lam = np.asarray(search.history[index]["lam"], dtype=np.float64)
+    lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
     if space.structure == "output-groups":  # exact
-        solution = _Exact(_banded_solution(inner, search.band_index, lam))
+        solution = _Exact(_banded_solution(inner, fold_models.search.band_index, lam))
     elif (factor := direct_factor(inner, lam)) is not None:
         # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
-        if getattr(inner.loss, "name", None) == "squared":
-            # its gradient carries the units of X and y: relative to the
-            # gradient at zero, as the fold fits' tests
-            grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
-            scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
-        else:  # scikit-learn's test: per unit of training weight
-            scale, norm = inner.weight_total, "max"
-        solution = newton_refit(
-            inner,
-            lam,
-            _mean_fold_solution(search.solutions(index)),
-            tol=tol,
-            gtol_scale=scale,
-            gtol_norm=norm,
-            max_iter=max_iter,
+        solution = _newton_solution(
+            problem, fold_models, index, tol=tol, max_iter=max_iter
         )
     if verbose > 0:
         how = (
@@ -240,7 +286,7 @@ def refit_vector_penalty(
             else "exact solve"
         )
         print(
-            f"Refit of {name} on all {X_engine.shape[0]} samples at "
+            f"Refit of {name} on all {inner.model.n_samples} samples at "
             f"{space.describe(lam)}: {how}, {time.perf_counter() - start:.2f}s.",
             flush=True,
         )
@@ -252,15 +298,84 @@ def refit_vector_penalty(
             ConvergenceWarning,
             stacklevel=3,
         )
-    coef, intercept = inner.model.split(solution.x)
-    adapter.set_solution(
-        final,
-        np.array(coef),
-        None if intercept is None else np.array(intercept),
-        encoding,
-    )
+    _set_solution(problem, adapter, solution)
     final.n_features_in_ = n_features
     feature_names = _get_feature_names(Xt)
     if feature_names is not None:
         final.feature_names_in_ = feature_names
+    return model
+
+
+def warm_started_refit(
+    model, fold_models, index, X, y, fit_params, *, fit_input, tol, verbose
+):
+    """``model.fit(*fit_input)``, its final step warm-started from the engine's
+    solution at evaluated point ``index`` on ``X, y``.
+
+    The engine solves the final step's training problem on all the data by
+    Newton-CG from the mean of the folds' solutions (as ``polish_tol`` and
+    :func:`~skbilevel.search.newton_refit` say), sets it as the step's
+    ``coef_`` / ``intercept_`` with ``warm_start=True``, and the estimator's
+    own ``fit`` then goes on from there to its own ``tol`` (often with no
+    iteration left to do); ``warm_start`` is given back its value. In a
+    Pipeline the engine's problem is built on clones of the earlier steps
+    fitted on all the data, and ``Pipeline.fit`` then fits the model's own
+    (so the earlier steps are fitted twice).
+
+    Parameters
+    ----------
+    model : estimator instance
+        A clone of the user's estimator (or Pipeline) at the point's
+        parameters, whose final step has a ``warm_start`` parameter; fitted in
+        place.
+    fold_models : FoldModels
+    index : int
+        The evaluated point.
+    X, y : the data, on the host (the search's)
+    fit_params : dict
+        The estimator's routed fit parameters, on the host.
+    fit_input : tuple (X, y, fit_params)
+        What the model is fitted on: the same, or the user's array-API input
+        (a NumPy start serves scikit-learn's fit on any device: it moves
+        ``coef_`` to the host for its start).
+    tol : float
+        The Newton solve's gradient tolerance (``polish_tol``).
+    verbose : int
+        Prints the engine solve's cost when positive.
+
+    Returns
+    -------
+    model : estimator instance
+        Fitted by its own ``fit`` on ``fit_input``.
+    """
+    split, adapter = fold_models.split, fold_models.adapter
+    if split.final_name is None:
+        final, prefix = model, None
+    else:
+        final = model.steps[-1][1]
+        prefix = None if split.prefix is None else clone(split.prefix)
+    start = time.perf_counter()
+    problem = _final_step_problem(final, fold_models, X, y, fit_params, prefix)
+    n_features = problem.inner.model.n_features
+    if all(fold.n_features_in == n_features for fold in fold_models.folds):
+        solution = _newton_solution(problem, fold_models, index, tol=tol, max_iter=1000)
+        _set_solution(problem, adapter, solution)
+        if verbose > 0:
+            print(
+                f"Refit of {problem.name} warm-started from the engine's solution "
+                f"on all {problem.inner.model.n_samples} samples "
+                f"({solution.n_iter} Newton steps, "
+                f"{time.perf_counter() - start:.2f}s)",
+                flush=True,
+            )
+    # else: the earlier steps give other features on all the data than on
+    # some fold (an encoder sees more categories): the folds' solutions are no
+    # start for it, the fit starts from scratch
+    warm_start = final.warm_start
+    final.set_params(warm_start=True)
+    try:
+        X_fit, y_fit, params_fit = fit_input
+        model.fit(X_fit, y_fit, **params_fit)
+    finally:
+        final.set_params(warm_start=warm_start)
     return model
