@@ -573,6 +573,8 @@ def test_dispatch_bilevel_search_follows_array_api_input(pipeline, device):
         )
         final = fitted.best_estimator_[-1] if pipeline else fitted.best_estimator_
         _assert_on(device, final.coef_, final.intercept_)
+        # refit on the input from the engine's solution on the host copy
+        assert int(final.n_iter_[0]) == 0
         for method_name in ("predict", "predict_proba", "decision_function"):
             output = getattr(fitted, method_name)(move(X))
             _assert_on(device, output)

@@ -577,6 +577,7 @@ def test_pipeline_step_parameter(data):
     assert_allclose(best[0].scale_, grid.best_estimator_[0].scale_)
     _assert_refit_nearer_the_solution(search, grid, X, y)
     assert best[-1].warm_start is False
+    assert best[-1].n_iter_[0] == 0  # started from the engine's solution
     cold = clone(search).set_params(refit_warm_start=False).fit(X, y)
     assert_allclose(cold.predict_proba(X), grid.predict_proba(X))
 

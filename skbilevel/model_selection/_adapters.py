@@ -217,7 +217,9 @@ class EstimatorAdapter:
         Returns
         -------
         bool
-            False (the default): its ``fit`` from scratch.
+            False (the default): its ``fit`` from scratch. True needs a
+            ``warm_start`` parameter and a ``fit`` that continues from the
+            ``coef_`` / ``intercept_`` that :meth:`set_solution` sets.
         """
         return False
 
@@ -302,10 +304,9 @@ class LogisticRegressionAdapter(EstimatorAdapter):
         return per_sample if sample_weight is None else sample_weight * per_sample
 
     def warm_refit(self, estimator):
-        # every solver but liblinear (rejected) continues from coef_ with
-        # warm_start=True; a cold lbfgs fit takes 26-33 iterations on the
-        # benchmarks' digits and sparse sets where the engine's Newton refit
-        # from the folds' mean takes a few steps
+        # every supported solver (liblinear is rejected) continues from coef_
+        # with warm_start=True; from scratch, lbfgs took 33 and 26 iterations
+        # on the benchmarks' full digits and sparse sets (session script)
         return hasattr(estimator, "warm_start")
 
     def set_solution(self, estimator, coef, intercept, encoding):

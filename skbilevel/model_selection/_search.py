@@ -70,6 +70,7 @@ from ..utils._sklearn_compat import (
 )
 from ..utils._validation import check_classification_labels
 from ._adapters import get_adapter
+from ._engine_refit import warm_started_refit
 from ._scoring import FoldModels, prediction_metrics
 from ._space import (
     MANY_PENALTIES,
@@ -77,11 +78,7 @@ from ._space import (
     estimator_params,
     parse_param_space,
 )
-from ._vector_penalty import (
-    check_same_features,
-    refit_vector_penalty,
-    warm_started_refit,
-)
+from ._vector_penalty import check_same_features, refit_vector_penalty
 
 __all__ = ["BilevelSearchCV"]
 
@@ -188,9 +185,9 @@ class BilevelSearchCV(BaseSearchCV):
         jobs can be slower than one.
     refit : bool, str or callable, default=True
         As in GridSearchCV: refit ``estimator`` on the whole data with the best
-        evaluated point, chosen by the metric named (or the only one; the fit
-        starts from the engine's solution: see ``refit_warm_start``); ties are
-        broken by the lower outer loss. Before a point is declared best, its
+        evaluated point, chosen by the metric named (or the only one); ties are
+        broken by the lower outer loss. The refit starts from the engine's
+        solution (see ``refit_warm_start``). Before a point is declared best, its
         folds are re-solved tightly and it is rescored. With
         ``penalty_groups``, the best point is the many-penalty point the
         search kept (``penalty_gain_ > 0``), else the best of the single-value
@@ -316,21 +313,23 @@ class BilevelSearchCV(BaseSearchCV):
     refit_warm_start : bool, default=True
         Start the refit from the engine's solution on all the data at the best
         point, for estimators that can continue from one (``LogisticRegression``
-        with any solver: its ``fit`` runs with ``warm_start=True``, which is then
-        given back its value). The engine solves the refit's problem by
-        Newton-CG from the mean of the best point's fold solutions, to
-        ``polish_tol`` and within about 1% of the solution, and the estimator's
-        ``fit`` continues to its own ``tol``, usually with no iteration left
-        (``n_iter_`` 0). ``best_estimator_`` then passes the estimator's
-        convergence test, as ``GridSearchCV``'s refit does, but does not equal
-        it: at ``tol=1e-4`` an lbfgs fit from scratch can stop a few percent
-        from the solution, the warm-started one within about 1% (see the
-        user guide's differences from ``GridSearchCV``). On the benchmarks'
-        40000 x 20000 sparse problem the refit takes 0.08 s instead of 0.23 s.
-        False: the estimator's ``fit`` from scratch, as ``GridSearchCV``
-        refits. Estimators without a warm start
-        (``Ridge``, ``RidgeClassifier``), many-penalty points and the closed
-        form's shared refit are unaffected.
+        with any supported solver: its ``fit`` runs with ``warm_start=True``,
+        which is then given back its value). The engine solves the refit's
+        problem by Newton-CG from the mean of the best point's fold solutions,
+        to ``polish_tol`` and a short last Newton step, and the estimator's
+        ``fit`` goes on to its own ``tol``: lbfgs, newton-cg and
+        newton-cholesky usually have no iteration left (``n_iter_`` 0); sag
+        and saga, which stop on the change of the coefficients over an epoch,
+        still run their epochs. ``best_estimator_`` then passes the
+        estimator's convergence test, as ``GridSearchCV``'s refit does, but
+        does not equal it; how far either stops from the exact solution
+        depends on the problem's conditioning (the user guide's differences
+        from ``GridSearchCV`` gives measured cases). False: the estimator's
+        ``fit`` from scratch, as ``GridSearchCV`` refits. Not used with
+        ``device="cuda"`` (the engine's solve would run on a float64 copy of
+        the data on the host) nor with ``penalty_groups``; estimators without
+        a warm start (``Ridge``, ``RidgeClassifier``) and the closed form's
+        shared refit are unaffected.
 
     Attributes
     ----------
@@ -640,9 +639,14 @@ class BilevelSearchCV(BaseSearchCV):
         params = table.results["params"][best]
         self.best_fold_estimators_ = fold_models.models(params, best)
         del self._result
-        warm_from = (
-            (X, y, routed_params.estimator.fit) if self.refit_warm_start else None
+        # not on the GPU (the engine's solve would run on a float64 host copy)
+        # nor with penalty_groups (a single-value point refits as without)
+        warm = (
+            self.refit_warm_start
+            and self.device != "cuda"
+            and self.penalty_groups is None
         )
+        warm_from = (X, y, routed_params.estimator.fit) if warm else None
         if self.refit and refit_input is not None:
             X_in, y_in, params_in = refit_input
             routed_in = self._get_routed_params_for_fit(
@@ -980,6 +984,7 @@ class BilevelSearchCV(BaseSearchCV):
                         *warm_from,
                         fit_input=(X, y, fit_params),
                         tol=fold_models.search.options.polish_tol,
+                        max_iter=max(self.inner_max_iter, 1000),
                         verbose=self.verbose,
                     )
                 else:

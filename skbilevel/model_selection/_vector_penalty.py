@@ -1,5 +1,4 @@
-"""One penalty per feature or per group in BilevelSearchCV: folds and refit;
-the warm start of a scalar point's refit.
+"""One penalty per feature or per group in BilevelSearchCV: folds and refit.
 
 ``BilevelSearchCV(estimator, param_space, penalty_groups=...)`` searches one
 value of the parameter per feature (or group of features) of the final step
@@ -25,10 +24,6 @@ differ from a scalar search:
   solution becomes ``coef_`` / ``intercept_`` of the user's final estimator,
   whose searched parameter keeps the value given (no value of it yields
   these coefficients).
-
-A scalar point's refit is the estimator's own ``fit``; where it can continue
-from ``coef_`` (``warm_start``), :func:`warm_started_refit` gives it the same
-engine solution as a start (``BilevelSearchCV(refit_warm_start=True)``).
 """
 
 import time
@@ -36,20 +31,20 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from ..objectives import InnerObjective
 from ..objectives.quadratic import quadratic_moments
-from ..search import as_engine_array, fit_steps, newton_refit, route_fit_params
 from ..search._banded import banded_coefficients
 from ..solvers.direct import direct_factor
-from ..utils._sklearn_compat import (
-    _check_sample_weight,
-    _get_feature_names,
+from ..utils._sklearn_compat import _get_feature_names
+from ._engine_refit import (
+    final_step_input,
+    final_step_problem,
+    newton_solution,
+    set_solution,
 )
 
-__all__ = ["check_same_features", "refit_vector_penalty", "warm_started_refit"]
+__all__ = ["check_same_features", "refit_vector_penalty"]
 
 
 def _feature_names(fitted_prefix, names):
@@ -107,15 +102,6 @@ def check_same_features(folds, estimator_name):
     return known[0] if known else None
 
 
-def _mean_fold_solution(solutions):
-    """Mean of the folds' ``(coef, intercept)`` in the engine's flat layout."""
-    flat = [
-        np.concatenate([coef.reshape(-1)] + ([] if b is None else [b.reshape(-1)]))
-        for coef, b in solutions
-    ]
-    return np.mean(flat, axis=0)
-
-
 class _Exact(NamedTuple):
     """A solution computed exactly (the direct solve of a quadratic)."""
 
@@ -136,79 +122,6 @@ def _banded_solution(inner, band_index, lam):
     if model.fit_intercept:
         parts.append(moments.y_mean - moments.x_mean @ coef)
     return np.concatenate(parts)
-
-
-class _FinalStep(NamedTuple):
-    """The final step's training problem on all the data (prefix fitted)."""
-
-    final: object  # the final step, fitted in place
-    Xt: object  # its input: the prefix's output on all the data
-    final_params: dict  # its routed fit parameters
-    inner: InnerObjective
-    encoding: object  # TargetEncoding
-    name: str  # its class name, for messages
-
-
-def _final_step_problem(model, fold_models, X, y, fit_params, prefix):
-    """Fit ``prefix`` (the Pipeline's earlier steps, or None) on all the data and
-    build the final step's training problem (``model``: the final step)."""
-    split, adapter = fold_models.split, fold_models.adapter
-    prefix_params, final_params = route_fit_params(
-        fold_models.estimator, split, fit_params
-    )
-    Xt = X if prefix is None else fit_steps(prefix.steps, X, y, prefix_params)
-    X_engine = as_engine_array(Xt)
-    n_features = X_engine.shape[1]
-    sample_weight = final_params.get("sample_weight")
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(
-            sample_weight, X_engine, dtype=np.float64, ensure_non_negative=True
-        )
-    encoding = adapter.encode_targets(model, y)
-    n_outputs = encoding.n_outputs
-    inner = InnerObjective(
-        X_engine,
-        encoding.y,
-        encoding.loss,
-        fold_models.search.space.penalty(n_features, n_outputs),
-        n_outputs,
-        adapter.fit_intercept(model),
-        adapter.training_weights(model, np.asarray(y), sample_weight),
-    )
-    return _FinalStep(model, Xt, final_params, inner, encoding, type(model).__name__)
-
-
-def _newton_solution(problem, fold_models, index, *, tol, max_iter):
-    """Newton-CG on the final step's problem at point ``index``, from the mean
-    of the folds' solutions there (see :func:`~skbilevel.search.newton_refit`)."""
-    inner = problem.inner
-    lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
-    if getattr(inner.loss, "name", None) == "squared":
-        # its gradient carries the units of X and y: relative to the
-        # gradient at zero, as the fold fits' tests
-        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
-        scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
-    else:  # scikit-learn's test: per unit of training weight
-        scale, norm = inner.weight_total, "max"
-    return newton_refit(
-        inner,
-        lam,
-        _mean_fold_solution(fold_models.search.solutions(index)),
-        tol=tol,
-        gtol_scale=scale,
-        gtol_norm=norm,
-        max_iter=max_iter,
-    )
-
-
-def _set_solution(problem, adapter, solution):
-    coef, intercept = problem.inner.model.split(solution.x)
-    adapter.set_solution(
-        problem.final,
-        np.array(coef),
-        None if intercept is None else np.array(intercept),
-        problem.encoding,
-    )
 
 
 def refit_vector_penalty(
@@ -251,9 +164,9 @@ def refit_vector_penalty(
     else:
         final = model.steps[-1][1]
         prefix = None if split.prefix is None else model[:-1]
-    problem = _final_step_problem(final, fold_models, X, y, fit_params, prefix)
-    name, Xt, inner = problem.name, problem.Xt, problem.inner
-    n_features = inner.model.n_features
+    given = final_step_input(fold_models, X, y, fit_params, prefix)
+    name, Xt = type(final).__name__, given.Xt
+    n_features = given.X_engine.shape[1]
     fold_names = check_same_features(fold_models.folds, name)
     names = _feature_names(prefix, _get_feature_names(Xt))
     if n_features != fold_models.folds[0].n_features_in or (
@@ -268,6 +181,8 @@ def refit_vector_penalty(
             "feature do not apply to them. Fix the features (e.g. "
             "OneHotEncoder(categories=...)) or use penalty_groups=None."
         )
+    problem = final_step_problem(final, fold_models, given, y)
+    inner = problem.inner
     lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
     start = time.perf_counter()
     if space.structure == "output-groups":  # exact
@@ -276,7 +191,7 @@ def refit_vector_penalty(
         # a quadratic with few features: one factorization
         solution = _Exact(factor.minimizer())
     else:
-        solution = _newton_solution(
+        solution = newton_solution(
             problem, fold_models, index, tol=tol, max_iter=max_iter
         )
     if verbose > 0:
@@ -298,84 +213,9 @@ def refit_vector_penalty(
             ConvergenceWarning,
             stacklevel=3,
         )
-    _set_solution(problem, adapter, solution)
+    set_solution(problem, adapter, solution.x)
     final.n_features_in_ = n_features
     feature_names = _get_feature_names(Xt)
     if feature_names is not None:
         final.feature_names_in_ = feature_names
-    return model
-
-
-def warm_started_refit(
-    model, fold_models, index, X, y, fit_params, *, fit_input, tol, verbose
-):
-    """``model.fit(*fit_input)``, its final step warm-started from the engine's
-    solution at evaluated point ``index`` on ``X, y``.
-
-    The engine solves the final step's training problem on all the data by
-    Newton-CG from the mean of the folds' solutions (as ``polish_tol`` and
-    :func:`~skbilevel.search.newton_refit` say), sets it as the step's
-    ``coef_`` / ``intercept_`` with ``warm_start=True``, and the estimator's
-    own ``fit`` then goes on from there to its own ``tol`` (often with no
-    iteration left to do); ``warm_start`` is given back its value. In a
-    Pipeline the engine's problem is built on clones of the earlier steps
-    fitted on all the data, and ``Pipeline.fit`` then fits the model's own
-    (so the earlier steps are fitted twice).
-
-    Parameters
-    ----------
-    model : estimator instance
-        A clone of the user's estimator (or Pipeline) at the point's
-        parameters, whose final step has a ``warm_start`` parameter; fitted in
-        place.
-    fold_models : FoldModels
-    index : int
-        The evaluated point.
-    X, y : the data, on the host (the search's)
-    fit_params : dict
-        The estimator's routed fit parameters, on the host.
-    fit_input : tuple (X, y, fit_params)
-        What the model is fitted on: the same, or the user's array-API input
-        (a NumPy start serves scikit-learn's fit on any device: it moves
-        ``coef_`` to the host for its start).
-    tol : float
-        The Newton solve's gradient tolerance (``polish_tol``).
-    verbose : int
-        Prints the engine solve's cost when positive.
-
-    Returns
-    -------
-    model : estimator instance
-        Fitted by its own ``fit`` on ``fit_input``.
-    """
-    split, adapter = fold_models.split, fold_models.adapter
-    if split.final_name is None:
-        final, prefix = model, None
-    else:
-        final = model.steps[-1][1]
-        prefix = None if split.prefix is None else clone(split.prefix)
-    start = time.perf_counter()
-    problem = _final_step_problem(final, fold_models, X, y, fit_params, prefix)
-    n_features = problem.inner.model.n_features
-    if all(fold.n_features_in == n_features for fold in fold_models.folds):
-        solution = _newton_solution(problem, fold_models, index, tol=tol, max_iter=1000)
-        _set_solution(problem, adapter, solution)
-        if verbose > 0:
-            print(
-                f"Refit of {problem.name} warm-started from the engine's solution "
-                f"on all {problem.inner.model.n_samples} samples "
-                f"({solution.n_iter} Newton steps, "
-                f"{time.perf_counter() - start:.2f}s)",
-                flush=True,
-            )
-    # else: the earlier steps give other features on all the data than on
-    # some fold (an encoder sees more categories): the folds' solutions are no
-    # start for it, the fit starts from scratch
-    warm_start = final.warm_start
-    final.set_params(warm_start=True)
-    try:
-        X_fit, y_fit, params_fit = fit_input
-        model.fit(X_fit, y_fit, **params_fit)
-    finally:
-        final.set_params(warm_start=warm_start)
     return model
