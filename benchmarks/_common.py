@@ -267,6 +267,11 @@ def median_time(function, repeat=3):
     return result, float(np.median(times))
 
 
+# fits shorter than MANY_BELOW seconds are timed at least MANY_REPEATS times
+# (run.py: ours and the oracle; timed_in_turns: every method)
+MANY_BELOW, MANY_REPEATS = 0.1, 15
+
+
 def medians_in_turns(fits, first, turns):
     """``{name: (median seconds, number of timed fits)}`` of ``fits`` (name
     -> a function that fits once and returns its seconds), timed in turns:
@@ -311,7 +316,7 @@ def timed_in_turns(makers, X, y, repeat, first=None):
         return time.perf_counter() - start
 
     shortest = min(seconds for _, seconds in first.values())
-    n = repeat if shortest >= 0.1 else max(repeat, 15)
+    n = repeat if shortest >= MANY_BELOW else max(repeat, MANY_REPEATS)
     medians = medians_in_turns(
         {name: lambda name=name: fit(name) for name in makers},
         {name: seconds for name, (_, seconds) in first.items()},

@@ -119,6 +119,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_HERE), _HERE]
 from _common import (  # noqa: E402
+    MANY_BELOW,
+    MANY_REPEATS,
     cv_log_loss,
     load_fashion_split,
     load_sklearn_split,
@@ -150,7 +152,6 @@ N_FOLDS = 5
 # than MANY_BELOW
 REPEAT_BELOW = 2.0
 REPEATS = 3
-MANY_BELOW, MANY_REPEATS = 0.1, 15
 OURS = ("BilevelSearchCV", "HOAGLogisticRegression", "oracle")
 
 SEARCH_COLUMNS = [

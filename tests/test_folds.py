@@ -311,9 +311,10 @@ def test_as_engine_array():
     assert as_engine_array(X.astype(int), keep_float32=True).dtype == np.float64
     assert as_engine_array(X, keep_float32=True).dtype == np.float64
     X[1, 2] = np.nan
-    for keep_float32 in (False, True):
-        with pytest.raises(ValueError, match="Input X contains NaN"):
-            as_engine_array(X.astype(np.float32), keep_float32=keep_float32)
+    for dtype in (np.float64, np.float32):
+        for keep_float32 in (False, True):
+            with pytest.raises(ValueError, match="Input X contains NaN"):
+                as_engine_array(X.astype(dtype), keep_float32=keep_float32)
 
 
 # -- fold_weights --------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from scipy.special import expit
 
 from skbilevel.objectives import L2Penalty
 
@@ -115,7 +116,6 @@ def test_logistic_loss_is_stable_for_large_raw():
 
     raw = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
     y = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
-    from scipy.special import expit
 
     loss = BinaryLogisticLoss()
     value, grad = loss.value_and_gradient(np, y, raw)

@@ -567,8 +567,6 @@ class HOAGLogisticRegression(
             lam,
             w0,
             tol=self.polish_tol,
-            gtol_scale=inner.weight_total,
-            gtol_norm="max",
             max_iter=max(self.inner_max_iter, 1000),
         )
         if self.verbose > 0:

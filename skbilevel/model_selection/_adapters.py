@@ -306,7 +306,8 @@ class LogisticRegressionAdapter(EstimatorAdapter):
     def warm_refit(self, estimator):
         # every supported solver (liblinear is rejected) continues from coef_
         # with warm_start=True; from scratch, lbfgs took 33 and 26 iterations
-        # on the benchmarks' full digits and sparse sets (session script)
+        # on the benchmarks' full digits and sparse sets (session script at
+        # 8d8253a)
         return hasattr(estimator, "warm_start")
 
     def set_solution(self, estimator, coef, intercept, encoding):

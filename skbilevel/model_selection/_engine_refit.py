@@ -98,22 +98,12 @@ def mean_fold_solution(solutions):
 def newton_solution(problem, fold_models, index, *, tol, max_iter):
     """Newton-CG on ``problem`` at evaluated point ``index``, from the mean of
     the folds' solutions there (:func:`~skbilevel.search.newton_refit`)."""
-    inner = problem.inner
     lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
-    if getattr(inner.loss, "name", None) == "squared":
-        # its gradient carries the units of X and y: relative to the
-        # gradient at zero, as the fold fits' tests
-        grad0 = inner.value_and_grad(inner.model.zeros(), lam)[1]
-        scale, norm = max(float(np.linalg.norm(grad0)), 1e-300), "l2"
-    else:  # scikit-learn's test: per unit of training weight
-        scale, norm = inner.weight_total, "max"
     return newton_refit(
-        inner,
+        problem.inner,
         lam,
         mean_fold_solution(fold_models.search.solutions(index)),
         tol=tol,
-        gtol_scale=scale,
-        gtol_norm=norm,
         max_iter=max_iter,
     )
 

@@ -173,7 +173,7 @@ def initial_state(fold):
     return FoldState(fold.inner.model.zeros())
 
 
-def _gradient_scale(inner):
+def gradient_scale(inner):
     # ||dG/dw(0)|| does not depend on lambda (the penalty's gradient vanishes
     # at 0): a fixed scale for the relative stopping test of every solve.
     lam0 = inner.xp.zeros(
@@ -183,7 +183,7 @@ def _gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
-def _absolute_tests_apply(inner):
+def absolute_tests_apply(inner):
     """Whether a test on the gradient per unit of training weight means
     anything: for the log-losses; a squared loss's gradient carries the
     units of ``X`` and ``y``, which an absolute test would make meaningless."""
@@ -192,7 +192,7 @@ def _absolute_tests_apply(inner):
 
 def _sklearn_test(inner, settings):
     """Whether the solve takes scikit-learn's gradient test (``per_sample``)."""
-    return settings.per_sample and _absolute_tests_apply(inner)
+    return settings.per_sample and absolute_tests_apply(inner)
 
 
 def _tolerance_scale(inner, state, settings):
@@ -305,11 +305,12 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
     """
     min_iter = int(settings.gradient and moved)
     floor = None
-    if settings.floor is not None and _absolute_tests_apply(inner):
+    if settings.floor is not None and absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
     memory = state.memory  # None while lam is unknown (a cold start)
-    change = None
-    if memory is not None and len(memory):
+    has_pairs = memory is not None and len(memory) > 0
+    change = None  # the penalty's curvature change; None: lam did not move
+    if has_pairs and moved:
         model = inner.model
         solved_at = inner.xp.asarray(state.lam, dtype=model.dtype, device=model.device)
         change = inner.penalty_curvature(lam) - inner.penalty_curvature(solved_at)
@@ -320,7 +321,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         # very object; its own pairs are a new one, even when empty): the
         # memory is shifted then, not before every solve whose steps
         # replace it
-        deferred = settings.newton_pairs and change is not None
+        deferred = settings.newton_pairs and has_pairs
         given = empty_memory() if deferred else _shift_memory(inner.xp, memory, change)
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
@@ -419,7 +420,7 @@ def evaluate_fold(fold, state, lam, settings):
     if factor is not None:
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:
-        state = state._replace(gradient_scale=_gradient_scale(inner))
+        state = state._replace(gradient_scale=gradient_scale(inner))
     moved = _moved(state, lam_host)
     result, n_predict = _inner_solve(
         inner, outer, state, lam, lam_host, settings, moved

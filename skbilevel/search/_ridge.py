@@ -165,11 +165,12 @@ def describe_factorizations(paths):
         text = f"one {kinds[next(iter(counts))]} per fold"
     else:
         text = ", ".join(f"{kinds[k]}: {n} folds" for k, n in sorted(counts.items()))
-    steps = [p.krylov_steps for p in paths if p.krylov_steps is not None]
     if counts.get("krylov"):
         kept = [p.krylov_steps for p in paths if p.factorization == "krylov"]
         text += f", {min(kept)}-{max(kept)} Lanczos steps"
-    gave_up = len(steps) - counts.get("krylov", 0)
+    gave_up = sum(
+        p.krylov_steps is not None and p.factorization != "krylov" for p in paths
+    )
     if gave_up:
         text += (
             f"; the Krylov basis of {gave_up} fold(s) would not reach its "

@@ -358,7 +358,7 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
             return None, k
         scale = max(scale, abs(diag[j]), offdiag[j])
         exhausted = offdiag[j] <= np.finfo(float).eps * scale * np.sqrt(len(b))
-        if exhausted or k % _KRYLOV_CHECK == 0 or k == max_steps:
+        if exhausted or k % _KRYLOV_CHECK == 0:
             theta, Z, error = _krylov_error(diag[:k], offdiag[:k], alpha_low)
             confirmed = errors.get(k - _KRYLOV_CHECK, np.inf) <= tol
             if exhausted or (error <= tol and confirmed):
@@ -694,6 +694,9 @@ class _FoldPath(FoldProblem):
         root = np.sqrt(self.s_val)[:, None]
         target = root * (self.Y_val - self.y_mean)
         rank = self.rank
+        # LAPACK directly: numpy.linalg.qr(mode="r") gives the same triangle
+        # (the same dgeqrf) in 21 us against 15 us on diabetes' folds (88 x
+        # 12, timeit, session script at a36c070), on a path bound by overhead
         reduced, _, _, info = lapack.dgeqrf(np.hstack([root * self.M, target]))
         if info != 0:  # pragma: no cover - argument errors only
             raise np.linalg.LinAlgError(f"geqrf failed (info={info})")

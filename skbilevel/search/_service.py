@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..hypergrad import get_linear_solver
 from ..outer import CrossValidatedProblem, hoag
+from ..outer._fold_eval import absolute_tests_apply, gradient_scale
 from ..solvers import minimize_newton_cg
 from ..utils._array_api import to_numpy
 from ._progress import SearchProgress
@@ -423,10 +424,15 @@ def snapshot(problem):
     return copies
 
 
-def newton_refit(inner, lam, w0, *, tol, gtol_scale, gtol_norm, max_iter):
+def newton_refit(inner, lam, w0, *, tol, max_iter):
     """A refit on all the data at ``lam`` from ``w0`` (the mean of the fold
     solutions): Newton-CG on ``inner`` (an :class:`InnerObjective`) with its
     gradient test at ``tol`` (``polish_tol``) and the step test below.
+
+    The gradient test is the fold fits': scikit-learn's (the largest entry
+    per unit of training weight) for the log-losses, relative to the
+    gradient at zero for a squared loss (whose gradient carries the units of
+    ``X`` and ``y``).
 
     The mean of the fold solutions was fitted with a fifth less data at the
     same penalty: along directions of weak curvature it can pass
@@ -447,6 +453,10 @@ def newton_refit(inner, lam, w0, *, tol, gtol_scale, gtol_norm, max_iter):
     Returns the result of :func:`~skbilevel.solvers.minimize_newton_cg`
     (an ``LBFGSResult``).
     """
+    if absolute_tests_apply(inner):
+        gtol_scale, gtol_norm = inner.weight_total, "max"
+    else:
+        gtol_scale, gtol_norm = gradient_scale(inner), "l2"
     return minimize_newton_cg(
         lambda w: inner.value_and_grad(w, lam),
         lambda w: inner.hessp(w, lam),

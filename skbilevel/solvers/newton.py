@@ -122,8 +122,7 @@ def minimize_newton_cg(
         Hessian-vector products.
     """
     min_iter = check_iterations(gtol_norm, min_iter, max_iter)
-    if xtol is not None:
-        xtol = check_positive_float("xtol", xtol)
+    xtol = check_positive_float("xtol", xtol, allow_none=True)
     xp = get_namespace(x0)
     x = x0
     value, grad = fun(x)
