@@ -171,9 +171,9 @@ def make_problem(method="cg", X=None, y=None, penalty=None, **params):
     return CrossValidatedProblem(folds, get_linear_solver(method), **params)
 
 
-# A bracket that walks past the minimum, and long first steps that get rejected:
+# A bracket that walks past the minimum, and a long first step past it, rejected:
 # every status and the running best must follow the history.
 VERBOSE_RUNS = {
     "bracket": {"lam0": [LOW], "bracket": 5},
-    "rejections": {"lam0": [HIGH], "init_step": 4.0, "max_step": 6.0},
+    "rejections": {"lam0": [0.0], "init_step": 6.0, "max_step": 6.0},
 }

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from skbilevel.outer._bracket import FIRST_LOOSEN, LOOSEN, run_bracket
+from skbilevel.outer._step import EXPAND, one_penalty_step
 
 
 class _ScriptedTrace:
@@ -112,3 +113,70 @@ def test_the_predicted_decrease_along_the_diagonal_needs_one_penalty():
     trace = _ScriptedTrace2D(script + [(0.55, [-0.1, -0.1])])
     bracket = run_bracket(trace, low, high, 5, tol=1e-4)
     assert bracket.converged is None and len(trace.points) == 4
+
+
+# -- the steps of a one-penalty search --------------------------------------------
+
+
+def _points(h, dh, ts):
+    return [(t, h(t), dh(t)) for t in ts]
+
+
+def test_one_penalty_step_lands_on_a_bracketed_cubics_minimum():
+    # h is itself a cubic: the interpolation is exact, and the decrease it
+    # predicts is the one left from the lowest point
+    def h(t):
+        return (t - 1.0) ** 2 + 0.1 * (t - 1.0) ** 3
+
+    def dh(t):
+        return 2 * (t - 1.0) + 0.3 * (t - 1.0) ** 2
+
+    points = _points(h, dh, [3.0, 1.4, 0.5])
+    t, decrease = one_penalty_step(points, max_step=2.0)
+    assert t == pytest.approx(1.0, abs=1e-12)
+    lowest = min(value for _, value, _ in points)
+    # the larger of the cubic's and the bracket's quadratic prediction
+    assert decrease >= lowest - h(1.0) - 1e-12 > 0
+
+
+def test_one_penalty_step_doubles_the_secant_step_before_a_bracket():
+    # every point on the penalized side of the minimum (h' > 0 at both):
+    # the secant step from the lowest point, twice over, capped
+    def h(t):
+        return np.exp(t) - 2 * t  # minimum at log 2, h' flattening towards it
+
+    def dh(t):
+        return np.exp(t) - 2
+
+    points = _points(h, dh, [3.0, 2.0])
+    secant = (dh(2.0) - dh(3.0)) / (2.0 - 3.0)
+    t, decrease = one_penalty_step(points, max_step=10.0)
+    assert decrease is None
+    assert t == pytest.approx(2.0 - EXPAND * dh(2.0) / secant)
+    # the secant step falls short where h' flattens; twice over goes further
+    assert 2.0 - dh(2.0) / secant > t > np.log(2)
+    t, _ = one_penalty_step(points, max_step=0.5)
+    assert t == pytest.approx(1.5)
+
+
+def test_one_penalty_step_over_a_wide_bracket_predicts_the_larger_decrease():
+    # the far end lies in a flat stretch: the cubic across the bracket
+    # understates what is left near the lowest point, the secant quadratic
+    # does not (the search goes on rather than stopping early)
+    points = [(2.515, 0.588566, 0.00131), (0.0, 0.62197, -0.01395)]
+    _, decrease = one_penalty_step(points, max_step=2.0)
+    secant = (-0.01395 - 0.00131) / (0.0 - 2.515)
+    assert decrease == pytest.approx(0.00131**2 / (2 * secant))
+    assert decrease > 1e-5 * 0.588566
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [(1.0, 0.5, 0.0), (2.0, 0.7, 0.1)],  # a zero slope: the gradient's test
+        [(1.0, 0.5, 0.1)],  # nothing to compare with
+        [(1.0, 0.5, 0.1), (2.0, 0.6, 0.05)],  # steepening: no secant curvature
+    ],
+)
+def test_one_penalty_step_leaves_other_cases_to_the_step_control(points):
+    assert one_penalty_step(points, max_step=2.0) is None

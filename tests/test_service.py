@@ -475,3 +475,33 @@ def test_the_search_floors_its_fold_fits_at_a_tenth_of_polish_tol(data, monkeypa
     # every evaluation of the search takes the floor; the polish does not
     assert {floor for gradient, floor in floors if gradient} == {1e-4}
     assert {floor for gradient, floor in floors if not gradient} == {None}
+
+
+def test_the_newton_refit_centers_multinomial_intercepts():
+    # The softmax ignores a constant added to every class's score: from
+    # intercepts summing to 3 Newton-CG never moves along that direction
+    # (zero gradient and curvature), and the fit would end with scikit-learn's
+    # predictions but intercepts shifted by 1. The refit ends on the
+    # solution scikit-learn's fit from zero reaches (intercepts summing to 0).
+    from sklearn.datasets import load_iris
+    from sklearn.preprocessing import StandardScaler
+
+    from skbilevel.objectives import InnerObjective, MultinomialLogisticLoss
+    from skbilevel.search._service import newton_refit
+
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    loss = MultinomialLogisticLoss()
+    inner = InnerObjective(
+        X, loss.encode(np, y, np.arange(3), np.float64), loss, L2Penalty(), 3
+    )
+    w0 = inner.model.zeros()
+    w0[inner.model.n_coef :] = 1.0
+    C = 10.0
+    result = newton_refit(inner, np.array([-np.log(C)]), w0, tol=1e-10, max_iter=100)
+    coef, intercept = inner.model.split(result.x)
+    reference = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12)
+    reference.fit(X, y)
+    assert abs(float(np.sum(intercept))) < 1e-10
+    assert_allclose(intercept, reference.intercept_, rtol=1e-6, atol=1e-6)
+    assert_allclose(coef.T, reference.coef_, rtol=1e-6, atol=1e-6)

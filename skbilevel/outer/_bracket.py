@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._step import DECREASE_STOP, GRADIENT_STOP
+from ._step import DECREASE_STOP, GRADIENT_STOP, hermite_minimizer
 
-__all__ = ["Bracket", "hermite_minimizer", "interpolate_bracket", "run_bracket"]
+__all__ = ["Bracket", "interpolate_bracket", "run_bracket"]
 
 # Tolerance factor of the points reached by a full-width jump.
 LOOSEN = 10.0
@@ -160,26 +160,6 @@ def run_bracket(trace, low, high, size, tol=None):
         previous = (t, slope)
         t = max(t - step, common_low)
     return Bracket(best, points, spacing, None)
-
-
-def hermite_minimizer(t0, f0, d0, t1, f1, d1):
-    """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
-
-    Nocedal & Wright (2006), eq. (3.59); None when the cubic has no minimizer
-    there. The result is kept 5% away from the ends.
-    """
-    d_1 = d0 + d1 - 3 * (f0 - f1) / (t0 - t1)
-    discriminant = d_1 * d_1 - d0 * d1
-    if not discriminant >= 0:
-        return None
-    d_2 = np.sign(t1 - t0) * np.sqrt(discriminant)
-    denominator = d1 - d0 + 2 * d_2
-    if denominator == 0:
-        return None
-    t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
-    lo, hi = min(t0, t1), max(t0, t1)
-    margin = 0.05 * (hi - lo)
-    return float(np.clip(t, lo + margin, hi - margin)) if np.isfinite(t) else None
 
 
 def interpolate_bracket(bracket, low, high):

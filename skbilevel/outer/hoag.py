@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._bracket import interpolate_bracket, run_bracket
-from ._step import StepControl
+from ._step import DECREASE_STOP, StepControl, one_penalty_step
 from .schedules import tolerance_schedule
 
 __all__ = ["OuterResult", "hoag", "history_record"]
@@ -260,7 +260,9 @@ def hoag(
             return _finish(trace.history, outcome.best, True, outcome.converged)
         current = outcome.best
         init_step = min(init_step, outcome.spacing / 2)
-        planned = interpolate_bracket(outcome, low, high)
+        if n_hyper > 1:
+            # (one penalty: one_penalty_step interpolates the same cubic)
+            planned = interpolate_bracket(outcome, low, high)
     if current is None:
         current, record = trace.run(lam, 0, "start", accepted=True)
         stop = trace.report(record)
@@ -278,7 +280,19 @@ def hoag(
         if reason is not None:
             message, converged = reason, True
             break
-        if planned is not None:
+        line = None
+        if n_hyper == 1:
+            line = one_penalty_step(_line_points(trace.history), max_step)
+        if line is not None:
+            t, decrease = line
+            if decrease is not None and decrease <= tol * abs(best.value):
+                message, converged = DECREASE_STOP, True
+                break
+            # the step leaves from the lowest point (after a rejection, or
+            # a slack acceptance, the current point is another)
+            current, lam, g = best, best.lam, best.grad
+            candidate = np.clip(np.full(lam.shape, t), low, high)
+        elif planned is not None:
             candidate, planned = planned, None
         else:
             candidate = control.propose(lam, g)
@@ -302,6 +316,14 @@ def hoag(
             message = stop
             break
     return _finish(trace.history, best, converged, message)
+
+
+def _line_points(history):
+    """``(lam, h, h')`` of every evaluation of a one-penalty search."""
+    return [
+        (float(record["lam"][0]), record["value"], float(record["grad"][0]))
+        for record in history
+    ]
 
 
 def _finish(history, best, converged, message):
