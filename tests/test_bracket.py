@@ -1,12 +1,20 @@
-"""Tests for the coarse bracket that picks HOAG's starting point."""
+"""Tests for the coarse bracket that picks HOAG's starting point, and for the
+line steps of a one-penalty search after it."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from skbilevel.outer import hoag
 from skbilevel.outer._bracket import FIRST_LOOSEN, LOOSEN, run_bracket
-from skbilevel.outer._step import EXPAND, one_penalty_step
+from skbilevel.outer._step import (
+    DECREASE_STOP,
+    EXPAND,
+    hermite_minimizer,
+    hermite_value,
+    one_penalty_step,
+)
 
 
 class _ScriptedTrace:
@@ -122,6 +130,10 @@ def _points(h, dh, ts):
     return [(t, h(t), dh(t)) for t in ts]
 
 
+def _step(points, max_step=2.0):
+    return one_penalty_step(min(points, key=lambda p: p[1]), points, max_step)
+
+
 def test_one_penalty_step_lands_on_a_bracketed_cubics_minimum():
     # h is itself a cubic: the interpolation is exact, and the decrease it
     # predicts is the one left from the lowest point
@@ -132,11 +144,10 @@ def test_one_penalty_step_lands_on_a_bracketed_cubics_minimum():
         return 2 * (t - 1.0) + 0.3 * (t - 1.0) ** 2
 
     points = _points(h, dh, [3.0, 1.4, 0.5])
-    t, decrease = one_penalty_step(points, max_step=2.0)
-    assert t == pytest.approx(1.0, abs=1e-12)
-    lowest = min(value for _, value, _ in points)
+    step = _step(points)
+    assert step.lam == pytest.approx(1.0, abs=1e-12)
     # the larger of the cubic's and the bracket's quadratic prediction
-    assert decrease >= lowest - h(1.0) - 1e-12 > 0
+    assert step.decrease >= h(1.4) - h(1.0) - 1e-12 > 0
 
 
 def test_one_penalty_step_doubles_the_secant_step_before_a_bracket():
@@ -150,24 +161,27 @@ def test_one_penalty_step_doubles_the_secant_step_before_a_bracket():
 
     points = _points(h, dh, [3.0, 2.0])
     secant = (dh(2.0) - dh(3.0)) / (2.0 - 3.0)
-    t, decrease = one_penalty_step(points, max_step=10.0)
-    assert decrease is None
-    assert t == pytest.approx(2.0 - EXPAND * dh(2.0) / secant)
+    step = _step(points, max_step=10.0)
+    assert step.decrease is None
+    assert step.lam == pytest.approx(2.0 - EXPAND * dh(2.0) / secant)
     # the secant step falls short where h' flattens; twice over goes further
-    assert 2.0 - dh(2.0) / secant > t > np.log(2)
-    t, _ = one_penalty_step(points, max_step=0.5)
-    assert t == pytest.approx(1.5)
+    assert 2.0 - dh(2.0) / secant > step.lam > np.log(2)
+    assert _step(points, max_step=0.5).lam == pytest.approx(1.5)
 
 
 def test_one_penalty_step_over_a_wide_bracket_predicts_the_larger_decrease():
-    # the far end lies in a flat stretch: the cubic across the bracket
-    # understates what is left near the lowest point, the secant quadratic
-    # does not (the search goes on rather than stopping early)
-    points = [(2.515, 0.588566, 0.00131), (0.0, 0.62197, -0.01395)]
-    _, decrease = one_penalty_step(points, max_step=2.0)
-    secant = (-0.01395 - 0.00131) / (0.0 - 2.515)
-    assert decrease == pytest.approx(0.00131**2 / (2 * secant))
-    assert decrease > 1e-5 * 0.588566
+    # The far end lies in a flat stretch (a noiseless search's points on the
+    # logistic problem of test_hoag.py): the cubic across the bracket
+    # understates what is left next to the lowest point (the minimum is at
+    # 2.46, h there 3.3e-5 lower), the bracket's secant quadratic does not.
+    # At tol=1e-4 the cubic alone would stop the search; the larger does not.
+    lowest, far = (2.515, 0.588566, 0.00131), (0.0, 0.62197, -0.01395)
+    step = _step([lowest, far])
+    exact = hermite_minimizer(*lowest, *far, margin=0.0)
+    cubic = lowest[1] - hermite_value(*lowest, *far, exact)
+    secant = (far[2] - lowest[2]) / (far[0] - lowest[0])
+    assert step.decrease == pytest.approx(lowest[2] ** 2 / (2 * secant))
+    assert cubic < 1e-4 * lowest[1] < step.decrease
 
 
 @pytest.mark.parametrize(
@@ -176,7 +190,56 @@ def test_one_penalty_step_over_a_wide_bracket_predicts_the_larger_decrease():
         [(1.0, 0.5, 0.0), (2.0, 0.7, 0.1)],  # a zero slope: the gradient's test
         [(1.0, 0.5, 0.1)],  # nothing to compare with
         [(1.0, 0.5, 0.1), (2.0, 0.6, 0.05)],  # steepening: no secant curvature
+        [(1.0, 0.5, 0.1), (2.0, np.nan, 0.05)],  # a failed evaluation
     ],
 )
 def test_one_penalty_step_leaves_other_cases_to_the_step_control(points):
-    assert one_penalty_step(points, max_step=2.0) is None
+    assert one_penalty_step(points[0], points, max_step=2.0) is None
+
+
+class _LineProblem:
+    """``h(t) = cosh(t - 1)`` with hypergradients off by +-5e-4 in turn (the
+    inexact solves' noise), for :func:`hoag` over one penalty."""
+
+    n_hyper = 1
+
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate(self, lam, *, inner_tol, linear_tol, floor=None):
+        t = float(np.asarray(lam)[0])
+        self.calls += 1
+        noise = 5e-4 * (-1) ** self.calls
+        return SimpleNamespace(
+            lam=np.array([t]),
+            value=float(np.cosh(t - 1.0)),
+            fold_values=np.array([np.cosh(t - 1.0)]),
+            grad=np.array([np.sinh(t - 1.0) + noise]),
+            inner_iter=1,
+            n_fun=1,
+            n_hvp=0,
+            inner_converged=True,
+            corrected=False,
+            residual=None,
+            time=0.0,
+        )
+
+
+def test_a_one_penalty_search_stops_on_the_bracketed_decrease():
+    # From t = 4 the line steps bracket the minimum at 1 and stop on the
+    # decrease the bracket predicts, well before the noisy hypergradient
+    # (|h'| >= 5e-4 - |sinh|) could pass the tolerance's norm test.
+    problem = _LineProblem()
+    tol = 1e-6
+    result = hoag(problem, [4.0], bounds=(-5.0, 5.0), tol=tol, init_step=1.0)
+    assert result.converged and result.message == DECREASE_STOP
+    # within sqrt(2 tol |h| / h'') of the minimum, up to the noise's share
+    assert abs(result.lam[0] - 1.0) <= np.sqrt(2 * tol) + 1e-3
+    assert problem.calls <= 6  # 7 with gradient steps after the first
+    # each line step left from the lowest point seen before it
+    history = result.history
+    for k in range(2, len(history)):
+        lowest = min(history[:k], key=lambda record: record["value"])
+        assert history[k]["step_size"] == pytest.approx(
+            abs(history[k]["lam"][0] - lowest["lam"][0]) / abs(lowest["grad"][0])
+        )

@@ -89,6 +89,8 @@ def test_both_estimators_run_the_same_search(case):
     # sample weights the scorer (not routed) weighs every row alike where the
     # search's loss is weighted: it may prefer a neighbouring point
     if options.get("sample_weight"):
+        scores = search.cv_results_["mean_test_score"]
+        assert search.best_index_ == int(np.argmax(scores))
         assert search.best_params_["C"] == pytest.approx(hoag.C_, rel=0.1)
     else:
         assert search.best_params_["C"] == pytest.approx(hoag.C_, rel=1e-10)

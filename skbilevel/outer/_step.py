@@ -2,16 +2,27 @@
 
 Pedregosa (2016) steps by ``g / L``. Here ``L`` starts so that the first step
 has a chosen length in log space, then follows the secant curvature of ``h``
-along the last step (for one hyperparameter, the secant method on ``h'``),
-doubles on a rejected step and halves when the observed curvature is
-negative. Every step is capped in log space and projected on the box. (The
-reference implementation's first move was always +-2 in ``lambda`` and its
-step grew on every accepted step, which made long runs oscillate.)
+along the last step, doubles on a rejected step and halves when the
+observed curvature is negative. Every step is capped in log space and
+projected on the box. (The reference implementation's first move was always
++-2 in ``lambda`` and its step grew on every accepted step, which made long
+runs oscillate.) A search over one penalty is a line search: its steps come
+from all its points (:func:`one_penalty_step`), a cubic inside a bracket of
+the minimum and a lengthened secant step before one, the step control's
+gradient step only where neither applies.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["StepControl", "hermite_minimizer", "one_penalty_step"]
+__all__ = [
+    "LineStep",
+    "StepControl",
+    "hermite_minimizer",
+    "hermite_value",
+    "one_penalty_step",
+]
 
 
 # Why a search converged (HOAG's step control and the bracket's stop).
@@ -107,11 +118,41 @@ class StepControl:
             self.L = curvature
 
 
-def hermite_minimizer(t0, f0, d0, t1, f1, d1):
+class LineStep(NamedTuple):
+    """The next point of a one-penalty search (:func:`one_penalty_step`).
+
+    Attributes
+    ----------
+    lam : float
+        The next ``lambda``.
+    decrease : float or None
+        The decrease of ``h`` still predicted inside a bracket of the minimum
+        (positive); None for a step taken before there is a bracket.
+    """
+
+    lam: float
+    decrease: object
+
+
+def hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.05):
     """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
 
-    Nocedal & Wright (2006), eq. (3.59); None when the cubic has no minimizer
-    there. The result is kept 5% away from the ends.
+    Nocedal & Wright (2006), eq. (3.59).
+
+    Parameters
+    ----------
+    t0, f0, d0 : float
+        One end: its abscissa, value and derivative.
+    t1, f1, d1 : float
+        The other end (``t1 != t0``).
+    margin : float, default=0.05
+        Fraction of the interval the result keeps away from each end.
+
+    Returns
+    -------
+    float or None
+        The minimizer, clipped to the interval less its margins; None when
+        the cubic has no minimizer there.
     """
     d_1 = d0 + d1 - 3 * (f0 - f1) / (t0 - t1)
     discriminant = d_1 * d_1 - d0 * d1
@@ -123,12 +164,27 @@ def hermite_minimizer(t0, f0, d0, t1, f1, d1):
         return None
     t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
     lo, hi = min(t0, t1), max(t0, t1)
-    margin = 0.05 * (hi - lo)
-    return float(np.clip(t, lo + margin, hi - margin)) if np.isfinite(t) else None
+    return (
+        float(np.clip(t, lo + margin * (hi - lo), hi - margin * (hi - lo)))
+        if np.isfinite(t)
+        else None
+    )
 
 
 def hermite_value(t0, f0, d0, t1, f1, d1, t):
-    """The cubic matching ``h`` and ``h'`` at ``t0`` and ``t1``, at ``t``."""
+    """The cubic matching ``h`` and ``h'`` at ``t0`` and ``t1``, evaluated at ``t``.
+
+    Parameters
+    ----------
+    t0, f0, d0, t1, f1, d1 : float
+        The ends, as in :func:`hermite_minimizer`.
+    t : float
+        Where to evaluate it.
+
+    Returns
+    -------
+    float
+    """
     length = t1 - t0
     s = (t - t0) / length
     s2, s3 = s * s, s * s * s
@@ -140,52 +196,60 @@ def hermite_value(t0, f0, d0, t1, f1, d1, t):
     )
 
 
-def one_penalty_step(points, max_step):
+def one_penalty_step(lowest, points, max_step):
     """The next point of a search over one penalty, from all its points.
 
-    ``points`` are the evaluations so far as ``(lam, h, h')`` (floats). From
-    the lowest point, ``h`` decreases on its descent side (lower ``lambda``
-    when ``h'`` > 0):
+    From the lowest point, ``h`` decreases on its descent side (lower
+    ``lambda`` when ``h'`` > 0):
 
     - when an evaluated point lies on that side, the nearest one bounds a
       minimum with the lowest point (it is higher, and ``h`` first
-      decreases towards it). The cubic matching ``h`` and ``h'`` at both
-      ends gives the next point, its minimizer, and the decrease of ``h``
-      left there. This decrease, from values and slopes together, still
-      says when the search is done where the inexact hypergradients are
-      noisier than the slope near the minimum; the slope alone (or a secant
-      curvature over a short step) does not;
+      decreases towards it). The next point is the minimizer of the cubic
+      matching ``h`` and ``h'`` at both ends (kept 5% of the bracket away
+      from them). The decrease of ``h`` still to gain is the larger of the
+      cubic's (at its unclipped minimizer) and the quadratic's with the
+      secant curvature across the bracket, ``h'^2 / (2 h'')``: the cubic
+      alone is a poor model across a wide bracket whose far end lies in a
+      flat or steep stretch. Near the minimum, where the inexact
+      hypergradients are noisier than the slope itself, the values and
+      slopes of a bracket still say how much is left; the slope alone, or a
+      secant curvature over a short step, does not;
     - otherwise, the secant step on ``h'`` from the nearest point on the
       other side, ``EXPAND`` times over and at most ``max_step`` long, when
       the secant curvature is positive.
 
+    Parameters
+    ----------
+    lowest : (float, float, float)
+        ``(lambda, h, h')`` of the lowest point, the one the step leaves from.
+    points : list of (float, float, float)
+        Every evaluation so far, ``lowest`` included; points at the same
+        ``lambda`` as ``lowest`` are ignored.
+    max_step : float
+        Longest step before a bracket.
+
     Returns
     -------
-    (float, float or None) or None
-        The next ``lambda`` and the decrease the cubic predicts from the
-        lowest point (None for a secant step; <= 0 when the values leave
-        nothing to gain); None when neither rule applies (the step control
-        then proposes the gradient step).
+    LineStep or None
+        None when neither rule applies (a zero slope, no neighbour, a
+        bracket whose cubic has no minimizer, no positive secant curvature):
+        the step control then proposes the gradient step.
     """
-    t0, f0, d0 = min(points, key=lambda point: point[1])
-    if d0 == 0:
+    t0, f0, d0 = lowest
+    if not d0 or not np.isfinite(d0):
         return None
+    points = [p for p in points if np.isfinite(p[1]) and np.isfinite(p[2])]
     side = -np.sign(d0)  # the direction of descent
     ahead = [p for p in points if (p[0] - t0) * side > 0]
     if ahead:
         t1, f1, d1 = min(ahead, key=lambda point: abs(point[0] - t0))
         t = hermite_minimizer(t0, f0, d0, t1, f1, d1)
-        if t is None:
-            return None
-        # The cubic is a poor model across a wide bracket (one end in a flat
-        # or steep stretch): the decrease is also predicted by the quadratic
-        # with the secant curvature across the bracket, and the larger is
-        # kept (an unknown decrease when that curvature is not positive).
         secant = (d1 - d0) / (t1 - t0)
-        if not secant > 0:
-            return t, None
-        cubic = f0 - hermite_value(t0, f0, d0, t1, f1, d1, t)
-        return t, max(cubic, d0 * d0 / (2 * secant))
+        if t is None or not secant > 0:
+            return None if t is None else LineStep(t, None)
+        exact = hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.0)
+        cubic = f0 - hermite_value(t0, f0, d0, t1, f1, d1, exact)
+        return LineStep(t, max(cubic, d0 * d0 / (2 * secant)))
     behind = [p for p in points if (p[0] - t0) * side < 0]
     if not behind:
         return None
@@ -193,4 +257,4 @@ def one_penalty_step(points, max_step):
     curvature = (d0 - db) / (t0 - tb)
     if not curvature > 0:
         return None
-    return t0 + side * min(EXPAND * abs(d0) / curvature, max_step), None
+    return LineStep(t0 + side * min(EXPAND * abs(d0) / curvature, max_step), None)

@@ -208,7 +208,9 @@ def hoag(
     tol : float, default=1e-4
         Stop when the projected hypergradient has a smaller norm, or when the
         decrease of ``h`` predicted by the local quadratic model is below
-        ``tol * |h|`` (see :class:`~skbilevel.outer._step.StepControl`).
+        ``tol * |h|`` (see :class:`~skbilevel.outer._step.StepControl`); for
+        one penalty, also when the decrease predicted inside a bracket of the
+        minimum is (see :func:`~skbilevel.outer._step.one_penalty_step`).
     step_tol : float, default=1e-3
         Stop when a step, accepted or proposed after a rejection, changes no
         coordinate of ``lambda`` by more than ``step_tol``.
@@ -282,16 +284,16 @@ def hoag(
             break
         line = None
         if n_hyper == 1:
-            line = one_penalty_step(_line_points(trace.history), max_step)
+            lowest = (float(best.lam[0]), best.value, float(best.grad[0]))
+            line = one_penalty_step(lowest, _line_points(trace.history), max_step)
         if line is not None:
-            t, decrease = line
-            if decrease is not None and decrease <= tol * abs(best.value):
+            if line.decrease is not None and line.decrease <= tol * abs(best.value):
                 message, converged = DECREASE_STOP, True
                 break
             # the step leaves from the lowest point (after a rejection, or
             # a slack acceptance, the current point is another)
             current, lam, g = best, best.lam, best.grad
-            candidate = np.clip(np.full(lam.shape, t), low, high)
+            candidate = np.clip(np.full(lam.shape, line.lam), low, high)
         elif planned is not None:
             candidate, planned = planned, None
         else:
@@ -300,7 +302,10 @@ def hoag(
         if control.too_short(moved):
             message, converged = "step below step_tol", True
             break
-        trial, record = trace.run(candidate, k, "gradient", step=control.step_size)
+        step = control.step_size
+        if line is not None and g[0] != 0:
+            step = abs(float(moved[0] / g[0]))  # the 1 / L of the step taken
+        trial, record = trace.run(candidate, k, "gradient", step=step)
         curvature = float((trial.grad - g) @ moved / (moved @ moved))
         if trial.value <= current.value + schedule(k) * abs(current.value):
             record["accepted"] = True
