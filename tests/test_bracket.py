@@ -15,6 +15,7 @@ from skbilevel.outer._step import (
     hermite_value,
     one_penalty_step,
 )
+from skbilevel.outer.problem import Evaluation
 
 
 class _ScriptedTrace:
@@ -210,18 +211,10 @@ class _LineProblem:
         t = float(np.asarray(lam)[0])
         self.calls += 1
         noise = 5e-4 * (-1) ** self.calls
-        return SimpleNamespace(
-            lam=np.array([t]),
-            value=float(np.cosh(t - 1.0)),
-            fold_values=np.array([np.cosh(t - 1.0)]),
-            grad=np.array([np.sinh(t - 1.0) + noise]),
-            inner_iter=1,
-            n_fun=1,
-            n_hvp=0,
-            inner_converged=True,
-            corrected=False,
-            residual=None,
-            time=0.0,
+        value = float(np.cosh(t - 1.0))
+        grad = np.array([np.sinh(t - 1.0) + noise])
+        return Evaluation(
+            np.array([t]), value, grad, np.array([value]), 1, 1, 0, True, None, 0.0
         )
 
 
