@@ -16,7 +16,7 @@ from scipy.stats import loguniform
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge
 from sklearn.metrics import log_loss
 from sklearn.model_selection import (
     GridSearchCV,
@@ -47,6 +47,8 @@ __all__ = [
     "print_table",
     "run_module",
     "search_methods",
+    "fit_timed",
+    "oracle_ridge",
     "timed_in_turns",
 ]
 
@@ -292,28 +294,47 @@ def medians_in_turns(fits, first, turns):
     return {name: (float(np.median(t)), len(t)) for name, t in times.items()}
 
 
+def fit_timed(make, X, y):
+    """``(model, seconds)``: ``make()`` fitted on ``X, y``, and how long
+    ``make()`` and the fit took together (a maker may do work of its own:
+    :func:`oracle_ridge`)."""
+    start = time.perf_counter()
+    model = make().fit(X, y)
+    return model, time.perf_counter() - start
+
+
+def oracle_ridge(alpha, X, y, splits):
+    """A maker for the Ridge oracle at ``alpha``: each call cross-validates
+    ``Ridge(alpha)`` on ``splits`` and returns it unfitted, for the caller's
+    refit (:func:`timed_in_turns` times both together)."""
+
+    def make():
+        cross_validate(Ridge(alpha=alpha), X, y, cv=splits)
+        return Ridge(alpha=alpha)
+
+    return make
+
+
 def timed_in_turns(makers, X, y, repeat, first=None):
     """``({name: last model}, {name: median seconds of fit})`` of the methods
     ``makers`` (name -> unfitted estimator), fit in turns
     (:func:`medians_in_turns`).
 
     Each method is fit once first; ``first`` gives that fit for methods
-    already fit once, ``{name: (model, seconds)}``. ``repeat`` turns, at
-    least 15 where a method's fit takes under 0.1 s (a few milliseconds'
-    fits vary by a third between single runs on this machine).
+    already fit once, ``{name: (model, seconds)}`` (:func:`fit_timed`).
+    ``repeat`` turns, at least ``MANY_REPEATS`` where a method's fit takes
+    under ``MANY_BELOW`` seconds (a few milliseconds' fits vary by a third
+    between single runs on this machine).
     """
     first, fitted = dict(first or {}), {}
     for name, make in makers.items():
         if name not in first:
-            start = time.perf_counter()
-            model = make().fit(X, y)
-            first[name] = (model, time.perf_counter() - start)
+            first[name] = fit_timed(make, X, y)
         fitted[name] = first[name][0]
 
     def fit(name):
-        start = time.perf_counter()
-        fitted[name] = makers[name]().fit(X, y)
-        return time.perf_counter() - start
+        fitted[name], seconds = fit_timed(makers[name], X, y)
+        return seconds
 
     shortest = min(seconds for _, seconds in first.values())
     n = repeat if shortest >= MANY_BELOW else max(repeat, MANY_REPEATS)

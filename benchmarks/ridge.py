@@ -34,11 +34,10 @@ that target's own 201-point grid (``max gap %`` over targets).
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np
-from _common import timed_in_turns
+from _common import fit_timed, oracle_ridge, timed_in_turns
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -122,16 +121,9 @@ def scalar_table(quick, repeat):
         }
         # the oracle fits at our alpha: known after our first fit (which
         # serves as our warm-up)
-        start = time.perf_counter()
-        first = makers["ours"]().fit(X, y)
-        first = {"ours": (first, time.perf_counter() - start)}
+        first = {"ours": fit_timed(makers["ours"], X, y)}
         alpha = first["ours"][0].best_params_["alpha"]
-
-        def oracle(alpha=alpha, X=X, y=y, splits=splits):
-            cross_validate(Ridge(alpha=alpha), X, y, cv=splits)
-            return Ridge(alpha=alpha)
-
-        makers["oracle"] = oracle
+        makers["oracle"] = oracle_ridge(alpha, X, y, splits)
         fitted, seconds = timed_in_turns(makers, X, y, repeat, first)
         loo, grid = fitted["loo"], fitted["grid"]
         t_ours, t_oracle = seconds["ours"], seconds["oracle"]
@@ -174,16 +166,9 @@ def per_target_table(quick, repeat):
         ),
         "loo": lambda: RidgeCV(alphas=GRID_20, alpha_per_target=True),
     }
-    start = time.perf_counter()
-    first = makers["ours"]().fit(X, Y)
-    first = {"ours": (first, time.perf_counter() - start)}
+    first = {"ours": fit_timed(makers["ours"], X, Y)}
     ours_alphas = np.asarray(first["ours"][0].best_params_["alpha"])
-
-    def oracle():  # cross-validation at our alphas, then the refit
-        cross_validate(Ridge(alpha=ours_alphas), X, Y, cv=splits)
-        return Ridge(alpha=ours_alphas)
-
-    makers["oracle"] = oracle
+    makers["oracle"] = oracle_ridge(ours_alphas, X, Y, splits)
     fitted, seconds = timed_in_turns(makers, X, Y, repeat, first)
     loo = fitted["loo"]
     t_ours, t_loo, t_oracle = seconds["ours"], seconds["loo"], seconds["oracle"]

@@ -498,6 +498,8 @@ def test_warm_refit_is_the_estimators_fit_nearer_the_solution(
         assert best.n_iter_.max() == 0 < cold.n_iter_.max()
     elif solver == "newton-cholesky":
         assert best.n_iter_.max() < cold.n_iter_.max()
+    else:  # saga: no more epochs than from zero
+        assert best.n_iter_.max() <= cold.n_iter_.max()
 
 
 def test_warm_refit_keeps_the_users_warm_start_and_can_be_turned_off(
@@ -514,6 +516,25 @@ def test_warm_refit_keeps_the_users_warm_start_and_can_be_turned_off(
     expected = LogisticRegression(C=cold.best_params_["C"]).fit(X, y)
     assert_allclose(cold.best_estimator_.coef_, expected.coef_)
     assert_allclose(cold.best_estimator_.n_iter_, expected.n_iter_)
+
+
+def test_warm_refit_gives_warm_start_back_when_the_fit_raises(
+    three_classes, monkeypatch
+):
+    X, y = three_classes
+
+    def failing_fit(self, X, y, sample_weight=None):
+        raise RuntimeError("the estimator's fit failed")
+
+    # (the search scores its fold models without fitting any: the refit is
+    # the one call)
+    monkeypatch.setattr(LogisticRegression, "fit", failing_fit)
+    search = BilevelSearchCV(LogisticRegression(), {"C": (1e-2, 1e2)}, cv=3)
+    with pytest.raises(RuntimeError, match="the estimator's fit failed"):
+        search.fit(X, y)
+    # the start was set and the warm start with it; the user's is back
+    assert search.best_estimator_.coef_.shape == (3, X.shape[1])
+    assert search.best_estimator_.warm_start is False
 
 
 def test_warm_refit_with_other_features_on_all_data_starts_from_scratch():

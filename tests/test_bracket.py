@@ -135,20 +135,29 @@ def _step(points, max_step=2.0):
     return one_penalty_step(min(points, key=lambda p: p[1]), points, max_step)
 
 
-def test_one_penalty_step_lands_on_a_bracketed_cubics_minimum():
-    # h is itself a cubic: the interpolation is exact, and the decrease it
-    # predicts is the one left from the lowest point
+@pytest.mark.parametrize(
+    "c, ts, larger",
+    [(0.1, [3.0, 1.4, 0.5], "quadratic"), (0.1, [0.7, 1.6], "cubic")],
+)
+def test_one_penalty_step_lands_on_a_bracketed_cubics_minimum(c, ts, larger):
+    # h is itself a cubic: the interpolation is exact (its minimizer and its
+    # values), and the decrease kept is the larger of the one left from the
+    # lowest point and the bracket's secant quadratic
     def h(t):
-        return (t - 1.0) ** 2 + 0.1 * (t - 1.0) ** 3
+        return (t - 1.0) ** 2 + c * (t - 1.0) ** 3
 
     def dh(t):
-        return 2 * (t - 1.0) + 0.3 * (t - 1.0) ** 2
+        return 2 * (t - 1.0) + 3 * c * (t - 1.0) ** 2
 
-    points = _points(h, dh, [3.0, 1.4, 0.5])
+    points = _points(h, dh, ts)
     step = _step(points)
     assert step.lam == pytest.approx(1.0, abs=1e-12)
-    # the larger of the cubic's and the bracket's quadratic prediction
-    assert step.decrease >= h(1.4) - h(1.0) - 1e-12 > 0
+    (t0, f0, d0), (t1, f1, d1) = sorted(points, key=lambda p: p[1])[:2]
+    for t in (t0, 1.0, t1, 0.5 * (t0 + t1)):
+        assert hermite_value(t0, f0, d0, t1, f1, d1, t) == pytest.approx(h(t))
+    left, quadratic = f0 - h(1.0), d0 * d0 / (2 * (d1 - d0) / (t1 - t0))
+    assert step.decrease == pytest.approx(max(left, quadratic))
+    assert (left > quadratic) == (larger == "cubic")
 
 
 def test_one_penalty_step_doubles_the_secant_step_before_a_bracket():
@@ -191,7 +200,7 @@ def test_one_penalty_step_over_a_wide_bracket_predicts_the_larger_decrease():
         [(1.0, 0.5, 0.0), (2.0, 0.7, 0.1)],  # a zero slope: the gradient's test
         [(1.0, 0.5, 0.1)],  # nothing to compare with
         [(1.0, 0.5, 0.1), (2.0, 0.6, 0.05)],  # steepening: no secant curvature
-        [(1.0, 0.5, 0.1), (2.0, np.nan, 0.05)],  # a failed evaluation
+        [(1.0, 0.5, 0.1), (2.0, np.nan, 0.2)],  # a failed evaluation
     ],
 )
 def test_one_penalty_step_leaves_other_cases_to_the_step_control(points):

@@ -637,3 +637,6 @@ def test_the_estimators_solver_settings_act_in_the_refit_only(data):
     # started from the engine's solution, the one iteration allowed is not needed
     assert warm.best_estimator_.n_iter_[0] == 0
     assert_allclose(warm.best_estimator_.coef_, tight.best_estimator_.coef_, rtol=1e-2)
+    # (nor by the default max_iter: both keep the engine's solution itself)
+    assert tight.best_estimator_.n_iter_[0] == 0
+    assert_array_equal(warm.best_estimator_.coef_, tight.best_estimator_.coef_)

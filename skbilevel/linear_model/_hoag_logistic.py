@@ -567,7 +567,7 @@ class HOAGLogisticRegression(
             lam,
             w0,
             tol=self.polish_tol,
-            max_iter=max(self.inner_max_iter, 1000),
+            max_iter=self.inner_max_iter,
         )
         if self.verbose > 0:
             print(

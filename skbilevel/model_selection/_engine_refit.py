@@ -21,7 +21,13 @@ import numpy as np
 from sklearn.base import clone
 
 from ..objectives import InnerObjective
-from ..search import as_engine_array, fit_steps, newton_refit, route_fit_params
+from ..search import (
+    as_engine_array,
+    fit_steps,
+    newton_refit,
+    route_fit_params,
+    split_estimator,
+)
 from ..utils._sklearn_compat import _check_sample_weight
 
 __all__ = ["final_step_input", "final_step_problem", "warm_started_refit"]
@@ -162,7 +168,8 @@ def warm_started_refit(
     tol : float
         The Newton solve's gradient tolerance (``polish_tol``).
     max_iter : int
-        Newton steps at most.
+        Newton steps at most (``inner_max_iter``; at least
+        ``REFIT_MIN_ITER``, see :func:`~skbilevel.search.newton_refit`).
     verbose : int
         Prints the engine solve's cost when positive.
 
@@ -171,12 +178,10 @@ def warm_started_refit(
     model : estimator instance
         Fitted by its own ``fit`` on ``fit_input``.
     """
-    split, adapter = fold_models.split, fold_models.adapter
-    if split.final_name is None:
-        final, prefix = model, None
-    else:
-        final = model.steps[-1][1]
-        prefix = None if split.prefix is None else clone(split.prefix)
+    adapter = fold_models.adapter
+    prefix, _, final = split_estimator(model)
+    # (fitted on its own copy: the Pipeline's fit below fits the model's)
+    prefix = None if prefix is None else clone(prefix)
     start = time.perf_counter()
     given = final_step_input(fold_models, X, y, fit_params, prefix)
     n_features = given.X_engine.shape[1]

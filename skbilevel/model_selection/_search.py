@@ -950,7 +950,7 @@ class BilevelSearchCV(BaseSearchCV):
                     y,
                     fit_params,
                     tol=fold_models.search.options.polish_tol,
-                    max_iter=max(self.inner_max_iter, 1000),
+                    max_iter=self.inner_max_iter,
                     verbose=self.verbose,
                 )
             else:
@@ -984,7 +984,7 @@ class BilevelSearchCV(BaseSearchCV):
                         *warm_from,
                         fit_input=(X, y, fit_params),
                         tol=fold_models.search.options.polish_tol,
-                        max_iter=max(self.inner_max_iter, 1000),
+                        max_iter=self.inner_max_iter,
                         verbose=self.verbose,
                     )
                 else:

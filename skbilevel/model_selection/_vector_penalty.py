@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..objectives.quadratic import quadratic_moments
+from ..search import split_estimator
 from ..search._banded import banded_coefficients
 from ..solvers.direct import direct_factor
 from ..utils._sklearn_compat import _get_feature_names
@@ -147,7 +148,8 @@ def refit_vector_penalty(
         (the search's ``polish_tol``: scikit-learn's test; a squared loss's is
         relative to its gradient at zero).
     max_iter : int
-        Newton steps at most.
+        Newton steps at most (``inner_max_iter``; at least
+        ``REFIT_MIN_ITER``, see :func:`~skbilevel.search.newton_refit`).
     verbose : int
         Prints the refit's cost when positive.
 
@@ -157,13 +159,9 @@ def refit_vector_penalty(
         Its prefix steps fitted by scikit-learn, its final step carrying the
         engine's solution.
     """
-    split, adapter = fold_models.split, fold_models.adapter
+    adapter = fold_models.adapter
     space = fold_models.search.space
-    if split.final_name is None:
-        final, prefix = model, None
-    else:
-        final = model.steps[-1][1]
-        prefix = None if split.prefix is None else model[:-1]
+    prefix, _, final = split_estimator(model)
     given = final_step_input(fold_models, X, y, fit_params, prefix)
     name, Xt = type(final).__name__, given.Xt
     n_features = given.X_engine.shape[1]

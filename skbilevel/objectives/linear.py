@@ -31,6 +31,7 @@ from ..utils._array_api import device_of, get_namespace, is_sparse, to_numpy
 from ._products import adjoint as _adjoint_product
 from ._products import forward as _forward_product
 from ._products import routed
+from .losses import host_ones
 
 __all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss", "take_rows"]
 
@@ -143,9 +144,6 @@ class LinearPredictor:
         self._XT = X.T if is_sparse(X) else None
         # Dense NumPy data read whole: see _in_place
         self._host_dense = isinstance(X, np.ndarray) and rows is None
-        self._ones = None
-        if self._host_dense and self.fit_intercept:
-            self._ones = np.ones(self.n_samples, dtype=X.dtype)
 
     @property
     def X(self):
@@ -185,15 +183,13 @@ class LinearPredictor:
 
     def raw(self, w):
         """Raw predictions, shape (n_samples,) or (n_samples, K)."""
-        if self._in_place():
-            coef = w[: self.n_coef]
-            if self.n_outputs > 1:
-                coef = coef.reshape(self.n_features, self.n_outputs)
-            raw = self.source @ coef
-            if self.fit_intercept:
-                raw += w[self.n_coef :] if self.n_outputs > 1 else w[self.n_coef]
-            return raw
         coef, intercept = self.split(w)
+        if self._in_place():
+            raw = self.source @ coef
+            if intercept is not None:
+                # in place: the product is an array of this call's own
+                raw += intercept if self.n_outputs > 1 else intercept[0]
+            return raw
         raw = _forward_product(self.source, coef)
         if self.rows is not None:
             raw = self.xp.take(raw, self.rows, axis=0)
@@ -241,7 +237,8 @@ class LinearPredictor:
         if self.fit_intercept:
             # the column sums as one matrix-vector product, where a reduction
             # over the samples is several times slower on few columns
-            out[self.n_coef :] = self._ones @ raw_cotangent
+            ones = host_ones(raw_cotangent.shape[0], X.dtype)[:, 0]
+            out[self.n_coef :] = ones @ raw_cotangent
         return out
 
     def zeros(self):

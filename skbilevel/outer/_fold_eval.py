@@ -34,6 +34,7 @@ __all__ = [
     "FoldState",
     "evaluate_fold",
     "evaluations_in_this_process",
+    "gradient_test",
     "initial_state",
 ]
 
@@ -190,22 +191,20 @@ def absolute_tests_apply(inner):
     return getattr(inner.loss, "name", None) != "squared"
 
 
-def _sklearn_test(inner, settings):
-    """Whether the solve takes scikit-learn's gradient test (``per_sample``)."""
-    return settings.per_sample and absolute_tests_apply(inner)
+def gradient_test(inner, per_sample, scale=None):
+    """``(gtol_scale, gtol_norm)``: the gradient test of a solve at ``inner_tol``.
 
-
-def _tolerance_scale(inner, state, settings):
-    """The gradient norm ``inner_tol`` is relative to.
-
-    ``||dG/dw(0)||`` by default. With scikit-learn's test: the training
+    ``||grad G|| <= inner_tol * scale`` by default, ``scale`` being
+    ``||dG/dw(0)||`` (:func:`gradient_scale`; computed when None). With
+    ``per_sample``, scikit-learn's test where it applies (the log-losses, see
+    :func:`absolute_tests_apply`): the largest entry against the training
     weights' sum (scikit-learn's objectives are ours divided by it, so
     ``max |grad G| <= tol * total`` is ``LogisticRegression``'s L-BFGS test at
     ``tol``, see :func:`~skbilevel.solvers.minimize_newton_cg`).
     """
-    if _sklearn_test(inner, settings):
-        return inner.weight_total
-    return state.gradient_scale
+    if per_sample and absolute_tests_apply(inner):
+        return inner.weight_total, "max"
+    return (gradient_scale(inner) if scale is None else scale), "l2"
 
 
 def _shift_memory(xp, memory, curvature_change):
@@ -315,6 +314,9 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         solved_at = inner.xp.asarray(state.lam, dtype=model.dtype, device=model.device)
         change = inner.penalty_curvature(lam) - inner.penalty_curvature(solved_at)
     start, n_predict = _predicted_start(inner, state, lam, lam_host)
+    gtol_scale, gtol_norm = gradient_test(
+        inner, settings.per_sample, state.gradient_scale
+    )
     if settings.newton:
         # Newton-CG keeping its own pairs (newton_pairs) returns the memory
         # it is given only when it made no conjugate-gradient product (that
@@ -328,8 +330,8 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
             lambda w: inner.hessp(w, lam),
             start,
             tol=settings.inner_tol,
-            gtol_scale=_tolerance_scale(inner, state, settings),
-            gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
+            gtol_scale=gtol_scale,
+            gtol_norm=gtol_norm,
             gtol_floor=floor,
             max_iter=settings.inner_max_iter,
             min_iter=min_iter,
@@ -349,8 +351,8 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         lambda w: inner.value_and_grad(w, lam),
         start,
         tol=settings.inner_tol,
-        gtol_scale=_tolerance_scale(inner, state, settings),
-        gtol_norm="max" if _sklearn_test(inner, settings) else "l2",
+        gtol_scale=gtol_scale,
+        gtol_norm=gtol_norm,
         gtol_floor=floor,
         max_iter=settings.inner_max_iter,
         min_iter=min_iter,

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "DECREASE_STOP",
+    "GRADIENT_STOP",
     "LineStep",
     "StepControl",
     "hermite_minimizer",
@@ -206,14 +208,15 @@ def one_penalty_step(lowest, points, max_step):
       minimum with the lowest point (it is higher, and ``h`` first
       decreases towards it). The next point is the minimizer of the cubic
       matching ``h`` and ``h'`` at both ends (kept 5% of the bracket away
-      from them). The decrease of ``h`` still to gain is the larger of the
-      cubic's (at its unclipped minimizer) and the quadratic's with the
-      secant curvature across the bracket, ``h'^2 / (2 h'')``: the cubic
-      alone is a poor model across a wide bracket whose far end lies in a
-      flat or steep stretch. Near the minimum, where the inexact
-      hypergradients are noisier than the slope itself, the values and
-      slopes of a bracket still say how much is left; the slope alone, or a
-      secant curvature over a short step, does not;
+      from them, :func:`hermite_minimizer`'s default margin). The decrease
+      of ``h`` still to gain is the larger of the cubic's (at its unclipped
+      minimizer) and the quadratic's with the secant curvature across the
+      bracket, ``h'^2 / (2 h'')``: the cubic alone is a poor model across
+      a wide bracket whose far end lies in a flat or steep stretch. Near
+      the minimum, where the inexact hypergradients are noisier than the
+      slope itself, the values and slopes of a bracket still say how much
+      is left; the slope alone, or a secant curvature over a short step,
+      does not;
     - otherwise, the secant step on ``h'`` from the nearest point on the
       other side, ``EXPAND`` times over and at most ``max_step`` long, when
       the secant curvature is positive.
@@ -243,11 +246,14 @@ def one_penalty_step(lowest, points, max_step):
     ahead = [p for p in points if (p[0] - t0) * side > 0]
     if ahead:
         t1, f1, d1 = min(ahead, key=lambda point: abs(point[0] - t0))
-        t = hermite_minimizer(t0, f0, d0, t1, f1, d1)
-        secant = (d1 - d0) / (t1 - t0)
-        if t is None or not secant > 0:
-            return None if t is None else LineStep(t, None)
         exact = hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.0)
+        if exact is None:
+            return None
+        lo, hi = min(t0, t1), max(t0, t1)
+        t = float(np.clip(exact, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo)))
+        secant = (d1 - d0) / (t1 - t0)
+        if not secant > 0:
+            return LineStep(t, None)
         cubic = f0 - hermite_value(t0, f0, d0, t1, f1, d1, exact)
         return LineStep(t, max(cubic, d0 * d0 / (2 * secant)))
     behind = [p for p in points if (p[0] - t0) * side < 0]

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..hypergrad import get_linear_solver
 from ..outer import CrossValidatedProblem, hoag
-from ..outer._fold_eval import absolute_tests_apply, gradient_scale
+from ..outer._fold_eval import gradient_test
 from ..solvers import minimize_newton_cg
 from ..utils._array_api import to_numpy
 from ._progress import SearchProgress
@@ -54,6 +54,8 @@ BRACKET = 5
 # evaluation from 15 Newton steps to 10, 11% of the search; the same C.
 # A floor at polish_tol itself cost it an evaluation (a rejected step).
 FLOOR_FACTOR = 0.1
+# Newton steps a refit on all the data may take at least (see newton_refit).
+REFIT_MIN_ITER = 1000
 
 
 class SearchOptions(NamedTuple):
@@ -450,13 +452,14 @@ def newton_refit(inner, lam, w0, *, tol, max_iter):
     instead of 1.5 s for a precision no fit there needs (session scripts at
     6936c30 and 6842423).
 
+    ``max_iter`` (the estimator's ``inner_max_iter``) is raised to
+    ``REFIT_MIN_ITER`` at least: one solve of all the data, which a small
+    iteration budget meant for the search's many fold fits must not cut.
+
     Returns the result of :func:`~skbilevel.solvers.minimize_newton_cg`
     (an ``LBFGSResult``).
     """
-    if absolute_tests_apply(inner):
-        gtol_scale, gtol_norm = inner.weight_total, "max"
-    else:
-        gtol_scale, gtol_norm = gradient_scale(inner), "l2"
+    gtol_scale, gtol_norm = gradient_test(inner, per_sample=True)
     result = minimize_newton_cg(
         lambda w: inner.value_and_grad(w, lam),
         lambda w: inner.hessp(w, lam),
@@ -464,7 +467,7 @@ def newton_refit(inner, lam, w0, *, tol, max_iter):
         tol=tol,
         gtol_scale=gtol_scale,
         gtol_norm=gtol_norm,
-        max_iter=max_iter,
+        max_iter=max(max_iter, REFIT_MIN_ITER),
         xtol=min(0.1, 1e3 * float(tol)),
     )
     return result._replace(x=center_intercepts(inner, result.x))
