@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from skbilevel.outer import hoag
-from skbilevel.outer._bracket import FIRST_LOOSEN, LOOSEN, run_bracket
+from skbilevel.outer._bracket import FIRST_LOOSEN, FIRST_RETRY, LOOSEN, run_bracket
 from skbilevel.outer._step import (
     DECREASE_STOP,
     EXPAND,
@@ -22,12 +22,14 @@ class _ScriptedTrace:
     """Answers each bracket point with the next (value, slope) of a script."""
 
     def __init__(self, script):
-        self.script, self.points, self.loosen = list(script), [], []
+        self.script, self.points = list(script), []
+        self.loosen, self.retry = [], []
 
-    def run(self, point, step, phase, *, accepted, loosen):
+    def run(self, point, step, phase, *, accepted, loosen, retry=None):
         value, slope = self.script[len(self.points)]
         self.points.append(float(point[0]))
         self.loosen.append(loosen)
+        self.retry.append(retry)
         evaluation = SimpleNamespace(lam=point, value=value, grad=np.array([slope]))
         return evaluation, {"accepted": accepted}
 
@@ -47,6 +49,8 @@ def test_a_steepening_slope_takes_half_a_step_at_full_tolerance():
     assert trace.points[2] == pytest.approx(2.5)
     # the flat end loosest, the full-width jump loose, the half step tight
     assert trace.loosen == [FIRST_LOOSEN, LOOSEN, 1.0]
+    # a fold of the first point that is not in the flat end goes on
+    assert trace.retry == [FIRST_RETRY, None, None] and FIRST_RETRY < FIRST_LOOSEN
     assert bracket.best.value == 0.5 and len(bracket.points) == 3
 
 
@@ -105,10 +109,11 @@ def test_a_secant_point_with_a_small_hypergradient_ends_the_search():
 class _ScriptedTrace2D(_ScriptedTrace):
     """Two penalties: each scripted slope is the gradient ``[a, b]``."""
 
-    def run(self, point, step, phase, *, accepted, loosen):
+    def run(self, point, step, phase, *, accepted, loosen, retry=None):
         value, grad = self.script[len(self.points)]
         self.points.append(float(point[0]))
         self.loosen.append(loosen)
+        self.retry.append(retry)
         evaluation = SimpleNamespace(lam=point, value=value, grad=np.array(grad))
         return evaluation, {"accepted": accepted}
 

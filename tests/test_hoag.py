@@ -503,6 +503,48 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
     assert _predicted_start(inner, wild, lam2, lam2)[0] is state.w
 
 
+def test_a_loose_solve_of_more_than_one_step_goes_on_to_retry_tol():
+    # One Newton step that meets a loose tolerance marks the flat, strongly
+    # penalized end, where retry_tol changes nothing (to the bit); a solve
+    # that takes more goes on, from where it stopped, to retry_tol.
+    from skbilevel.outer._fold_eval import evaluate_fold, initial_state
+
+    inner, fold, settings = _newton_fold("binary", "cg")
+    loose = settings._replace(inner_tol=0.1)
+    retried = loose._replace(retry_tol=1e-6)
+    flat = np.array([5.0])
+    plain = evaluate_fold(fold, initial_state(fold), flat, loose)
+    again = evaluate_fold(fold, initial_state(fold), flat, retried)
+    assert plain.n_iter == again.n_iter == 1
+    assert np.array_equal(plain.state.w, again.state.w)
+    assert plain.value == again.value and np.array_equal(plain.grad, again.grad)
+
+    lam = np.array([0.0])
+    exact = _exact_solution(inner, lam, np.zeros(inner.n_params))
+    plain = evaluate_fold(fold, initial_state(fold), lam, loose)
+    again = evaluate_fold(fold, initial_state(fold), lam, retried)
+    tight = evaluate_fold(fold, initial_state(fold), lam, settings)
+    assert plain.n_iter > 1 and again.n_iter > plain.n_iter
+    error = np.linalg.norm(again.state.w - exact) / np.linalg.norm(exact)
+    assert error < 1e-5 < np.linalg.norm(plain.state.w - exact) / np.linalg.norm(exact)
+    assert again.value == pytest.approx(tight.value, rel=1e-8)
+    assert abs(plain.value / tight.value - 1) > 1e-3
+    # the costs of both solves counted
+    assert again.n_fun > plain.n_fun
+
+
+def test_the_problem_hands_retry_tol_to_every_fold():
+    problem = make_problem("cg")
+    lam = np.array([-1.0])
+    plain = problem.evaluate(lam, inner_tol=0.1, linear_tol=1e-2)
+    problem = make_problem("cg")
+    again = problem.evaluate(lam, inner_tol=0.1, linear_tol=1e-2, retry_tol=1e-8)
+    tight = make_problem("cg").evaluate(lam, inner_tol=1e-8, linear_tol=1e-8)
+    assert again.value == pytest.approx(tight.value, rel=1e-6)
+    assert abs(plain.value / tight.value - 1) > 1e-3  # 2.3% here
+    assert again.inner_iter > plain.inner_iter
+
+
 def test_the_secant_prediction_projects_several_penalties_on_the_last_step():
     # two groups of penalties: a new step orthogonal to the last one gives
     # tau = 0 (the last solution, no product); along it, a prediction

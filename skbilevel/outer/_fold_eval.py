@@ -99,7 +99,7 @@ class FoldSettings(NamedTuple):
         With ``newton``: keep the last step's conjugate-gradient curvature
         pairs as the fold's memory (the inner solver is Newton-CG), instead
         of the L-BFGS pairs it came with (a polish of an L-BFGS search).
-    floor : float or None
+    floor, retry_tol : float or None
         See :meth:`CrossValidatedProblem.evaluate`.
     """
 
@@ -114,6 +114,7 @@ class FoldSettings(NamedTuple):
     per_sample: bool = False
     newton_pairs: bool = False
     floor: float | None = None
+    retry_tol: float | None = None
 
 
 class FoldResult(NamedTuple):
@@ -427,6 +428,23 @@ def evaluate_fold(fold, state, lam, settings):
     result, n_predict = _inner_solve(
         inner, outer, state, lam, lam_host, settings, moved
     )
+    if settings.retry_tol is not None and result.n_iter > 1:
+        # not the flat end the loose tolerance was meant for: on to
+        # retry_tol from where the solve stopped (no new prediction, no
+        # forced step, the memory as it is)
+        resumed = state._replace(w=result.x, memory=result.memory, lam=lam_host)
+        more, _ = _inner_solve(
+            inner,
+            outer,
+            resumed,
+            lam,
+            lam_host,
+            settings._replace(inner_tol=settings.retry_tol, retry_tol=None),
+            False,
+        )
+        result = more._replace(
+            n_iter=result.n_iter + more.n_iter, n_fun=result.n_fun + more.n_fun
+        )
     previous = state.previous
     if state.lam is not None and moved:
         previous = (state.w, state.lam)

@@ -130,13 +130,19 @@ class _Trace:
         self.history = []
         self.start = time.perf_counter()
 
-    def run(self, point, k, phase, accepted=None, step=None, loosen=1.0):
+    def run(self, point, k, phase, accepted=None, step=None, loosen=1.0, retry=None):
         """Evaluate ``h`` and its gradient at tolerance ``loosen * schedule(k)``
-        (the linear systems: ``LINEAR_SLACK`` times looser, capped)."""
+        (the linear systems: ``LINEAR_SLACK`` times looser, capped); with
+        ``retry``, a fold that takes more than one inner iteration there goes
+        on to ``retry * schedule(k)`` (``retry_tol`` of
+        :meth:`~skbilevel.outer.CrossValidatedProblem.evaluate`)."""
         eps = min(loosen * self.schedule(k), 0.1)
         linear_tol = min(LINEAR_SLACK * eps, LINEAR_CAP)
+        options = {}
+        if retry is not None:
+            options["retry_tol"] = min(retry * self.schedule(k), 0.1)
         evaluation = self.problem.evaluate(
-            point, inner_tol=eps, linear_tol=linear_tol, floor=self.floor
+            point, inner_tol=eps, linear_tol=linear_tol, floor=self.floor, **options
         )
         record = history_record(
             evaluation,

@@ -230,6 +230,7 @@ class CrossValidatedProblem:
         newton=None,
         per_sample=False,
         floor=None,
+        retry_tol=None,
     ):
         """Solve every fold at ``lam`` (warm-started) and return :class:`Evaluation`.
 
@@ -264,6 +265,12 @@ class CrossValidatedProblem:
             above ``floor`` (scikit-learn's test at ``tol=floor``), however
             small ``inner_tol`` is relative to the gradient at zero. None:
             ``inner_tol`` alone.
+        retry_tol : float or None, default=None
+            A fold whose solve at ``inner_tol`` takes more than one inner
+            iteration goes on to ``retry_tol`` (tighter), before its
+            hypergradient: a loose ``inner_tol`` that one step meets is the
+            mark of the flat, strongly penalized end, where the loose value
+            is accurate; elsewhere it is not. None: ``inner_tol`` alone.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
@@ -285,6 +292,7 @@ class CrossValidatedProblem:
             per_sample=per_sample,
             newton_pairs=self.inner_solver == "newton-cg",
             floor=floor,
+            retry_tol=retry_tol,
         )
         # the folds themselves where the backend runs calls in this process
         folds = self._placement.handles(active_backend())
