@@ -221,7 +221,7 @@ class _LineProblem:
     def __init__(self):
         self.calls = 0
 
-    def evaluate(self, lam, *, inner_tol, linear_tol, floor=None):
+    def evaluate(self, lam, *, inner_tol, linear_tol, floor=None, retry_tol=None):
         t = float(np.asarray(lam)[0])
         self.calls += 1
         noise = 5e-4 * (-1) ** self.calls

@@ -503,46 +503,139 @@ def test_warm_start_follows_the_secant_of_the_solution_path(loss_name):
     assert _predicted_start(inner, wild, lam2, lam2)[0] is state.w
 
 
-def test_a_loose_solve_of_more_than_one_step_goes_on_to_retry_tol():
-    # One Newton step that meets a loose tolerance marks the flat, strongly
-    # penalized end, where retry_tol changes nothing (to the bit); a solve
-    # that takes more goes on, from where it stopped, to retry_tol.
+def _spied_inner_solves(monkeypatch):
+    """Record every ``_inner_solve`` call of the fold evaluations: (start,
+    settings, moved, result)."""
+    calls = []
+    solve = _fold_eval._inner_solve
+
+    def spied(inner, outer, state, lam, lam_host, settings, moved):
+        result = solve(inner, outer, state, lam, lam_host, settings, moved)
+        calls.append((state.w, settings, moved, result[0]))
+        return result
+
+    monkeypatch.setattr(_fold_eval, "_inner_solve", spied)
+    return calls
+
+
+def test_one_newton_step_at_the_loose_tolerance_is_not_retried():
+    # the flat, strongly penalized end: the loose solve's one step stands,
+    # retry_tol changes nothing (to the bit)
     from skbilevel.outer._fold_eval import evaluate_fold, initial_state
 
-    inner, fold, settings = _newton_fold("binary", "cg")
+    _, fold, settings = _newton_fold("binary", "shine")
     loose = settings._replace(inner_tol=0.1)
-    retried = loose._replace(retry_tol=1e-6)
     flat = np.array([5.0])
     plain = evaluate_fold(fold, initial_state(fold), flat, loose)
-    again = evaluate_fold(fold, initial_state(fold), flat, retried)
+    again = evaluate_fold(
+        fold, initial_state(fold), flat, loose._replace(retry_tol=1e-6)
+    )
     assert plain.n_iter == again.n_iter == 1
     assert np.array_equal(plain.state.w, again.state.w)
     assert plain.value == again.value and np.array_equal(plain.grad, again.grad)
 
+
+@pytest.mark.parametrize("newton", [True, False], ids=["newton-cg", "lbfgs"])
+def test_a_loose_solve_of_more_than_one_step_goes_on_to_retry_tol(monkeypatch, newton):
+    from skbilevel.outer._fold_eval import evaluate_fold, initial_state
+
+    inner, fold, settings = _newton_fold("binary", "shine")
+    settings = settings._replace(newton=newton)
+    loose = settings._replace(inner_tol=0.1)
     lam = np.array([0.0])
     exact = _exact_solution(inner, lam, np.zeros(inner.n_params))
-    plain = evaluate_fold(fold, initial_state(fold), lam, loose)
-    again = evaluate_fold(fold, initial_state(fold), lam, retried)
     tight = evaluate_fold(fold, initial_state(fold), lam, settings)
-    assert plain.n_iter > 1 and again.n_iter > plain.n_iter
+    plain = evaluate_fold(fold, initial_state(fold), lam, loose)
+    calls = _spied_inner_solves(monkeypatch)
+    again = evaluate_fold(
+        fold, initial_state(fold), lam, loose._replace(retry_tol=1e-6)
+    )
+    (_, _, _, first), (start, resumed, moved, second) = calls
+    # the second solve starts where the loose one stopped, at retry_tol,
+    # with what is left of the budget, no forced step
+    assert first.n_iter > 1 and np.array_equal(first.x, plain.state.w)
+    assert np.array_equal(start, first.x) and moved is False
+    assert resumed.inner_tol == 1e-6 and resumed.retry_tol is None
+    assert resumed.inner_max_iter == settings.inner_max_iter - first.n_iter
+    # both solves' costs, the second's verdict
+    assert again.n_iter == first.n_iter + second.n_iter
+    assert again.n_fun == first.n_fun + second.n_fun  # a cold start: no prediction
+    assert again.converged == second.converged
     error = np.linalg.norm(again.state.w - exact) / np.linalg.norm(exact)
     assert error < 1e-5 < np.linalg.norm(plain.state.w - exact) / np.linalg.norm(exact)
     assert again.value == pytest.approx(tight.value, rel=1e-8)
     assert abs(plain.value / tight.value - 1) > 1e-3
-    # the costs of both solves counted
-    assert again.n_fun > plain.n_fun
+    assert_allclose(again.grad, tight.grad, rtol=1e-4)
+    # the state is the final solution's: its data part, lambda, no secant
+    # from a cold start
+    state = again.state
+    assert state.lam[0] == 0.0 and state.previous is None
+    penalty = float(inner.penalty_value(state.w, lam))
+    assert state.data_value + penalty == pytest.approx(
+        float(inner.value(state.w, lam)), rel=1e-12
+    )
+
+
+def test_a_retry_keeps_to_the_iteration_budget_and_a_tighter_tolerance(
+    monkeypatch,
+):
+    from skbilevel.outer._fold_eval import evaluate_fold, initial_state
+
+    _, fold, settings = _newton_fold("binary", "cg")
+    loose = settings._replace(inner_tol=0.1, retry_tol=1e-10)
+    lam = np.array([-3.0])
+    calls = _spied_inner_solves(monkeypatch)
+    first = evaluate_fold(
+        fold, initial_state(fold), lam, loose._replace(retry_tol=None)
+    )
+    for budget in (2, 3, 4, 6):
+        calls.clear()
+        capped = loose._replace(inner_max_iter=budget)
+        assert evaluate_fold(fold, initial_state(fold), lam, capped).n_iter <= budget
+        # no second solve once the loose one has spent the budget
+        assert len(calls) == (2 if budget > first.n_iter else 1)
+    # a retry_tol not below inner_tol: one solve, as without it
+    calls.clear()
+    same = evaluate_fold(fold, initial_state(fold), lam, loose._replace(retry_tol=0.1))
+    plain = evaluate_fold(
+        fold, initial_state(fold), lam, loose._replace(retry_tol=None)
+    )
+    assert len(calls) == 2 and same.value == plain.value and same.n_fun == plain.n_fun
 
 
 def test_the_problem_hands_retry_tol_to_every_fold():
-    problem = make_problem("cg")
     lam = np.array([-1.0])
-    plain = problem.evaluate(lam, inner_tol=0.1, linear_tol=1e-2)
-    problem = make_problem("cg")
-    again = problem.evaluate(lam, inner_tol=0.1, linear_tol=1e-2, retry_tol=1e-8)
+    plain = make_problem("cg").evaluate(lam, inner_tol=0.1, linear_tol=1e-2)
+    again = make_problem("cg").evaluate(
+        lam, inner_tol=0.1, linear_tol=1e-2, retry_tol=1e-8
+    )
     tight = make_problem("cg").evaluate(lam, inner_tol=1e-8, linear_tol=1e-8)
-    assert again.value == pytest.approx(tight.value, rel=1e-6)
+    assert_allclose(again.fold_values, tight.fold_values, rtol=1e-6)
     assert abs(plain.value / tight.value - 1) > 1e-3  # 2.3% here
     assert again.inner_iter > plain.inner_iter
+
+
+class _RecordedProblem:
+    """A problem that records the options of every evaluation."""
+
+    def __init__(self, problem):
+        self.problem, self.options = problem, []
+        self.n_hyper = problem.n_hyper
+
+    def evaluate(self, lam, **options):
+        self.options.append(options)
+        return self.problem.evaluate(lam, **options)
+
+
+def test_the_bracket_asks_retry_tol_of_its_first_point_only():
+    from skbilevel.outer._bracket import FIRST_LOOSEN, FIRST_RETRY
+
+    problem = _RecordedProblem(make_problem("cg"))
+    hoag(problem, [HIGH], bounds=(LOW, HIGH), bracket=5, tol_start=1e-4)
+    first, *rest = problem.options
+    assert first["inner_tol"] == pytest.approx(FIRST_LOOSEN * 1e-4)
+    assert first["retry_tol"] == pytest.approx(FIRST_RETRY * 1e-4)
+    assert rest and all("retry_tol" not in options for options in rest)
 
 
 def test_the_secant_prediction_projects_several_penalties_on_the_last_step():

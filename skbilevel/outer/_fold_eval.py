@@ -393,6 +393,18 @@ def _evaluate_direct(inner, outer, state, lam, factor, settings, start):
     )
 
 
+def _retries(settings, result):
+    """Whether the inner solve goes on to ``settings.retry_tol``: it is
+    tighter than ``inner_tol``, the solve met ``inner_tol`` but took more
+    than one iteration for it, and iterations are left."""
+    return (
+        settings.retry_tol is not None
+        and settings.retry_tol < settings.inner_tol
+        and result.converged
+        and 1 < result.n_iter < settings.inner_max_iter
+    )
+
+
 def evaluate_fold(fold, state, lam, settings):
     """Solve one fold at ``lam`` from ``state``; return :class:`FoldResult`.
 
@@ -428,10 +440,12 @@ def evaluate_fold(fold, state, lam, settings):
     result, n_predict = _inner_solve(
         inner, outer, state, lam, lam_host, settings, moved
     )
-    if settings.retry_tol is not None and result.n_iter > 1:
+    if _retries(settings, result):
         # not the flat end the loose tolerance was meant for: on to
-        # retry_tol from where the solve stopped (no new prediction, no
-        # forced step, the memory as it is)
+        # retry_tol from where the solve stopped, within what is left of
+        # the iteration budget. The state's lambda is the point's, so no
+        # prediction is made (and none counted); moved=False: no forced
+        # step, the memory kept as it is.
         resumed = state._replace(w=result.x, memory=result.memory, lam=lam_host)
         more, _ = _inner_solve(
             inner,
@@ -439,7 +453,11 @@ def evaluate_fold(fold, state, lam, settings):
             resumed,
             lam,
             lam_host,
-            settings._replace(inner_tol=settings.retry_tol, retry_tol=None),
+            settings._replace(
+                inner_tol=settings.retry_tol,
+                retry_tol=None,
+                inner_max_iter=settings.inner_max_iter - result.n_iter,
+            ),
             False,
         )
         result = more._replace(

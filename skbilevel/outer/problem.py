@@ -266,11 +266,15 @@ class CrossValidatedProblem:
             small ``inner_tol`` is relative to the gradient at zero. None:
             ``inner_tol`` alone.
         retry_tol : float or None, default=None
-            A fold whose solve at ``inner_tol`` takes more than one inner
-            iteration goes on to ``retry_tol`` (tighter), before its
-            hypergradient: a loose ``inner_tol`` that one step meets is the
-            mark of the flat, strongly penalized end, where the loose value
-            is accurate; elsewhere it is not. None: ``inner_tol`` alone.
+            A fold whose solve meets ``inner_tol`` in more than one inner
+            iteration goes on, from where it stopped and within what is left
+            of ``inner_max_iter``, to ``retry_tol``, before its value and
+            hypergradient are computed: a loose ``inner_tol`` that one step
+            meets is the mark of the flat, strongly penalized end, where the
+            loose value is accurate; elsewhere it is not. The folds' costs
+            (``inner_iter``, ``n_fun``) include both solves, and
+            ``inner_converged`` is then the test at ``retry_tol``. None, or a
+            value not below ``inner_tol``: ``inner_tol`` alone.
         """
         start = time.perf_counter()
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
