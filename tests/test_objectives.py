@@ -251,9 +251,9 @@ def test_weight_total_is_the_number_or_the_sum_of_the_weights(weighted):
 
 @pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
 def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatch):
-    # hessp at the point of the last gradient reuses its raw predictions (one
-    # product with X fewer); any other point, equal in value or not, gets its
-    # own. The results are those of a fresh objective.
+    # hessp at the point of the last gradient reuses what that gradient
+    # computed (one product with X fewer); any other point, equal in value or
+    # not, gets its own. The results are those of a fresh objective.
     inner, _, n_hyper = make_fold(loss_name)
     fresh, _, _ = make_fold(loss_name)
     lam = np.zeros(n_hyper)
@@ -272,6 +272,30 @@ def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatc
     inner.value(copy, lam)
     assert calls[-1] is copy
     assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
+
+
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeypatch):
+    # after a gradient, the point keeps the probabilities the curvature needs,
+    # not the raw predictions beside them (an array of the fold's rows less
+    # per fold); a value at that point computes them again, once
+    inner, _, n_hyper = make_fold(loss_name)
+    fresh, _, _ = make_fold(loss_name)
+    lam = np.zeros(n_hyper)
+    w = np.random.default_rng(2).normal(size=inner.n_params)
+    calls = []
+    raw = inner.model.raw
+    monkeypatch.setattr(inner.model, "raw", lambda x: calls.append(x) or raw(x))
+    value, grad = inner.value_and_grad(w, lam)
+    assert inner._last_point.raw is None and inner._last_point.mean is not None
+    assert len(calls) == 1
+    for _ in range(2):
+        assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
+    assert len(calls) == 2 and inner._last_point.mean is not None
+    again_value, again_grad = inner.value_and_grad(w, lam)
+    assert len(calls) == 2  # the raw predictions kept since
+    assert_allclose(again_grad, grad, rtol=1e-14)
+    assert float(again_value) == pytest.approx(float(value), rel=1e-14)
 
 
 def _on_the_array_api_path(monkeypatch, *objectives):

@@ -301,8 +301,10 @@ class _Point(NamedTuple):
         The caller's array (the key; see :meth:`InnerObjective._point`).
     values : array
         A copy of its values when the point was made.
-    raw : array
-        The raw predictions ``model.raw(w)``.
+    raw : array or None
+        The raw predictions ``model.raw(w)``; None once the probabilities
+        are known (the curvature products read those only; a value at ``w``
+        computes them again): one array of the fold's rows less per fold.
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
@@ -397,7 +399,11 @@ class InnerObjective:
 
     def _raw(self, w):
         """``model.raw(w)``, reused at the same point (see :meth:`_point`)."""
-        return self._point(w).raw
+        point = self._point(w)
+        if point.raw is None:  # dropped once the probabilities were taken
+            point = point._replace(raw=self.model.raw(w))
+            self._last_point = point
+        return point.raw
 
     def _curvature(self, w):
         """The loss's per-sample curvature at ``w``, from the probabilities of
@@ -445,10 +451,12 @@ class InnerObjective:
         xp = self.xp
         point = self._point(w)
         losses, raw_grad, mean = self.loss.value_gradient_and_mean(
-            xp, self.y, point.raw
+            xp, self.y, self._raw(w)
         )
         if point.mean is None:
-            self._last_point = point._replace(mean=mean)  # for hessp at w
+            # for hessp at w, which reads the probabilities only: the raw
+            # predictions are not kept beside them
+            self._last_point = point._replace(raw=None, mean=mean)
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
         penalty, penalty_grad = self.penalty.value_and_gradient(xp, self._coef(w), lam)
         grad = self.model.adjoint(
