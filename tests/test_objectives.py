@@ -274,28 +274,54 @@ def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatc
     assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
 
 
-@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
 def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeypatch):
-    # after a gradient, the point keeps the probabilities the curvature needs,
-    # not the raw predictions beside them (an array of the fold's rows less
-    # per fold); a value at that point computes them again, once
+    # after a gradient of a logistic loss, the point keeps the probabilities
+    # the curvature needs, not the raw predictions beside them (an array of
+    # the fold's rows less per fold): a value or another gradient at that
+    # point computes them again. The squared loss's mean is its raw
+    # predictions: one array, kept, nothing computed again. Every result is
+    # a fresh objective's.
     inner, _, n_hyper = make_fold(loss_name)
     fresh, _, _ = make_fold(loss_name)
+    logistic = not getattr(inner.loss, "constant_curvature", False)
     lam = np.zeros(n_hyper)
     w = np.random.default_rng(2).normal(size=inner.n_params)
+    v = np.random.default_rng(3).normal(size=inner.n_params)
     calls = []
     raw = inner.model.raw
     monkeypatch.setattr(inner.model, "raw", lambda x: calls.append(x) or raw(x))
-    value, grad = inner.value_and_grad(w, lam)
-    assert inner._last_point.raw is None and inner._last_point.mean is not None
+
+    def kept():
+        point = inner._last_point
+        assert point.mean is not None
+        if logistic:
+            assert point.raw is None
+        else:
+            assert point.raw is point.mean
+        return point
+
+    def same_gradient(lam):
+        value, grad = inner.value_and_grad(w, lam)
+        expected_value, expected_grad = fresh.value_and_grad(w.copy(), lam)
+        assert float(value) == pytest.approx(float(expected_value), rel=1e-14)
+        assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-14)
+
+    same_gradient(lam)
+    kept()
     assert len(calls) == 1
+    # a gradient at another lambda, same point
+    same_gradient(lam + 1.0)
+    kept()
+    assert len(calls) == (2 if logistic else 1)
     for _ in range(2):
-        assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
-    assert len(calls) == 2 and inner._last_point.mean is not None
-    again_value, again_grad = inner.value_and_grad(w, lam)
-    assert len(calls) == 2  # the raw predictions kept since
-    assert_allclose(again_grad, grad, rtol=1e-14)
-    assert float(again_value) == pytest.approx(float(value), rel=1e-14)
+        assert_allclose(inner.value(w, lam), fresh.value(w.copy(), lam), rtol=1e-14)
+    assert len(calls) == (3 if logistic else 1)
+    assert inner._last_point.raw is not None and inner._last_point.mean is not None
+    # the curvature after the value: the gradient's probabilities still
+    assert_allclose(inner.hessp(w, lam)(v), fresh.hessp(w.copy(), lam)(v), rtol=1e-13)
+    same_gradient(lam)
+    kept()
 
 
 def _on_the_array_api_path(monkeypatch, *objectives):

@@ -302,9 +302,11 @@ class _Point(NamedTuple):
     values : array
         A copy of its values when the point was made.
     raw : array or None
-        The raw predictions ``model.raw(w)``; None once the probabilities
-        are known (the curvature products read those only; a value at ``w``
-        computes them again): one array of the fold's rows less per fold.
+        The raw predictions ``model.raw(w)``. None after a gradient of a loss
+        whose curvature varies (the logistic losses): the curvature products
+        read the probabilities only, and not keeping both saves an array of
+        the fold's rows per fold; a value or a gradient at ``w`` computes
+        them again. (The squared loss's mean is its raw predictions, kept.)
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
@@ -336,10 +338,11 @@ class InnerObjective:
     Notes
     -----
     ``lam`` arguments are arrays of shape (n_hyper,) in the namespace and dtype of
-    ``X``; ``w`` is flat (see the module docstring). The raw predictions at the
-    last ``w`` evaluated, and the probabilities where its gradient was taken,
-    are reused when the same array comes again with the same values (the
-    curvature of a Newton step at the point whose gradient was just taken).
+    ``X``; ``w`` is flat (see the module docstring). What was computed at the
+    last ``w`` evaluated is reused when the same array comes again with the
+    same values: its raw predictions, or, once its gradient was taken, the
+    probabilities (the curvature of a Newton step at the point whose gradient
+    was just taken; see :class:`_Point`).
     """
 
     def __init__(
@@ -398,7 +401,9 @@ class InnerObjective:
         return point
 
     def _raw(self, w):
-        """``model.raw(w)``, reused at the same point (see :meth:`_point`)."""
+        """``model.raw(w)``, reused at the same point (see :meth:`_point`);
+        computed again, and kept, where a gradient there left the
+        probabilities only."""
         point = self._point(w)
         if point.raw is None:  # dropped once the probabilities were taken
             point = point._replace(raw=self.model.raw(w))
@@ -450,13 +455,18 @@ class InnerObjective:
         """``G(w, lam)`` (0-d array) and ``dG/dw`` (shape (n_params,))."""
         xp = self.xp
         point = self._point(w)
-        losses, raw_grad, mean = self.loss.value_gradient_and_mean(
-            xp, self.y, self._raw(w)
-        )
-        if point.mean is None:
-            # for hessp at w, which reads the probabilities only: the raw
-            # predictions are not kept beside them
+        raw = self.model.raw(w) if point.raw is None else point.raw
+        losses, raw_grad, mean = self.loss.value_gradient_and_mean(xp, self.y, raw)
+        if getattr(self.loss, "constant_curvature", False):
+            # the squared loss: its mean is the raw predictions themselves
+            # (one array), and hessp reads neither
+            if point.mean is None:
+                self._last_point = point._replace(mean=mean)
+        else:
+            # hessp at w reads the probabilities only: the raw predictions
+            # are not kept beside them, whether computed here or kept
             self._last_point = point._replace(raw=None, mean=mean)
+        del raw, point  # released before the adjoint's arrays
         data = xp.sum(_weighted(xp, self.sample_weight, losses))
         penalty, penalty_grad = self.penalty.value_and_gradient(xp, self._coef(w), lam)
         grad = self.model.adjoint(
