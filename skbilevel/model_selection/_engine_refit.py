@@ -30,7 +30,14 @@ from ..search import (
 )
 from ..utils._sklearn_compat import _check_sample_weight
 
-__all__ = ["final_step_input", "final_step_problem", "warm_started_refit"]
+__all__ = [
+    "final_step_input",
+    "final_step_problem",
+    "newton_solution",
+    "point_lam",
+    "set_solution",
+    "warm_started_refit",
+]
 
 
 class FinalInput(NamedTuple):
@@ -92,7 +99,7 @@ def final_step_problem(final, fold_models, given, y):
     return FinalProblem(final, inner, encoding)
 
 
-def mean_fold_solution(solutions):
+def _mean_fold_solution(solutions):
     """Mean of the folds' ``(coef, intercept)`` in the engine's flat layout."""
     flat = [
         np.concatenate([coef.reshape(-1)] + ([] if b is None else [b.reshape(-1)]))
@@ -101,14 +108,19 @@ def mean_fold_solution(solutions):
     return np.mean(flat, axis=0)
 
 
-def newton_solution(problem, fold_models, index, *, tol, max_iter):
-    """Newton-CG on ``problem`` at evaluated point ``index``, from the mean of
-    the folds' solutions there (:func:`~skbilevel.search.newton_refit`)."""
-    lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
+def point_lam(fold_models, index):
+    """``lambda`` of evaluated point ``index`` (float64, shape (n_hyper,))."""
+    return np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
+
+
+def newton_solution(problem, fold_models, index, lam, *, tol, max_iter):
+    """Newton-CG on ``problem`` at evaluated point ``index`` (its ``lam``),
+    from the mean of the folds' solutions there
+    (:func:`~skbilevel.search.newton_refit`)."""
     return newton_refit(
         problem.inner,
         lam,
-        mean_fold_solution(fold_models.search.solutions(index)),
+        _mean_fold_solution(fold_models.search.solutions(index)),
         tol=tol,
         max_iter=max_iter,
     )
@@ -178,27 +190,10 @@ def warm_started_refit(
     model : estimator instance
         Fitted by its own ``fit`` on ``fit_input``.
     """
-    adapter = fold_models.adapter
     prefix, _, final = split_estimator(model)
-    # (fitted on its own copy: the Pipeline's fit below fits the model's)
-    prefix = None if prefix is None else clone(prefix)
-    start = time.perf_counter()
-    given = final_step_input(fold_models, X, y, fit_params, prefix)
-    n_features = given.X_engine.shape[1]
-    if all(fold.n_features_in == n_features for fold in fold_models.folds):
-        problem = final_step_problem(final, fold_models, given, y)
-        solution = newton_solution(
-            problem, fold_models, index, tol=tol, max_iter=max_iter
-        )
-        set_solution(problem, adapter, solution.x)
-        if verbose > 0:
-            print(
-                f"Refit of {type(final).__name__} warm-started from the engine's "
-                f"solution on all {problem.inner.model.n_samples} samples "
-                f"({solution.n_iter} Newton steps, "
-                f"{time.perf_counter() - start:.2f}s)",
-                flush=True,
-            )
+    _start_from_engine(
+        final, prefix, fold_models, index, X, y, fit_params, tol, max_iter, verbose
+    )
     warm_start = final.warm_start
     final.set_params(warm_start=True)
     try:
@@ -207,3 +202,38 @@ def warm_started_refit(
     finally:
         final.set_params(warm_start=warm_start)
     return model
+
+
+def _start_from_engine(
+    final, prefix, fold_models, index, X, y, fit_params, tol, max_iter, verbose
+):
+    """Set the engine's solution on all the data as ``final``'s coefficients
+    (:func:`warm_started_refit`), unless the earlier steps give other
+    features than on the folds. Its arrays (the engine's copy of the data,
+    the objective, the solution) are released on return, before the
+    estimator's own fit."""
+    # (fitted on its own copy: the Pipeline's fit fits the model's)
+    prefix = None if prefix is None else clone(prefix)
+    start = time.perf_counter()
+    given = final_step_input(fold_models, X, y, fit_params, prefix)
+    n_features = given.X_engine.shape[1]
+    if any(fold.n_features_in != n_features for fold in fold_models.folds):
+        return
+    problem = final_step_problem(final, fold_models, given, y)
+    solution = newton_solution(
+        problem,
+        fold_models,
+        index,
+        point_lam(fold_models, index),
+        tol=tol,
+        max_iter=max_iter,
+    )
+    set_solution(problem, fold_models.adapter, solution.x)
+    if verbose > 0:
+        print(
+            f"Refit of {type(final).__name__} warm-started from the engine's "
+            f"solution on all {problem.inner.model.n_samples} samples "
+            f"({solution.n_iter} Newton steps, "
+            f"{time.perf_counter() - start:.2f}s)",
+            flush=True,
+        )

@@ -42,6 +42,7 @@ from ._engine_refit import (
     final_step_input,
     final_step_problem,
     newton_solution,
+    point_lam,
     set_solution,
 )
 
@@ -181,7 +182,7 @@ def refit_vector_penalty(
         )
     problem = final_step_problem(final, fold_models, given, y)
     inner = problem.inner
-    lam = np.asarray(fold_models.search.history[index]["lam"], dtype=np.float64)
+    lam = point_lam(fold_models, index)
     start = time.perf_counter()
     if space.structure == "output-groups":  # exact
         solution = _Exact(_banded_solution(inner, fold_models.search.band_index, lam))
@@ -190,7 +191,7 @@ def refit_vector_penalty(
         solution = _Exact(factor.minimizer())
     else:
         solution = newton_solution(
-            problem, fold_models, index, tol=tol, max_iter=max_iter
+            problem, fold_models, index, lam, tol=tol, max_iter=max_iter
         )
     if verbose > 0:
         how = (

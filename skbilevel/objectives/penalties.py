@@ -148,7 +148,7 @@ class L2Penalty:
     def value_and_gradient(self, xp, coef, lam):
         """``(value, gradient)``, the strengths computed once (the same
         numbers as :meth:`value` and :meth:`gradient`)."""
-        gradient = self.strength(xp, lam) * coef
+        gradient = self.gradient(xp, coef, lam)
         return 0.5 * xp.sum(gradient * coef), gradient
 
     def gradient_lambda(self, xp, coef, lam):

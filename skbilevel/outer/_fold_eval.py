@@ -175,7 +175,7 @@ def initial_state(fold):
     return FoldState(fold.inner.model.zeros())
 
 
-def gradient_scale(inner):
+def _gradient_scale(inner):
     # ||dG/dw(0)|| does not depend on lambda (the penalty's gradient vanishes
     # at 0): a fixed scale for the relative stopping test of every solve.
     lam0 = inner.xp.zeros(
@@ -185,7 +185,7 @@ def gradient_scale(inner):
     return max(float(inner.xp.sum(grad0 * grad0)) ** 0.5, 1e-300)
 
 
-def absolute_tests_apply(inner):
+def _absolute_tests_apply(inner):
     """Whether a test on the gradient per unit of training weight means
     anything: for the log-losses; a squared loss's gradient carries the
     units of ``X`` and ``y``, which an absolute test would make meaningless."""
@@ -196,16 +196,16 @@ def gradient_test(inner, per_sample, scale=None):
     """``(gtol_scale, gtol_norm)``: the gradient test of a solve at ``inner_tol``.
 
     ``||grad G|| <= inner_tol * scale`` by default, ``scale`` being
-    ``||dG/dw(0)||`` (:func:`gradient_scale`; computed when None). With
+    ``||dG/dw(0)||`` (:func:`_gradient_scale`; computed when None). With
     ``per_sample``, scikit-learn's test where it applies (the log-losses, see
-    :func:`absolute_tests_apply`): the largest entry against the training
+    :func:`_absolute_tests_apply`): the largest entry against the training
     weights' sum (scikit-learn's objectives are ours divided by it, so
     ``max |grad G| <= tol * total`` is ``LogisticRegression``'s L-BFGS test at
     ``tol``, see :func:`~skbilevel.solvers.minimize_newton_cg`).
     """
-    if per_sample and absolute_tests_apply(inner):
+    if per_sample and _absolute_tests_apply(inner):
         return inner.weight_total, "max"
-    return (gradient_scale(inner) if scale is None else scale), "l2"
+    return (_gradient_scale(inner) if scale is None else scale), "l2"
 
 
 def _shift_memory(xp, memory, curvature_change):
@@ -305,7 +305,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
     """
     min_iter = int(settings.gradient and moved)
     floor = None
-    if settings.floor is not None and absolute_tests_apply(inner):
+    if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
     memory = state.memory  # None while lam is unknown (a cold start)
     has_pairs = memory is not None and len(memory) > 0
@@ -435,7 +435,7 @@ def evaluate_fold(fold, state, lam, settings):
     if factor is not None:
         return _evaluate_direct(inner, outer, state, lam, factor, settings, start)
     if state.gradient_scale is None:
-        state = state._replace(gradient_scale=gradient_scale(inner))
+        state = state._replace(gradient_scale=_gradient_scale(inner))
     moved = _moved(state, lam_host)
     result, n_predict = _inner_solve(
         inner, outer, state, lam, lam_host, settings, moved

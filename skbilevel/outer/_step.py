@@ -136,7 +136,18 @@ class LineStep(NamedTuple):
     decrease: object
 
 
-def hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.05):
+# Fraction of an interval a cubic step keeps away from each of its ends.
+MARGIN = 0.05
+
+
+def _inside(t, t0, t1, margin):
+    """``t`` clipped to ``[t0, t1]`` (either order) less ``margin`` of it at
+    each end."""
+    lo, hi = min(t0, t1), max(t0, t1)
+    return float(np.clip(t, lo + margin * (hi - lo), hi - margin * (hi - lo)))
+
+
+def hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=MARGIN):
     """Minimizer in ``[t0, t1]`` of the cubic matching ``h`` and ``h'`` at both ends.
 
     Nocedal & Wright (2006), eq. (3.59).
@@ -165,12 +176,7 @@ def hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.05):
     if denominator == 0:
         return None
     t = t1 - (t1 - t0) * (d1 + d_2 - d_1) / denominator
-    lo, hi = min(t0, t1), max(t0, t1)
-    return (
-        float(np.clip(t, lo + margin * (hi - lo), hi - margin * (hi - lo)))
-        if np.isfinite(t)
-        else None
-    )
+    return _inside(t, t0, t1, margin) if np.isfinite(t) else None
 
 
 def hermite_value(t0, f0, d0, t1, f1, d1, t):
@@ -249,8 +255,7 @@ def one_penalty_step(lowest, points, max_step):
         exact = hermite_minimizer(t0, f0, d0, t1, f1, d1, margin=0.0)
         if exact is None:
             return None
-        lo, hi = min(t0, t1), max(t0, t1)
-        t = float(np.clip(exact, lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo)))
+        t = _inside(exact, t0, t1, MARGIN)
         secant = (d1 - d0) / (t1 - t0)
         if not secant > 0:
             return LineStep(t, None)
