@@ -32,8 +32,11 @@ from skbilevel import BilevelSearchCV, HOAGLogisticRegression
 __all__ = [
     "C_GRID",
     "C_RANGE",
+    "MANY_BELOW",
+    "MANY_REPEATS",
     "best_time",
     "cv_log_loss",
+    "fit_timed",
     "load_breast_cancer_standardized",
     "load_fashion_mnist_binary",
     "load_fashion_split",
@@ -43,12 +46,11 @@ __all__ = [
     "medians_in_turns",
     "optuna_search",
     "oracle_fit",
+    "oracle_ridge",
     "pool_2x2",
     "print_table",
     "run_module",
     "search_methods",
-    "fit_timed",
-    "oracle_ridge",
     "timed_in_turns",
 ]
 

@@ -301,13 +301,20 @@ class Check:
         return row
 
 
+def _default_max_iter():
+    """``HOAGLogisticRegression``'s default ``max_iter``: the whole search."""
+    from skbilevel import HOAGLogisticRegression
+
+    return HOAGLogisticRegression().max_iter
+
+
 def hoag_fit(X, y, device, max_time=None, **params):
     """HOAGLogisticRegression's fit; by default with ``C_init=1, max_iter=3``.
 
     C_init skips the bracket: both devices do the same, bounded work (a start,
     3 gradient steps, the polish of the best point and the refit), unless
     max_time stops the CPU early (then the rows say so). ``params`` replace
-    them (``C_init=None, max_iter=30``: the whole search).
+    them (``C_init=None`` and the default ``max_iter``: the whole search).
     """
     from skbilevel import HOAGLogisticRegression
 
@@ -469,9 +476,9 @@ def compare_searches(check, device, problems):
                 hoag_fit,
                 X_dev,
                 y_dev,
-                None,
+                device=None,
                 C_init=None,
-                max_iter=30,
+                max_iter=_default_max_iter(),
             )
         )
         grid = run_grid_search(

@@ -15,6 +15,7 @@ from skbilevel.outer._step import (
     hermite_value,
     one_penalty_step,
 )
+from skbilevel.outer.hoag import _line_points
 from skbilevel.outer.problem import Evaluation
 
 
@@ -212,6 +213,16 @@ def test_one_penalty_step_leaves_other_cases_to_the_step_control(points):
     assert one_penalty_step(points[0], points, max_step=2.0) is None
 
 
+def test_a_bracket_without_secant_curvature_predicts_no_decrease():
+    # the slope grows towards the far end, which is higher: a cubic step
+    # inside the bracket, but no decrease to stop on (a negative secant)
+    lowest, far = (1.0, 0.5, 0.1), (0.0, 0.7, 0.3)
+    step = one_penalty_step(lowest, [lowest, far], max_step=2.0)
+    assert step.decrease is None
+    assert step.lam == pytest.approx(hermite_minimizer(*lowest, *far))
+    assert 0.05 <= step.lam <= 0.95
+
+
 class _LineProblem:
     """``h(t) = cosh(t - 1)`` with hypergradients off by +-5e-4 in turn (the
     inexact solves' noise), for :func:`hoag` over one penalty."""
@@ -243,10 +254,29 @@ def test_a_one_penalty_search_stops_on_the_bracketed_decrease():
     # within sqrt(2 tol |h| / h'') of the minimum, up to the noise's share
     assert abs(result.lam[0] - 1.0) <= np.sqrt(2 * tol) + 1e-3
     assert problem.calls <= 6  # 7 with gradient steps after the first
-    # each line step left from the lowest point seen before it
+    # each line step left from the lowest point seen before it, to the
+    # point one_penalty_step gives from all the points before it
     history = result.history
+    line_steps = 0
     for k in range(2, len(history)):
         lowest = min(history[:k], key=lambda record: record["value"])
         assert history[k]["step_size"] == pytest.approx(
             abs(history[k]["lam"][0] - lowest["lam"][0]) / abs(lowest["grad"][0])
         )
+        line = one_penalty_step(
+            (float(lowest["lam"][0]), lowest["value"], float(lowest["grad"][0])),
+            _line_points(history[:k]),
+            max_step=2.0,
+        )
+        if line is not None:
+            assert history[k]["lam"][0] == pytest.approx(line.lam, rel=1e-12)
+            line_steps += 1
+    assert line_steps >= 3
+    # the stop: the decrease the last bracket predicts is below tol |h|
+    best = min(history, key=lambda record: record["value"])
+    final = one_penalty_step(
+        (float(best["lam"][0]), best["value"], float(best["grad"][0])),
+        _line_points(history),
+        max_step=2.0,
+    )
+    assert final.decrease <= tol * abs(best["value"])

@@ -85,8 +85,8 @@ def _flat(model):
 
 def _assert_refit_nearer_the_solution(search, grid, X, y, **fit_params):
     """The warm-started refit (the default) against GridSearchCV's refit from
-    scratch at the same point: both pass the estimator's test at its tol, and
-    the warm one is nearer the exact solution (within 1%)."""
+    scratch at the same point: the warm one is nearer the exact solution
+    (within 0.1%: 1e-4 and 5e-6 on the weighted cases here)."""
     exact = clone(grid.best_estimator_)
     prefix = "" if not hasattr(exact, "steps") else f"{exact.steps[-1][0]}__"
     exact.set_params(**{f"{prefix}tol": 1e-12, f"{prefix}max_iter": 10_000})
@@ -94,7 +94,7 @@ def _assert_refit_nearer_the_solution(search, grid, X, y, **fit_params):
     ours = np.linalg.norm(_flat(search.best_estimator_) - exact)
     theirs = np.linalg.norm(_flat(grid.best_estimator_) - exact)
     assert ours <= theirs + 1e-12 * np.linalg.norm(exact)
-    assert ours <= 1e-2 * np.linalg.norm(exact)
+    assert ours <= 1e-3 * np.linalg.norm(exact)
 
 
 @pytest.fixture(scope="module")
@@ -448,6 +448,10 @@ def test_sample_weight_with_metadata_routing(data):
         search.set_params(estimator=estimator).fit(X, y, sample_weight=sample_weight)
         grid = _grid_at(search, estimator=estimator, scoring=_weighted_accuracy())
         grid.fit(X, y, sample_weight=sample_weight)
+        # from scratch, the refit is GridSearchCV's own
+        cold = _search(scoring=_weighted_accuracy(), refit_warm_start=False)
+        cold.set_params(estimator=estimator).fit(X, y, sample_weight=sample_weight)
+        assert_allclose(cold.best_estimator_.coef_, grid.best_estimator_.coef_)
         # a consumer that did not say whether it wants the weights: an error
         with pytest.raises(Exception) as theirs:
             GridSearchCV(LogisticRegression(), {"C": [1.0]}).fit(
@@ -636,7 +640,8 @@ def test_the_estimators_solver_settings_act_in_the_refit_only(data):
     assert loose.best_estimator_.n_iter_[0] == 1
     # started from the engine's solution, the one iteration allowed is not needed
     assert warm.best_estimator_.n_iter_[0] == 0
-    assert_allclose(warm.best_estimator_.coef_, tight.best_estimator_.coef_, rtol=1e-2)
+    exact = LogisticRegression(C=tight.best_params_["C"], tol=1e-12, max_iter=10_000)
+    assert_allclose(warm.best_estimator_.coef_, exact.fit(X, y).coef_, rtol=1e-3)
     # (nor by the default max_iter: both keep the engine's solution itself)
     assert tight.best_estimator_.n_iter_[0] == 0
     assert_array_equal(warm.best_estimator_.coef_, tight.best_estimator_.coef_)

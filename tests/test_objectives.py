@@ -164,6 +164,7 @@ def test_penalty_value_and_gradient_are_value_and_gradient(penalty):
         else np.exp(lam[0])
     )
     assert_allclose(value, 0.5 * np.sum(strengths * coef**2), rtol=1e-14)
+    assert_allclose(gradient, strengths * coef, rtol=1e-14)
 
 
 def test_objectives_do_not_modify_inputs():

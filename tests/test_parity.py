@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
@@ -86,11 +87,25 @@ def test_both_estimators_run_the_same_search(case):
     )
     assert hoag.converged_ == search.converged_
     # scored by the log-loss, the search declares the same C best; with
-    # sample weights the scorer (not routed) weighs every row alike where the
-    # search's loss is weighted: it may prefer a neighbouring point
+    # sample weights the scorer's weighted log-loss per fold and the search's
+    # weighted loss are other criteria: it may prefer a neighbouring point
     if options.get("sample_weight"):
         scores = search.cv_results_["mean_test_score"]
         assert search.best_index_ == int(np.argmax(scores))
         assert search.best_params_["C"] == pytest.approx(hoag.C_, rel=0.1)
+        # that row's score is scikit-learn's: weighted fits, the folds'
+        # weighted log-loss (the fold models solved to the estimator's tol)
+        C, weight = search.best_params_["C"], fit_params["sample_weight"]
+        exact = [
+            -log_loss(
+                y[test],
+                LogisticRegression(C=C, tol=1e-10, max_iter=10_000)
+                .fit(X[train], y[train], sample_weight=weight[train])
+                .predict_proba(X[test]),
+                sample_weight=weight[test],
+            )
+            for train, test in splits
+        ]
+        assert scores[search.best_index_] == pytest.approx(np.mean(exact), rel=1e-3)
     else:
         assert search.best_params_["C"] == pytest.approx(hoag.C_, rel=1e-10)
