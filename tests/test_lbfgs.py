@@ -1,5 +1,7 @@
 """Tests for the array-API L-BFGS solver, its line search and its memory."""
 
+import pickle
+
 import array_api_strict
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from skbilevel.solvers import (
     minimize_lbfgs,
 )
 from skbilevel.solvers._line_search import line_search_wolfe
-from skbilevel.solvers._memory import append_pair
+from skbilevel.solvers._memory import append_pair, stacked_memory
 
 C1, C2 = 1e-4, 0.9
 
@@ -276,6 +278,64 @@ def test_stacked_inverse_matches_the_two_loops_on_a_run(memory_size, gamma_max):
         np.testing.assert_allclose(product, expected, rtol=1e-10, atol=atol)
 
 
+class _NoStack:
+    """A namespace whose ``stack`` fails: the pairs must not be copied."""
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        if name == "stack":
+            raise AssertionError("the pairs were stacked again")
+        return getattr(self._xp, name)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+def test_stacked_memory_holds_the_pairs_once(namespace):
+    # A memory built as one matrix: its pairs are that matrix's rows, the
+    # two-loop product and the compact operator agree with those of the same
+    # pairs held apart, and the operator multiplies by the matrix itself.
+    xp = np if namespace == "numpy" else array_api_strict
+    rng = np.random.default_rng(3)
+    pairs = random_pairs(rng, 9, 4)
+    s = [xp.asarray(p[0]) for p in pairs]
+    y = [xp.asarray(p[1]) for p in pairs]
+    sy = [xp.sum(a * b) for a, b in zip(s, y)]
+    memory = stacked_memory(xp, s, y, sy)
+    apart = LBFGSMemory(tuple(s), tuple(y), tuple(sy))
+    assert len(memory) == 4 and memory.stacked.shape == (8, 9)
+    assert len(tuple(memory)) == 3  # the three fields, as any memory's
+    for i in range(4):
+        np.testing.assert_array_equal(np.asarray(memory.s[i]), np.asarray(s[i]))
+        np.testing.assert_array_equal(np.asarray(memory.y[i]), np.asarray(y[i]))
+        np.testing.assert_array_equal(
+            np.asarray(memory.stacked[4 + i, :]), np.asarray(y[i])
+        )
+    if xp is np:
+        assert all(np.shares_memory(a, memory.stacked) for a in memory.s + memory.y)
+    operator = inv_hessian_operator(_NoStack(xp), memory, gamma_max=0.3)
+    reference = inv_hessian_operator(xp, apart, gamma_max=0.3)
+    for v in rng.standard_normal((3, 9)):
+        v = xp.asarray(v)
+        expected = np.asarray(inv_hessian_product(xp, apart, v, gamma_max=0.3))
+        np.testing.assert_allclose(np.asarray(operator(v)), expected, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(reference(v)), expected, rtol=1e-10)
+        np.testing.assert_allclose(
+            np.asarray(inv_hessian_product(xp, memory, v, gamma_max=0.3)),
+            expected,
+            rtol=1e-12,
+        )
+    with pytest.raises(AssertionError, match="stacked again"):
+        inv_hessian_operator(_NoStack(xp), apart)
+    if xp is np:  # pickled as its matrix, rows again views of it
+        copy = pickle.loads(pickle.dumps(memory))
+        assert all(np.shares_memory(a, copy.stacked) for a in copy.s + copy.y)
+        np.testing.assert_array_equal(copy.stacked, memory.stacked)
+        assert len(pickle.dumps(memory)) < len(pickle.dumps(apart))
+        assert pickle.loads(pickle.dumps(apart)).stacked is None
+    assert len(stacked_memory(xp, [], [], [])) == 0
+
+
 def test_empty_memory_product_is_scaled_identity():
     v = np.arange(3.0)
     np.testing.assert_array_equal(inv_hessian_product(np, empty_memory(), v), v)
@@ -379,6 +439,7 @@ def test_memory_size_respected(memory_size):
     assert result.n_iter > memory_size
     assert len(result.memory) == memory_size
     assert all(len(field) == memory_size for field in result.memory)
+    assert result.memory.stacked is None  # L-BFGS appends its pairs one by one
     # A larger warm-start memory is trimmed to the newest memory_size pairs.
     big = minimize_lbfgs(rosenbrock, x0, tol=1e-8, memory_size=20).memory
     warm = minimize_lbfgs(

@@ -148,6 +148,13 @@ def test_memory_size_keeps_the_last_steps_hessian_pairs():
         memory_size=4,
     )
     assert result.converged and 1 <= len(result.memory) <= 4
+    # held as one matrix (its rows), which the hypergradient's operator uses
+    m = len(result.memory)
+    assert result.memory.stacked.shape == (2 * m, inner.n_params)
+    for i in range(m):
+        assert np.shares_memory(result.memory.s[i], result.memory.stacked)
+        assert_allclose(result.memory.stacked[i], result.memory.s[i])
+        assert_allclose(result.memory.stacked[m + i], result.memory.y[i])
     for s, y, sy in zip(result.memory.s, result.memory.y, result.memory.sy):
         assert_allclose(y, hessian(s), rtol=1e-12, atol=1e-12)
         assert sy == pytest.approx(s @ y) and sy > 0

@@ -17,6 +17,7 @@ __all__ = [
     "empty_memory",
     "inv_hessian_operator",
     "inv_hessian_product",
+    "stacked_memory",
 ]
 
 
@@ -32,19 +33,77 @@ class LBFGSMemory(NamedTuple):
     sy : tuple of 0-d arrays
         Curvatures ``s_i' y_i`` (all positive: pairs failing the curvature
         condition are never stored).
+
+    Notes
+    -----
+    A memory built by :func:`stacked_memory` holds its pairs as the rows of
+    one matrix, ``stacked`` (``[s_1 ... s_m, y_1 ... y_m]``), which
+    :func:`inv_hessian_operator` multiplies by without copying the pairs;
+    ``stacked`` is None otherwise.
     """
 
     s: tuple
     y: tuple
     sy: tuple
 
+    # not a field: set on the memories of stacked_memory only
+    stacked = None
+
     def __len__(self):
         return len(self.s)
+
+
+class _StackedMemory(LBFGSMemory):
+    """An :class:`LBFGSMemory` whose pairs are the rows of ``stacked``."""
+
+    def __reduce__(self):
+        # it travels as its matrix (pickled rows would each be a copy of
+        # their own beside it)
+        return _unstack, (self.stacked, self.sy)
+
+
+def _unstack(stacked, sy):
+    """The memory whose pairs are the rows of ``stacked``."""
+    m = len(sy)
+    memory = _StackedMemory(
+        tuple(stacked[i, :] for i in range(m)),
+        tuple(stacked[m + i, :] for i in range(m)),
+        tuple(sy),
+    )
+    memory.stacked = stacked
+    return memory
 
 
 def empty_memory():
     """An L-BFGS memory holding no pairs."""
     return LBFGSMemory((), (), ())
+
+
+def stacked_memory(xp, s, y, sy):
+    """An L-BFGS memory of the pairs ``(s[i], y[i])`` (oldest first), held as
+    the rows of one matrix (see ``LBFGSMemory.stacked``).
+
+    The pairs are copied once, into that matrix: a memory that is built once
+    and used by many products (the pairs of a Newton step's conjugate
+    gradient, the preconditioner of the hypergradient systems) then exists
+    once, not as its pairs plus the stack :func:`inv_hessian_operator` would
+    make of them.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of the pairs.
+    s, y : sequence of arrays of shape (n_params,)
+    sy : sequence of 0-d arrays
+        ``s[i]' y[i]`` (positive).
+
+    Returns
+    -------
+    LBFGSMemory
+    """
+    if len(s) == 0:
+        return empty_memory()
+    return _unstack(xp.stack(tuple(s) + tuple(y)), sy)
 
 
 def append_pair(memory, s, y, sy, max_size):
@@ -157,7 +216,9 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
     """
     if len(memory) == 0:
         return lambda v: inv_hessian_product(xp, memory, v, gamma_max=gamma_max)
-    Z = xp.stack(memory.s + memory.y)
+    Z = memory.stacked
+    if Z is None:  # (a stacked memory's rows are the pairs)
+        Z = xp.stack(memory.s + memory.y)
     m = len(memory)
     S, Y = Z[:m, :], Z[m:, :]
     y_new = memory.y[-1]

@@ -29,7 +29,7 @@ along directions of weak curvature.
 from ..hypergrad._krylov import preconditioned_cg
 from ..hypergrad.base import check_positive_float
 from ..utils._array_api import get_namespace, norm, vdot
-from ._memory import append_pair, empty_memory
+from ._memory import empty_memory, stacked_memory
 from ._stopping import GradientTest, check_iterations
 from .lbfgs import LBFGSResult
 
@@ -142,6 +142,7 @@ def minimize_newton_cg(
     # is relative to the larger of the start and the iterate, so that a
     # solution at (or near) zero does not make every step look long
     settled = xtol is None
+    newest = None  # the last step's products (memory_size): the memory
     start_norm = 0.0 if settled else float(norm(xp, x0))
     for n_iter in range(1, max_iter + 1):
         passing = test.passes(grad, grad_norm)
@@ -175,7 +176,8 @@ def minimize_newton_cg(
             xp, matvec, -grad, tol=forcing, max_iter=_MAX_CG, done=done
         )
         if memory_size and products:
-            memory = _curvature_pairs(xp, products, memory_size)
+            # the memory is built from the last step's, once, at the end
+            newest = products[-memory_size:]
         n_fun += direction.n_matvec
         step = direction.solution
         slope = float(vdot(xp, grad, step))
@@ -215,6 +217,8 @@ def minimize_newton_cg(
     else:
         if settled and test.passes(grad, grad_norm):
             converged, message = True, "gradient norm below tol"
+    if newest is not None:
+        memory = _curvature_pairs(xp, newest)
     return LBFGSResult(
         x,
         value,
@@ -239,12 +243,12 @@ def _recording(matvec, products):
     return recorded
 
 
-def _curvature_pairs(xp, products, memory_size):
-    """The newest ``memory_size`` products as an L-BFGS memory (positive
-    curvature only)."""
-    memory = empty_memory()
-    for v, product in products[-memory_size:]:
+def _curvature_pairs(xp, products):
+    """The products ``(v, A v)`` as an L-BFGS memory, held as one matrix
+    (positive curvature only)."""
+    kept = []
+    for v, product in products:
         curvature = vdot(xp, v, product)
         if float(curvature) > 0:
-            memory = append_pair(memory, v, product, curvature, memory_size)
-    return memory
+            kept.append((v, product, curvature))
+    return stacked_memory(xp, *zip(*kept)) if kept else empty_memory()
