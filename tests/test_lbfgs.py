@@ -333,7 +333,35 @@ def test_stacked_memory_holds_the_pairs_once(namespace):
         np.testing.assert_array_equal(copy.stacked, memory.stacked)
         assert len(pickle.dumps(memory)) < len(pickle.dumps(apart))
         assert pickle.loads(pickle.dumps(apart)).stacked is None
+        # one made by the tuple's own constructor holds no matrix, and
+        # pickles as a plain memory
+        made = type(memory)(memory.s, memory.y, memory.sy)
+        assert made.stacked is None
+        assert pickle.loads(pickle.dumps(made)).stacked is None
     assert len(stacked_memory(xp, [], [], [])) == 0
+
+
+def test_shifted_stacked_memory_stays_stacked_and_lets_the_old_one_go():
+    # A new lambda shifts every y by (c_new - c_old) s: a stacked memory
+    # gives a stacked one, equal to the shift of the same pairs held apart,
+    # whose pairs are not views of the old matrix (which would keep the old
+    # y alive beside the new).
+    from skbilevel.outer._fold_eval import _shift_memory
+
+    rng = np.random.default_rng(4)
+    pairs = random_pairs(rng, 7, 3)
+    s, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    sy = [a @ b for a, b in zip(s, y)]
+    stacked = stacked_memory(np, s, y, sy)
+    apart = LBFGSMemory(tuple(s), tuple(y), tuple(sy))
+    shifted = _shift_memory(np, stacked, 0.3)
+    reference = _shift_memory(np, apart, 0.3)
+    assert reference.stacked is None and len(shifted) == len(reference) == 3
+    assert shifted.stacked is not None
+    assert not np.shares_memory(shifted.stacked, stacked.stacked)
+    for a, b in zip(shifted[:3], reference[:3]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-14)
+    assert _shift_memory(np, stacked, None) is stacked
 
 
 def test_empty_memory_product_is_scaled_identity():

@@ -153,6 +153,7 @@ def test_memory_size_keeps_the_last_steps_hessian_pairs():
     assert result.memory.stacked.shape == (2 * m, inner.n_params)
     for i in range(m):
         assert np.shares_memory(result.memory.s[i], result.memory.stacked)
+        assert np.shares_memory(result.memory.y[i], result.memory.stacked)
         assert_allclose(result.memory.stacked[i], result.memory.s[i])
         assert_allclose(result.memory.stacked[m + i], result.memory.y[i])
     for s, y, sy in zip(result.memory.s, result.memory.y, result.memory.sy):

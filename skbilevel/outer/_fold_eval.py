@@ -24,6 +24,7 @@ import numpy as np
 from ..hypergrad.direct import DirectSolver
 from ..hypergrad.implicit import hypergradient
 from ..solvers import LBFGSMemory, empty_memory, minimize_lbfgs, minimize_newton_cg
+from ..solvers._memory import stacked_memory
 from ..solvers.direct import direct_factor
 from ..utils._array_api import to_numpy
 from ._placement import resolve
@@ -216,7 +217,9 @@ def _shift_memory(xp, memory, curvature_change):
     ``diag(c_new - c_old)``: a pair ``(s, y)`` of the old problem becomes
     ``(s, y + (c_new - c_old) * s)`` up to the data term's variation along the
     step. Pairs whose curvature turns non-positive are dropped. No change
-    (None): ``memory`` as it is.
+    (None): ``memory`` as it is. A stacked memory (Newton-CG's) gives a
+    stacked one: its old matrix, the old ``y`` included, is not held by the
+    new pairs' ``s``.
     """
     if curvature_change is None:
         return memory
@@ -226,11 +229,10 @@ def _shift_memory(xp, memory, curvature_change):
         sy = xp.sum(s * y_new)
         if float(sy) > 1e-10 * float(xp.sum(y_new * y_new)):
             pairs.append((s, y_new, sy))
-    return LBFGSMemory(
-        tuple(p[0] for p in pairs),
-        tuple(p[1] for p in pairs),
-        tuple(p[2] for p in pairs),
-    )
+    s, y, sy = (tuple(p[i] for p in pairs) for i in range(3))
+    if memory.stacked is not None:
+        return stacked_memory(xp, s, y, sy)
+    return LBFGSMemory(s, y, sy)
 
 
 def _corrected(xp, value, inner_grad, solve):

@@ -15,7 +15,10 @@ of a fold do not change during a search, so they are shipped once:
   object store; each call carries the reference and the worker fetches it
   (zero-copy for NumPy buffers on the same node);
 - loky (joblib's process backend) receives the folds with every call; it
-  memory-maps arrays above 1 MB to its workers instead of pickling them;
+  memory-maps arrays above 1 MB to its workers instead of pickling them (so
+  also a fold's state, which ships with every call: its solution and its
+  curvature pairs, Newton-CG's as one matrix; read-only in the workers,
+  where nothing writes into them);
 - the multiprocessing backend pickles with the standard library, which refuses
   the objectives' namespace modules: the folds are packed once and their bytes
   sent with every call.

@@ -33,21 +33,18 @@ class LBFGSMemory(NamedTuple):
     sy : tuple of 0-d arrays
         Curvatures ``s_i' y_i`` (all positive: pairs failing the curvature
         condition are never stored).
-
-    Notes
-    -----
-    A memory built by :func:`stacked_memory` holds its pairs as the rows of
-    one matrix, ``stacked`` (``[s_1 ... s_m, y_1 ... y_m]``), which
-    :func:`inv_hessian_operator` multiplies by without copying the pairs;
-    ``stacked`` is None otherwise.
+    stacked : array of shape (2 * n_pairs, n_params) or None
+        Not a field (the tuple is ``(s, y, sy)``): the matrix
+        ``[s_1 ... s_m, y_1 ... y_m]`` whose rows are the pairs, for a memory
+        built by :func:`stacked_memory` (:func:`inv_hessian_operator` then
+        multiplies by it without copying the pairs); None otherwise.
     """
 
     s: tuple
     y: tuple
     sy: tuple
 
-    # not a field: set on the memories of stacked_memory only
-    stacked = None
+    stacked = None  # set on the memories of stacked_memory only
 
     def __len__(self):
         return len(self.s)
@@ -57,8 +54,10 @@ class _StackedMemory(LBFGSMemory):
     """An :class:`LBFGSMemory` whose pairs are the rows of ``stacked``."""
 
     def __reduce__(self):
-        # it travels as its matrix (pickled rows would each be a copy of
-        # their own beside it)
+        # the default would pickle the rows and the matrix (the instance's
+        # __dict__): the pairs twice. A copy made by _make holds no matrix.
+        if self.stacked is None:
+            return LBFGSMemory, (self.s, self.y, self.sy)
         return _unstack, (self.stacked, self.sy)
 
 
@@ -94,6 +93,8 @@ def stacked_memory(xp, s, y, sy):
     xp : module
         Array namespace of the pairs.
     s, y : sequence of arrays of shape (n_params,)
+        Steps and gradient differences (or directions and their Hessian
+        products), oldest first.
     sy : sequence of 0-d arrays
         ``s[i]' y[i]`` (positive).
 
@@ -216,8 +217,8 @@ def inv_hessian_operator(xp, memory, *, gamma_max=None):
     """
     if len(memory) == 0:
         return lambda v: inv_hessian_product(xp, memory, v, gamma_max=gamma_max)
-    Z = memory.stacked
-    if Z is None:  # (a stacked memory's rows are the pairs)
+    Z = memory.stacked  # a stacked memory's rows are its pairs: no copy
+    if Z is None:
         Z = xp.stack(memory.s + memory.y)
     m = len(memory)
     S, Y = Z[:m, :], Z[m:, :]

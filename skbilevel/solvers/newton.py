@@ -142,7 +142,7 @@ def minimize_newton_cg(
     # is relative to the larger of the start and the iterate, so that a
     # solution at (or near) zero does not make every step look long
     settled = xtol is None
-    newest = None  # the last step's products (memory_size): the memory
+    newest = None
     start_norm = 0.0 if settled else float(norm(xp, x0))
     for n_iter in range(1, max_iter + 1):
         passing = test.passes(grad, grad_norm)
@@ -176,8 +176,10 @@ def minimize_newton_cg(
             xp, matvec, -grad, tol=forcing, max_iter=_MAX_CG, done=done
         )
         if memory_size and products:
-            # the memory is built from the last step's, once, at the end
+            # only the last step's products make the memory (built once, at
+            # the end); the others need not be held through the line search
             newest = products[-memory_size:]
+            products.clear()
         n_fun += direction.n_matvec
         step = direction.solution
         slope = float(vdot(xp, grad, step))
