@@ -31,7 +31,6 @@ from ..utils._array_api import device_of, get_namespace, is_sparse, to_numpy
 from ._products import adjoint as _adjoint_product
 from ._products import forward as _forward_product
 from ._products import routed
-from .losses import host_ones
 
 __all__ = ["LinearPredictor", "InnerObjective", "ValidationLoss", "take_rows"]
 
@@ -144,6 +143,12 @@ class LinearPredictor:
         self._XT = X.T if is_sparse(X) else None
         # Dense NumPy data read whole: see _in_place
         self._host_dense = isinstance(X, np.ndarray) and rows is None
+        # the intercept's adjoint there: a product with ones, made once per
+        # predictor (a cache shared by the process would keep arrays of every
+        # data size seen for good)
+        self._ones = None
+        if self._host_dense and self.fit_intercept:
+            self._ones = np.ones(self.n_samples, dtype=X.dtype)
 
     @property
     def X(self):
@@ -244,8 +249,7 @@ class LinearPredictor:
         if self.fit_intercept:
             # the column sums as one matrix-vector product, where a reduction
             # over the samples is several times slower on few columns
-            ones = host_ones(raw_cotangent.shape[0], X.dtype)[:, 0]
-            out[self.n_coef :] = ones @ raw_cotangent
+            out[self.n_coef :] = self._ones @ raw_cotangent
         return out
 
     def zeros(self):

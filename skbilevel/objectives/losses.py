@@ -43,7 +43,7 @@ def _row_max(xp, raw):
 
 
 @functools.lru_cache(maxsize=32)
-def host_ones(n, dtype):
+def _host_ones(n, dtype):
     """A read-only NumPy column of ``n`` ones, shared by every call."""
     ones = np.ones((n, 1), dtype=dtype)
     ones.flags.writeable = False
@@ -56,7 +56,7 @@ def _row_sum(xp, values):
     short last axis, measured on 1078 x 10). On NumPy the ones are made once:
     making them took as long as the product (4 us on 480 x 10)."""
     if isinstance(values, np.ndarray):
-        return values @ host_ones(values.shape[1], values.dtype)
+        return values @ _host_ones(values.shape[1], values.dtype)
     ones = xp.ones((values.shape[1], 1), dtype=values.dtype, device=device_of(values))
     return values @ ones
 

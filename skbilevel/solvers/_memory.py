@@ -55,7 +55,8 @@ class _StackedMemory(LBFGSMemory):
 
     def __reduce__(self):
         # the default would pickle the rows and the matrix (the instance's
-        # __dict__): the pairs twice. A copy made by _make holds no matrix.
+        # __dict__): the pairs twice. One built by the tuple's own
+        # constructor holds no matrix: a plain memory.
         if self.stacked is None:
             return LBFGSMemory, (self.s, self.y, self.sy)
         return _unstack, (self.stacked, self.sy)
