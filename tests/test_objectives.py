@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.special import expit
 
-from skbilevel.objectives import L2Penalty
+from skbilevel.objectives import L2Penalty, linear
 
 from ._problems import LOSS_NAMES, STRUCTURES, make_fold
 
@@ -331,22 +331,28 @@ def _on_the_array_api_path(monkeypatch, *objectives):
         monkeypatch.setattr(objective.model, "_in_place", lambda: False)
 
 
+@pytest.mark.parametrize("with_ones", [True, False], ids=["with-ones", "split"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("structure", ["scalar", "per_feature"])
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
 def test_in_place_products_match_the_array_api_path(
-    loss_name, structure, fit_intercept, weighted, monkeypatch
+    loss_name, structure, fit_intercept, weighted, with_ones, monkeypatch
 ):
     # Dense NumPy folds compute their products by NumPy's own operations
-    # (LinearPredictor._in_place): the same objectives on the array-API path
-    # agree to round-off, and the Hessian product is the derivative of the
-    # gradient.
+    # (LinearPredictor._in_place), small ones with the intercept as a column
+    # of ones: the same objectives on the array-API path agree to round-off,
+    # and the Hessian product is the derivative of the gradient.
+    if not with_ones:
+        monkeypatch.setattr(linear, "_WITH_ONES_MAX_SIZE", 0)
     options = dict(fit_intercept=fit_intercept, weighted=weighted)
     inner, outer, n_hyper = make_fold(loss_name, structure, **options)
     generic, generic_outer, _ = make_fold(loss_name, structure, **options)
     _on_the_array_api_path(monkeypatch, generic, generic_outer)
     assert inner.model._in_place() and outer.model._in_place()
+    fused = with_ones and fit_intercept
+    assert (inner.model._with_ones is not None) == fused
+    assert (inner.model._ones is not None) == (fit_intercept and not fused)
     rng = np.random.default_rng(11)
     w = 0.3 * rng.standard_normal(inner.n_params)
     lam = rng.uniform(-1, 1, n_hyper)

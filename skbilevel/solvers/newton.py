@@ -196,6 +196,17 @@ def minimize_newton_cg(
             n_fun += 1
             if float(new_value) <= value + _C1 * t * slope:
                 break
+            if (
+                newton_step
+                and t == 1.0
+                and float(new_value) - value <= ftol * abs(value)
+                and float(norm(xp, new_grad)) < grad_norm
+            ):
+                # f no longer resolves the decrease (it moved by round-off),
+                # the gradient does: the full step is the better point (on
+                # a squared loss near its minimizer, the last steps' values
+                # differ in their last bit either way)
+                break
             t /= 2
         else:
             message = "the line search found no decrease (round-off level)"
