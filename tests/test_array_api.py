@@ -170,11 +170,14 @@ def test_every_linear_solver_on_strict_arrays_matches_numpy(
             memory=memory_s,
         )
         _assert_on(device, result.grad, result.solve.solution)
+        # the same iterations; their round-off differs (NumPy's products are
+        # not the array-API path's), which the Krylov solvers carry to the
+        # solve's own tolerance (1e-6) at most, relative to the gradient
         assert_allclose(
             to_numpy(result.grad),
             reference.grad,
             rtol=1e-7,
-            atol=1e-12,
+            atol=1e-6 * np.abs(reference.grad).max(),
             err_msg=method,
         )
         assert result.solve.n_hvp == reference.solve.n_hvp, method

@@ -171,6 +171,11 @@ def test_both_storages_give_the_same_fold_problems(
     for view, ours, theirs in zip(views, shared, copy):
         assert isinstance(view.X_train, RowView) and view.X_train.source is X
         assert ours.inner.model.X is X and ours.outer.model.source is X
+        # a shared X is not copied with a column of ones; a fold's own is
+        assert ours.inner.model._with_ones is None
+        assert (theirs.inner.model._with_ones is not None) == (
+            fit_intercept and not sparse
+        )
         w = 0.3 * rng.standard_normal(theirs.inner.n_params)
         direction = rng.standard_normal(w.size)
         pairs = [

@@ -272,32 +272,45 @@ def test_max_norm_newton_step_stops_cg_when_the_model_gradient_passes():
     assert fast.n_fun < results["l2"].n_fun
 
 
-def test_full_step_that_f_cannot_resolve_is_taken_on_its_gradient():
-    # Near the minimizer f moves by round-off only, which may go either way:
-    # here it is eight units in the last place too high at the exact Newton
-    # step, which fails the Armijo test, while its gradient is far smaller
-    # than the start's. The full step is taken, not backtracked to a point
-    # no better than the start.
+def _round_off_quadratic(noise_below):
+    """``f = -5.5 + (x - x*)'A(x - x*) / 2`` computed from ``x - x*`` (its
+    excess at the starts below, about 3e-18, is under the last place of f),
+    eight units in the last place too high where the gradient norm is below
+    ``noise_below``: round-off that goes the wrong way."""
     a = np.geomspace(1.0, 1e2, 50)
     minimizer = 1.0 / a
 
     def fun(x):
-        # f = -5.5 + (x - minimizer)' A (x - minimizer) / 2: the start's
-        # excess (1e-17) is below the last place of f
         d = x - minimizer
         value, grad = -5.5 + 0.5 * d @ (a * d), a * d
-        if np.linalg.norm(grad) < 1e-12:
+        if np.linalg.norm(grad) < noise_below:
             value += 8 * abs(np.spacing(value))
         return value, grad
 
     x0 = minimizer + 1e-9 * np.cos(np.arange(50.0)) / a
-    start_grad = fun(x0)[1]
-    result = minimize_newton_cg(
-        fun, lambda x: lambda v: a * v, x0, tol=1e-12, gtol_scale=1.0
-    )
+    return fun, (lambda x: lambda v: a * v), x0, minimizer
+
+
+def test_full_step_that_f_cannot_resolve_is_taken_on_its_gradient():
+    # Near the minimizer f moves by round-off only, which may go either way:
+    # at the exact Newton step it is higher, which fails the Armijo test,
+    # while its gradient is far smaller than the start's. The full step is
+    # taken, not backtracked to a point no better than the start.
+    fun, hessp, x0, minimizer = _round_off_quadratic(noise_below=1e-12)
+    result = minimize_newton_cg(fun, hessp, x0, tol=1e-12, gtol_scale=1.0)
     assert result.n_iter == 1 and result.converged
-    assert result.grad_norm < 1e-3 * np.linalg.norm(start_grad)
+    assert result.grad_norm < 1e-3 * np.linalg.norm(fun(x0)[1])
     assert_allclose(result.x, minimizer, rtol=1e-12)
+
+
+def test_a_step_taken_on_its_gradient_lets_the_gradient_test_end_the_solve():
+    # The same round-off, with a target below the first step's gradient
+    # (2e-13): f's test, which a step f cannot resolve passes at once, does
+    # not end the solve; the steps go on to the gradient test.
+    fun, hessp, x0, _ = _round_off_quadratic(noise_below=1e-10)
+    result = minimize_newton_cg(fun, hessp, x0, tol=1e-15, gtol_scale=1.0)
+    assert result.n_iter >= 2
+    assert result.converged and result.grad_norm <= 1e-15
 
 
 @pytest.mark.parametrize("solver", [minimize_newton_cg, minimize_lbfgs])

@@ -1,11 +1,14 @@
 """Derivatives of the inner and outer objectives against central finite differences."""
 
+import pickle
+
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import expit
 
 from skbilevel.objectives import L2Penalty, linear
+from skbilevel.outer._placement import _cloudpickle
 
 from ._problems import LOSS_NAMES, STRUCTURES, make_fold
 
@@ -387,6 +390,27 @@ def test_in_place_products_match_the_array_api_path(
     ]:
         assert got.dtype == want.dtype
         assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_shipped_predictor_makes_its_column_of_ones_again():
+    # [X, 1] doubles the data of a small fold: it is not shipped to a worker
+    # (folds travel cloudpickled, see skbilevel.outer._placement) but made
+    # again there, and the products agree
+    inner, _, _ = make_fold("multinomial", n_samples=600, n_features=50)
+    model = inner.model
+    assert model._with_ones is not None
+    payload = _cloudpickle().dumps(model)
+    assert len(payload) < model.source.nbytes + model._with_ones.nbytes / 2
+    again = pickle.loads(payload)
+    assert_array_equal(again._with_ones, model._with_ones)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(model.n_params)
+    # a strided w, as a column of a block of parameters
+    strided = np.stack([w, w], axis=1)[:, 0]
+    assert not strided.flags.c_contiguous
+    assert_array_equal(again.raw(strided), model.raw(w))
+    r = rng.standard_normal((model.n_samples, model.n_outputs))
+    assert_array_equal(again.adjoint(r, 0.5), model.adjoint(r, 0.5))
 
 
 def test_products_a_router_serves_are_asked_of_it():

@@ -58,18 +58,20 @@ def _is_cupy(X):
     return type(X).__module__.split(".")[0] in ("cupy", "cupyx")
 
 
-# Small dense NumPy data held whole, with an intercept, is also kept with a
-# column of ones: ``[X, 1] @ [coef; intercept]`` is one product, where adding
-# the intercept to ``X @ coef`` and summing the cotangent's columns for its
-# adjoint cost as much as a fifth of the product on small data. The flat
-# ``w`` is the stacked matrix already (coefficients row-major, then the
-# intercepts). Measured with one BLAS thread, forward and adjoint product,
-# microseconds: digits' training fold (1078 x 64, 10 classes) 41 -> 33 and
-# 40 -> 35; 340 x 30, one output, 3.9 -> 3.2 and 6.8 -> 4.7; at 1600 x 196
-# 5% faster; at 9600 x 784 the same (a session script at 4341041). The
-# search of benchmarks/run.py on digits is 9% faster with the same points.
-# The copy is made up to this many entries of X (4 MiB of float64), where
-# it costs little memory next to its gain.
+# The training side of a fold with small dense NumPy data of its own and an
+# intercept is also kept with a column of ones: ``[X, 1] @ [coef; intercept]``
+# is one product, where adding the intercept to ``X @ coef`` and summing the
+# cotangent's columns for its adjoint cost as much as a fifth of the product
+# on small data. The flat ``w`` is the stacked matrix already (coefficients
+# row-major, then the intercepts). Measured with one BLAS thread, forward and
+# adjoint product, microseconds: digits' training fold (1078 x 64, 10
+# classes) 41 -> 33 and 40 -> 35; 340 x 30, one output, 3.9 -> 3.2 and
+# 6.8 -> 4.7; at 1600 x 196 5% faster; at 9600 x 784 the same.
+# HOAGLogisticRegression on the digits folds of benchmarks/run.py: 0.162 ->
+# 0.151 s, the same points (medians of 5 processes alternating with the
+# parent commit, 4341041). The copy is made up to this many entries of X
+# (4 MiB of float64), where it costs little memory next to its gain; it is
+# not pickled (a fold shipped to a worker makes it again there).
 _WITH_ONES_MAX_SIZE = 2**19
 
 
@@ -124,11 +126,17 @@ class LinearPredictor:
         The samples are these rows of ``X`` (host indices; repeats allowed),
         read in place: NumPy / SciPy or CuPy / cupyx ``X`` only. None: every
         row of ``X``, in order.
+    with_ones : bool, default=False
+        Also keep ``[X, 1]`` for the products when ``X`` is a small dense
+        NumPy array read whole and there is an intercept (see
+        ``_WITH_ONES_MAX_SIZE``): for data of the predictor's own, not a
+        matrix other folds share.
 
     Attributes
     ----------
     source : array or sparse matrix
-        The ``X`` given, which the products read.
+        The ``X`` given, which the products read (through its copy with a
+        column of ones with ``with_ones``).
     rows : array of int or None
         ``rows`` in the library of ``X``.
     n_samples : int
@@ -137,7 +145,7 @@ class LinearPredictor:
         Device of ``X``.
     """
 
-    def __init__(self, X, n_outputs=1, fit_intercept=True, rows=None):
+    def __init__(self, X, n_outputs=1, fit_intercept=True, rows=None, with_ones=False):
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {X.shape}.")
         self.source = X
@@ -165,16 +173,33 @@ class LinearPredictor:
         self._ones = None
         self._with_ones, self._stacked_shape = None, None
         if self._host_dense and self.fit_intercept:
-            if X.size <= _WITH_ONES_MAX_SIZE:
-                with_ones = np.empty((self.n_samples, self.n_features + 1), X.dtype)
-                with_ones[:, :-1] = X
-                with_ones[:, -1] = 1
-                self._with_ones = with_ones
+            if with_ones and X.size <= _WITH_ONES_MAX_SIZE:
                 self._stacked_shape = (self.n_features + 1,) + (
                     (self.n_outputs,) if self.n_outputs > 1 else ()
                 )
+                self._with_ones = self._make_with_ones()
             else:
                 self._ones = np.ones(self.n_samples, dtype=X.dtype)
+
+    def _make_with_ones(self):
+        """``[X, 1]``, a new array."""
+        X = self.source
+        with_ones = np.empty((self.n_samples, self.n_features + 1), X.dtype)
+        with_ones[:, :-1] = X
+        with_ones[:, -1] = 1
+        return with_ones
+
+    def __getstate__(self):
+        # [X, 1] is made again where the predictor is unpickled (a worker):
+        # shipping it would double the bytes of the fold's data
+        state = self.__dict__.copy()
+        state["_with_ones"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._stacked_shape is not None:
+            self._with_ones = self._make_with_ones()
 
     @property
     def X(self):
@@ -382,6 +407,11 @@ class InnerObjective:
     sample_weight : array of shape (n_samples,) or None
     rows : ndarray of int of shape (n_samples,) or None, default=None
         The samples as rows of ``X``, not copied (see :class:`LinearPredictor`).
+    shared : bool, default=False
+        Whether ``X`` is a matrix other folds read too (with zero weights off
+        this fold's rows): no copy of it is made. Else small dense data is
+        also kept with a column of ones for the products (``with_ones`` of
+        :class:`LinearPredictor`).
 
     Notes
     -----
@@ -403,9 +433,12 @@ class InnerObjective:
         fit_intercept=True,
         sample_weight=None,
         rows=None,
+        shared=False,
     ):
         _check_inputs(X, y, sample_weight, n_outputs, rows)
-        self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)
+        self.model = LinearPredictor(
+            X, n_outputs, fit_intercept, rows, with_ones=not shared
+        )
         group_map = getattr(penalty, "group_map", None)
         if group_map is not None and group_map.shape[0] != self.model.n_coef:
             raise ValueError(

@@ -584,7 +584,7 @@ def engine_folds(
     engine, moved = [], {}
     n_outputs, loss = encoding.n_outputs, encoding.loss
     for fold, (train_weight, test_weight) in zip(folds, weights):
-        test_rows = None
+        test_rows, shared = None, False
         if isinstance(fold.X_train, RowView):
             # The training loss of a view: every row of X, weighted by the
             # fold's weights and zero off its training rows (a row the split
@@ -600,6 +600,7 @@ def engine_folds(
                 fold.train, weights=train_weight, minlength=X_train.shape[0]
             )
             X_test, test_rows = fold.X_test.source, fold.test
+            shared = True
         else:
             X_train, y_train = fold.X_train, encoding.y[fold.train]
             X_test = fold.X_test
@@ -617,6 +618,7 @@ def engine_folds(
             n_outputs,
             fit_intercept,
             train_weight,
+            shared=shared,
         )
         outer = ValidationLoss(
             X_test,

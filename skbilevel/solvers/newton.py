@@ -19,7 +19,8 @@ With a test on the largest gradient entry (scikit-learn's,
 ``gtol_norm="max"``, or a floor, ``gtol_floor``) CG also stops once the
 model gradient (the CG residual) has no entry above half that bound: folds
 a search solved nearly that far are polished in a few products. The step is
-accepted by backtracking on the Armijo condition. With ``xtol`` (the refits
+accepted by backtracking on the Armijo condition, or whole when ``f`` moved
+by round-off only and the gradient is smaller there. With ``xtol`` (the refits
 from the folds' mean solution), the steps until a short one are solved to a
 relative residual of 0.1 at most, without that early stop: such a step
 measures the distance to the solution, which a gradient test cannot see
@@ -74,7 +75,8 @@ def minimize_newton_cg(
         Stop when ``||grad f(x)|| <= tol * gtol_scale`` (in the norm
         ``gtol_norm``), when no gradient entry exceeds ``gtol_floor``, or when
         a step decreases ``f`` by less than ``10 * eps`` relative
-        (round-off).
+        (round-off; not a full Newton step taken on a smaller gradient where
+        ``f`` rose by that much at most).
     gtol_scale : float or None, default=None
         Reference gradient norm for ``tol``; None uses ``||grad f(x0)||``.
     gtol_norm : {"l2", "max"}, default="l2"
@@ -187,7 +189,7 @@ def minimize_newton_cg(
         if not slope < 0:  # round-off: CG gave no descent direction
             step, slope = -grad, -grad_norm * grad_norm
             newton_step = False
-        t = 1.0
+        t, round_off_step = 1.0, False
         for _ in range(_MAX_BACKTRACK):
             # the accepted trial point itself becomes x (the objective may
             # reuse what it computed there, see InnerObjective._raw)
@@ -200,13 +202,16 @@ def minimize_newton_cg(
                 newton_step
                 and t == 1.0
                 and float(new_value) - value <= ftol * abs(value)
-                and float(norm(xp, new_grad)) < grad_norm
             ):
-                # f no longer resolves the decrease (it moved by round-off),
-                # the gradient does: the full step is the better point (on
-                # a squared loss near its minimizer, the last steps' values
-                # differ in their last bit either way)
-                break
+                # f no longer resolves the decrease (it moved by round-off):
+                # the gradient decides. A smaller one makes the full step
+                # the better point (on a squared loss near its minimizer the
+                # last steps' values differ in their last bits either way),
+                # and the gradient test, not f's, then ends the solve.
+                new_grad_norm = float(norm(xp, new_grad))
+                if new_grad_norm < grad_norm:
+                    round_off_step = True
+                    break
             t /= 2
         else:
             message = "the line search found no decrease (round-off level)"
@@ -215,13 +220,15 @@ def minimize_newton_cg(
             break
         decrease = value - float(new_value)
         x, value, grad = trial, float(new_value), new_grad
-        grad_norm = float(norm(xp, grad))
+        grad_norm = new_grad_norm if round_off_step else float(norm(xp, grad))
         if not settled and newton_step and t == 1.0:
             # a full Newton step measures the distance to the solution (a
             # backtracked one, or steepest descent, does not)
             reference = max(float(norm(xp, x)), start_norm)
             settled = float(norm(xp, step)) <= xtol * reference
-        if decrease <= ftol * max(abs(value), abs(value + decrease)):
+        if not round_off_step and decrease <= ftol * max(
+            abs(value), abs(value + decrease)
+        ):
             # round-off level: further steps cannot improve x (the same
             # stopping test as minimize_lbfgs's ftol)
             converged = True
