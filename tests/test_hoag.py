@@ -691,8 +691,9 @@ def test_newton_pairs_replace_the_memory_and_shift_it_only_when_kept(monkeypatch
     monkeypatch.setattr(_fold_eval, "_shift_memory", counted_shift)
     stepped = evaluate_fold(fold, state, np.array([-1.3]), settings)
     assert stepped.n_iter >= 1 and shifts == []
-    # a loose test the warm start passes, no gradient: no step, no product
-    loose = settings._replace(gradient=False, inner_tol=1e3)
+    # no step allowed (every solve at a new lambda takes one otherwise): no
+    # product
+    loose = settings._replace(gradient=False, inner_max_iter=0)
     kept = evaluate_fold(fold, state, np.array([-1.3]), loose)
     assert kept.n_iter == 0 and len(shifts) == 1
     lam_old, lam_new = np.array([-1.0]), np.array([-1.3])

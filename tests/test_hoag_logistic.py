@@ -6,9 +6,14 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    make_classification,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -17,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skbilevel import HOAGLogisticRegression
+from skbilevel.outer import _fold_eval
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +353,66 @@ def test_refit_from_the_fold_mean_reaches_the_solution_on_sparse_data():
     error = np.linalg.norm(model.coef_ - reference.coef_)
     assert error <= 1e-3 * np.linalg.norm(reference.coef_)
     assert_allclose(model.intercept_, reference.intercept_, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("data", ["binary", "digits"])
+def test_single_precision_hessians_leave_the_search_where_it_was(data, monkeypatch):
+    # The searches' Hessian products in single precision (small dense folds,
+    # SINGLE_MAX_ERROR) against the double-precision engine: their searches
+    # take other paths (on the digits subset 9 evaluations against 8), and
+    # end at the same C to 5%, the same CV loss to 0.05% (the accuracy the
+    # searches are held to against a fine grid).
+    # (folds large enough for the single path: SINGLE_MIN_SIZE)
+    if data == "binary":
+        X, y = make_classification(4000, 20, n_informative=8, random_state=0)
+    else:
+        X, y = load_digits(return_X_y=True)
+        X, y = X[:600], y[:600]
+    X = StandardScaler().fit_transform(X)
+    cv = list(StratifiedKFold(5).split(X, y))
+    fits = {}
+    for single in (True, False):
+        monkeypatch.setattr(_fold_eval, "_SINGLE", single)
+        fits[single] = HOAGLogisticRegression(cv=cv).fit(X, y)
+    assert fits[True].C_ != fits[False].C_  # (the single path did run)
+    assert fits[True].C_ == pytest.approx(fits[False].C_, rel=0.05)
+    assert fits[True].cv_loss_ == pytest.approx(fits[False].cv_loss_, rel=5e-4)
+    assert_allclose(
+        fits[True].predict_proba(X), fits[False].predict_proba(X), atol=2e-2
+    )
+
+
+def test_a_tight_hypergradient_solve_keeps_double_precision_products():
+    # A linear tolerance below SINGLE_LINEAR_TOL: the hypergradient is the
+    # double-precision one to the bit, whatever the single switch says.
+    from skbilevel.hypergrad import get_linear_solver
+    from skbilevel.outer import Fold
+    from skbilevel.outer._fold_eval import FoldSettings, evaluate_fold, initial_state
+
+    from ._problems import make_fold
+
+    inner, outer, _ = make_fold("multinomial", n_samples=3000, n_features=20)
+    fold = Fold(inner, outer)
+    settings = FoldSettings(
+        linear_solver=get_linear_solver("cg"),
+        inner_max_iter=100,
+        memory_size=10,
+        correct_values=True,
+        inner_tol=1e-6,
+        linear_tol=_fold_eval.SINGLE_LINEAR_TOL / 10,
+        gradient=True,
+        newton=False,
+    )
+    lam = np.array([0.0])
+    results = [
+        evaluate_fold(fold, initial_state(fold), lam, settings._replace(single=s))
+        for s in (True, False)
+    ]
+    assert_array_equal(results[0].grad, results[1].grad)
+    loose = settings._replace(linear_tol=_fold_eval.SINGLE_LINEAR_TOL)
+    results = [
+        evaluate_fold(fold, initial_state(fold), lam, loose._replace(single=s))
+        for s in (True, False)
+    ]
+    assert not np.array_equal(results[0].grad, results[1].grad)
+    assert_allclose(results[0].grad, results[1].grad, rtol=1e-3)

@@ -413,6 +413,67 @@ def test_a_shipped_predictor_makes_its_column_of_ones_again():
     assert_array_equal(again.adjoint(r, 0.5), model.adjoint(r, 0.5))
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_single_precision_hessian_products_where_their_error_allows(
+    loss_name, weighted
+):
+    # A small dense fold with an intercept: the first product is the double
+    # one (it measures the single one's error), the next ones single, within
+    # float32 round-off of the double products.
+    # (large enough for the single path: SINGLE_MIN_SIZE)
+    inner, _, n_hyper = make_fold(
+        loss_name, n_samples=6000, n_features=16, weighted=weighted
+    )
+    rng = np.random.default_rng(5)
+    w = 0.3 * rng.standard_normal(inner.n_params)
+    lam = np.zeros(n_hyper)
+    exact = inner.hessp(w, lam)
+    single = inner.hessp(w, lam, single=True)
+    first, second = rng.standard_normal((2, inner.n_params))
+    assert_array_equal(single(first), exact(first))
+    product, reference = single(second), exact(second)
+    assert product.dtype == np.float64
+    assert not np.array_equal(product, reference)
+    assert_allclose(product, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+
+
+def test_badly_scaled_data_keep_double_precision_hessian_products():
+    # Columns scaled from 1e-3 to 1e3: the single products' error, next to
+    # the penalty's curvature, is far above SINGLE_MAX_ERROR; every product
+    # stays the double one.
+    inner, _, n_hyper = make_fold("multinomial", n_samples=6000, n_features=8)
+    X = inner.model.source * np.logspace(-3, 3, 8)
+    scaled = type(inner)(X, inner.y, inner.loss, inner.penalty, inner.model.n_outputs)
+    rng = np.random.default_rng(6)
+    w = 0.01 * rng.standard_normal(scaled.n_params)
+    lam = np.zeros(n_hyper)
+    exact, single = scaled.hessp(w, lam), scaled.hessp(w, lam, single=True)
+    for v in rng.standard_normal((3, scaled.n_params)):
+        assert_array_equal(single(v), exact(v))
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_single_precision_only_on_small_dense_folds_with_an_intercept(
+    fit_intercept,
+):
+    # Without the [X, 1] products (no intercept, sparse data) there is no
+    # single-precision path: the products are the double ones.
+    for sparse in (False, True):
+        inner, _, n_hyper = make_fold(
+            "binary", sparse=sparse, fit_intercept=fit_intercept, n_samples=6000
+        )
+        fused = fit_intercept and not sparse
+        assert (inner.model.single_operand() is not None) == fused
+        if fused:
+            continue
+        rng = np.random.default_rng(7)
+        w, lam = rng.standard_normal(inner.n_params), np.zeros(n_hyper)
+        exact, single = inner.hessp(w, lam), inner.hessp(w, lam, single=True)
+        for v in rng.standard_normal((2, inner.n_params)):
+            assert_array_equal(single(v), exact(v))
+
+
 def test_products_a_router_serves_are_asked_of_it():
     # the products of a fold in lockstep go to the router of its thread,
     # not to NumPy's own operations

@@ -399,8 +399,8 @@ def test_a_new_lambda_moves_the_fold_solutions_whatever_the_tolerance(
 ):
     # At a loose tolerance (or under the search's floor) the solutions of a
     # nearby lambda pass the test as they are: the hypergradient would be
-    # that lambda's. Each fold takes a step; re-evaluating the same lambda,
-    # or the value alone, does not.
+    # that lambda's, and so would the value alone. Each fold takes a step;
+    # re-evaluating the same lambda does not.
     n_folds = len(data[2])
     problem = CrossValidatedProblem(
         _folds(data), get_linear_solver("cg"), inner_solver=inner_solver
@@ -416,6 +416,8 @@ def test_a_new_lambda_moves_the_fold_solutions_whatever_the_tolerance(
     stale, moved = abs(previous.grad - exact.grad), abs(nearby.grad - exact.grad)
     assert moved < 0.25 * stale
     assert problem.evaluate([0.05], inner_tol=1e-1).inner_iter == 0
+    value_only = problem.evaluate([0.1], inner_tol=1e-1, gradient=False)
+    assert value_only.inner_iter >= n_folds
     assert problem.evaluate([0.1], inner_tol=1e-1, gradient=False).inner_iter == 0
 
 

@@ -36,7 +36,9 @@ class FoldHypergradient(NamedTuple):
     solve: object
 
 
-def hypergradient(inner, outer, w, lam, solver, *, tol=1e-3, memory=None, state=None):
+def hypergradient(
+    inner, outer, w, lam, solver, *, tol=1e-3, memory=None, state=None, single=False
+):
     """Hypergradient of ``F(w(lam))`` at an approximate inner solution ``w``.
 
     Parameters
@@ -57,6 +59,10 @@ def hypergradient(inner, outer, w, lam, solver, *, tol=1e-3, memory=None, state=
         Secant pairs of the inner solve (SHINE uses them).
     state : object
         The solver state of this fold's previous solve (warm start).
+    single : bool, default=False
+        Hessian products in single precision where the inner objective
+        offers them and their error allows (``hessp(w, lam, single=True)``
+        of :class:`~skbilevel.objectives.InnerObjective`).
 
     Returns
     -------
@@ -68,7 +74,7 @@ def hypergradient(inner, outer, w, lam, solver, *, tol=1e-3, memory=None, state=
         objective=inner,
         w=w,
         lam=lam,
-        hessp=inner.hessp(w, lam),
+        hessp=inner.hessp(w, lam, single=True) if single else inner.hessp(w, lam),
         memory=memory,
         curvature_floor=inner.curvature_floor(lam),
     )

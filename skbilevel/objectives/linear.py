@@ -74,6 +74,30 @@ def _is_cupy(X):
 # not pickled (a fold shipped to a worker makes it again there).
 _WITH_ONES_MAX_SIZE = 2**19
 
+# Hessian products of such a fold may also run in single precision, for the
+# conjugate-gradient solves of a search, whose tolerances are loose (Newton's
+# steps, whose gradient test stays in double precision, and the
+# hypergradient's linear systems to 1e-2): the two products with [X, 1] take
+# half the time or less, and on small data they are most of a search (on the
+# digits set of benchmarks/run.py, 900 Hessian products a search). The error
+# is checked at each Hessian, on its first product (computed both ways): the
+# single-precision products are used only where that error, relative to the
+# product's size at the penalty's curvature (the smallest of the Hessian's
+# coefficient block), is at most this fraction, so that the solves' relative
+# error stays below their tolerances. Measured on a digits training fold
+# (raw pixels, 10 classes) at the search's optimum, C = 1.9: 2.3e-3 along
+# the gradient; at C = 100, 7.6e-2; with the pixels scaled by 1e-2 to 1e2,
+# 3.2e-2 at C = 0.01; raw breast_cancer, 31; standardized, 6e-6 (a session
+# script at d719920). Where it fails the double-precision products are kept:
+# on badly scaled data single precision slowed the conjugate gradients down.
+SINGLE_MAX_ERROR = 5e-3
+# ... and only on folds whose products are large enough for the gain to
+# outweigh the conversions and the check (entries of X times the outputs,
+# intercept column included): breast_cancer's folds (340 x 31, one output)
+# were 11% slower with them, digits' (1078 x 65 x 10) 12 to 17% faster, a
+# 1600 x 197 binary Fashion-MNIST subset 17% (session scripts at d719920).
+SINGLE_MIN_SIZE = 2**16
+
 
 def _scatter_matrix(X, rows):
     """``(rows, S)``: the row indices in the library of ``X`` and the sparse
@@ -172,6 +196,7 @@ class LinearPredictor:
         # the process would keep arrays of every data size seen for good).
         self._ones = None
         self._with_ones, self._stacked_shape = None, None
+        self._with_ones_single = None
         if self._host_dense and self.fit_intercept:
             if with_ones and X.size <= _WITH_ONES_MAX_SIZE:
                 self._stacked_shape = (self.n_features + 1,) + (
@@ -189,11 +214,21 @@ class LinearPredictor:
         with_ones[:, -1] = 1
         return with_ones
 
+    def single_operand(self):
+        """``[X, 1]`` in single precision for Hessian products (made on first
+        use), or None where the products do not read ``[X, 1]`` or ``X`` is not
+        float64 (see ``SINGLE_MAX_ERROR``)."""
+        if self._with_ones is None or self._with_ones.dtype != np.float64:
+            return None
+        if self._with_ones_single is None:
+            self._with_ones_single = self._with_ones.astype(np.float32)
+        return self._with_ones_single
+
     def __getstate__(self):
         # [X, 1] is made again where the predictor is unpickled (a worker):
         # shipping it would double the bytes of the fold's data
         state = self.__dict__.copy()
-        state["_with_ones"] = None
+        state["_with_ones"] = state["_with_ones_single"] = None
         return state
 
     def __setstate__(self, state):
@@ -326,6 +361,25 @@ def _weighted(xp, sample_weight, values):
     return (
         sample_weight * values if values.ndim == 1 else sample_weight[:, None] * values
     )
+
+
+def _checked_single(exact, single, floor):
+    """``v -> H v`` by ``single`` when its first product agrees with
+    ``exact``'s to ``SINGLE_MAX_ERROR`` relative to ``floor * ||v||`` (the
+    product's size along the Hessian's weakest penalized direction), else by
+    ``exact``; the first product is ``exact``'s."""
+    chosen = []
+
+    def matvec(v):
+        if chosen:
+            return chosen[0](v)
+        product = exact(v)
+        error = float(np.linalg.norm(single(v) - product))
+        bound = SINGLE_MAX_ERROR * floor * float(np.linalg.norm(v))
+        chosen.append(single if error <= bound else exact)
+        return product
+
+    return matvec
 
 
 def _check_inputs(X, y, sample_weight, n_outputs, rows=None, *, positive_total=False):
@@ -555,8 +609,16 @@ class InnerObjective:
         )
         return data + penalty, grad
 
-    def hessp(self, w, lam):
-        """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once."""
+    def hessp(self, w, lam, single=False):
+        """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once.
+
+        With ``single``, on small dense folds whose products read ``[X, 1]``,
+        the products run in single precision where the first one shows an
+        error of at most ``SINGLE_MAX_ERROR`` relative to the penalty's
+        curvature (it is computed both ways and returned in double
+        precision); elsewhere, and where the error is larger, in double
+        precision. For conjugate-gradient solves with loose tolerances only.
+        """
         xp = self.xp
         model, loss, sample_weight = self.model, self.loss, self.sample_weight
         curvature = None
@@ -572,7 +634,25 @@ class InnerObjective:
                 strength * v[: model.n_coef],
             )
 
-        return matvec
+        large = model.n_samples * model.n_params >= SINGLE_MIN_SIZE
+        operand = None
+        if single and large and model._in_place():
+            operand = model.single_operand()
+        if operand is None:
+            return matvec
+        curvature32 = None if curvature is None else curvature.astype(np.float32)
+        weight32 = None if sample_weight is None else sample_weight.astype(np.float32)
+        shape, n_coef = model._stacked_shape, model.n_coef
+
+        def single_matvec(v):
+            raw_direction = operand @ v.astype(np.float32).reshape(shape)
+            curvature_product = loss.hessian_product(xp, curvature32, raw_direction)
+            product = operand.T @ _weighted(xp, weight32, curvature_product)
+            out = product.reshape(-1).astype(np.result_type(v.dtype, model.dtype))
+            out[:n_coef] += strength * v[:n_coef]
+            return out
+
+        return _checked_single(matvec, single_matvec, self.curvature_floor(lam))
 
     def hessian(self, w, lam):
         """Dense Hessian ``d2G/dw2``, shape (n_params, n_params). Small problems only."""

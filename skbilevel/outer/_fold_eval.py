@@ -23,6 +23,7 @@ import numpy as np
 
 from ..hypergrad.direct import DirectSolver
 from ..hypergrad.implicit import hypergradient
+from ..objectives.linear import SINGLE_MAX_ERROR
 from ..solvers import LBFGSMemory, empty_memory, minimize_lbfgs, minimize_newton_cg
 from ..solvers._memory import stacked_memory
 from ..solvers.direct import direct_factor
@@ -47,6 +48,12 @@ _CORRECTION_RELATIVE = 0.05
 # Private switch of the direct solve of squared-loss folds (tests and
 # benchmarks compare it with the iterative engine by setting it to False).
 _DIRECT = True
+# Private switch of single-precision Hessian products in the loose solves of
+# a search (objectives.linear.SINGLE_MAX_ERROR); tests compare with it off.
+_SINGLE = True
+# The tightest linear tolerance of a hypergradient solve with single-precision
+# products: twice the error they are allowed (SINGLE_MAX_ERROR).
+SINGLE_LINEAR_TOL = 2 * SINGLE_MAX_ERROR
 
 
 class FoldState(NamedTuple):
@@ -102,6 +109,11 @@ class FoldSettings(NamedTuple):
         of the L-BFGS pairs it came with (a polish of an L-BFGS search).
     floor, retry_tol : float or None
         See :meth:`CrossValidatedProblem.evaluate`.
+    single : bool
+        Hessian products in single precision where the fold's objective
+        offers them and their error allows (Newton's steps, whose gradient
+        test stays in double precision, and a hypergradient solved to 1e-2
+        or looser).
     """
 
     linear_solver: object
@@ -116,6 +128,7 @@ class FoldSettings(NamedTuple):
     newton_pairs: bool = False
     floor: float | None = None
     retry_tol: float | None = None
+    single: bool = False
 
 
 class FoldResult(NamedTuple):
@@ -298,14 +311,19 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
     """Warm-started inner solve at ``lam``: (LBFGSResult, objective
     evaluations spent choosing the start).
 
-    With the hypergradient asked for at a new ``lambda``, one step at least:
-    near the outer minimum a short outer step changes the inner gradient
-    less than a loose relative tolerance, and the previous solution passes
-    the test unchanged; the hypergradient would then be the previous
-    point's, and the outer step control would read it as zero curvature (on
-    digits with shuffled folds, ten steps instead of one to settle).
+    At a new ``lambda``, one step at least: near the outer minimum a short
+    outer step changes the inner gradient less than a loose relative
+    tolerance, and the previous solution passes the test unchanged; the
+    hypergradient would then be the previous point's, and the outer step
+    control would read it as zero curvature (on digits with shuffled folds,
+    ten steps instead of one to settle). So would the value of a point
+    re-solved without its hypergradient (the polish of a point other than
+    the last): at scikit-learn's tolerance, on a flat stretch of the CV
+    curve, a neighbour's solution passes, and the point's polished value
+    was the neighbour's to the last bit (digits' first 300 rows, 4 folds:
+    C = 19.2 re-solved from the solution at C = 25.8).
     """
-    min_iter = int(settings.gradient and moved)
+    min_iter = int(moved)
     floor = None
     if settings.floor is not None and _absolute_tests_apply(inner):
         floor = settings.floor * inner.weight_total
@@ -328,9 +346,19 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         # replace it
         deferred = settings.newton_pairs and has_pairs
         given = empty_memory() if deferred else _shift_memory(inner.xp, memory, change)
+        if settings.single:
+
+            def hessp(w):
+                return inner.hessp(w, lam, single=True)
+
+        else:
+
+            def hessp(w):
+                return inner.hessp(w, lam)
+
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
-            lambda w: inner.hessp(w, lam),
+            hessp,
             start,
             tol=settings.inner_tol,
             gtol_scale=gtol_scale,
@@ -501,6 +529,7 @@ def evaluate_fold(fold, state, lam, settings):
         tol=settings.linear_tol,
         memory=result.memory,
         state=state.solver_state,
+        single=settings.single and settings.linear_tol >= SINGLE_LINEAR_TOL,
     )
     solve = fold_grad.solve
     value, corrected = float(fold_grad.value), False

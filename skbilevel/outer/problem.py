@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 
+from . import _fold_eval
 from ._fold_eval import FoldSettings, evaluate_fold, initial_state
 from ._lockstep import Lockstep, shared_source
 from ._placement import FoldPlacement, active_backend
@@ -297,6 +298,7 @@ class CrossValidatedProblem:
             newton_pairs=self.inner_solver == "newton-cg",
             floor=floor,
             retry_tol=retry_tol,
+            single=_fold_eval._SINGLE,
         )
         # the folds themselves where the backend runs calls in this process
         folds = self._placement.handles(active_backend())
