@@ -39,18 +39,6 @@ from skbilevel.utils._array_api import device_of, get_namespace, to_numpy
 
 from ._problems import STRUCTURES, make_fold
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _double_precision_hessians():
-    """NumPy's small dense folds run the searches' Hessian products in single
-    precision (skbilevel.objectives.linear.SINGLE_MAX_ERROR), which the
-    array-API path does not: the two agree to the searches' tolerances, not
-    to round-off. These tests compare the double-precision engines."""
-    previous, _fold_eval._SINGLE = _fold_eval._SINGLE, False
-    yield
-    _fold_eval._SINGLE = previous
-
-
 xps = pytest.importorskip("array_api_strict")
 
 DEVICES = [xps.Device("CPU_DEVICE"), xps.Device("device1")]

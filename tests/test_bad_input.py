@@ -40,25 +40,12 @@ from sklearn.utils import check_scalar
 from sklearn.utils.validation import _check_sample_weight
 
 from skbilevel import BilevelSearchCV, HOAGLogisticRegression
-from skbilevel.outer import _fold_eval
 
 pytestmark = [
     pytest.mark.usefixtures("one_blas_thread"),
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
     pytest.mark.filterwarnings("ignore:The least populated class:UserWarning"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _double_precision_hessians():
-    """Dense NumPy data of small folds runs the searches' Hessian products in
-    single precision (skbilevel.objectives.linear.SINGLE_MAX_ERROR), sparse
-    data and other containers in double: the two agree to the searches'
-    tolerances, and these tests compare containers to round-off with the
-    double-precision engine."""
-    previous, _fold_eval._SINGLE = _fold_eval._SINGLE, False
-    yield
-    _fold_eval._SINGLE = previous
 
 
 def _settings(max_examples):

@@ -425,6 +425,7 @@ def test_single_precision_hessian_products_where_their_error_allows(
     inner, _, n_hyper = make_fold(
         loss_name, n_samples=6000, n_features=16, weighted=weighted
     )
+    assert inner.model.n_samples * inner.n_params >= linear.SINGLE_MIN_SIZE
     rng = np.random.default_rng(5)
     w = 0.3 * rng.standard_normal(inner.n_params)
     lam = np.zeros(n_hyper)
@@ -445,6 +446,9 @@ def test_badly_scaled_data_keep_double_precision_hessian_products():
     inner, _, n_hyper = make_fold("multinomial", n_samples=6000, n_features=8)
     X = inner.model.source * np.logspace(-3, 3, 8)
     scaled = type(inner)(X, inner.y, inner.loss, inner.penalty, inner.model.n_outputs)
+    # a fold the single path serves, but for its error
+    assert scaled.model.single_operand() is not None
+    assert scaled.model.n_samples * scaled.n_params >= linear.SINGLE_MIN_SIZE
     rng = np.random.default_rng(6)
     w = 0.01 * rng.standard_normal(scaled.n_params)
     lam = np.zeros(n_hyper)
@@ -461,8 +465,15 @@ def test_single_precision_only_on_small_dense_folds_with_an_intercept(
     # single-precision path: the products are the double ones.
     for sparse in (False, True):
         inner, _, n_hyper = make_fold(
-            "binary", sparse=sparse, fit_intercept=fit_intercept, n_samples=6000
+            "binary",
+            sparse=sparse,
+            fit_intercept=fit_intercept,
+            n_samples=6000,
+            n_features=20,
         )
+        # large enough for the single path, were there one
+        n_entries = inner.model.n_samples * (inner.model.n_features + 1)
+        assert n_entries >= linear.SINGLE_MIN_SIZE
         fused = fit_intercept and not sparse
         assert (inner.model.single_operand() is not None) == fused
         if fused:

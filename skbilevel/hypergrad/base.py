@@ -33,8 +33,10 @@ class InnerSystem(NamedTuple):
     lam : array of shape (n_hyper,)
         Hyperparameters (log penalty strengths).
     hessp : callable
-        ``v -> H v`` at ``(w, lam)`` with the curvature precomputed once. Solvers
-        use it, not ``objective.hessp(w, lam)``, for products at ``w``.
+        ``v -> H v`` at ``(w, lam)`` with the curvature precomputed once (in
+        single precision where the search's tolerance allows, see
+        ``InnerObjective.hessp``). Solvers use it, not
+        ``objective.hessp(w, lam)``, for products at ``w``.
     memory : LBFGSMemory or None
         Secant pairs of the inner L-BFGS solve.
     curvature_floor : float

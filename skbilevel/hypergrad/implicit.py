@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from .base import InnerSystem
 
-__all__ = ["FoldHypergradient", "hypergradient"]
+__all__ = ["FoldHypergradient", "hypergradient", "single_hessp"]
 
 
 class FoldHypergradient(NamedTuple):
@@ -34,6 +34,14 @@ class FoldHypergradient(NamedTuple):
     value: object
     grad: object
     solve: object
+
+
+def single_hessp(inner, w, lam, single):
+    """``inner.hessp(w, lam)``, asked for single-precision products where
+    ``single`` and the objective takes them (its ``single_hessian``)."""
+    if single and getattr(inner, "single_hessian", False):
+        return inner.hessp(w, lam, single=True)
+    return inner.hessp(w, lam)
 
 
 def hypergradient(
@@ -61,8 +69,9 @@ def hypergradient(
         The solver state of this fold's previous solve (warm start).
     single : bool, default=False
         Hessian products in single precision where the inner objective
-        offers them and their error allows (``hessp(w, lam, single=True)``
-        of :class:`~skbilevel.objectives.InnerObjective`).
+        offers them (``single_hessian``) and their error allows
+        (``hessp(w, lam, single=True)`` of
+        :class:`~skbilevel.objectives.InnerObjective`).
 
     Returns
     -------
@@ -74,7 +83,7 @@ def hypergradient(
         objective=inner,
         w=w,
         lam=lam,
-        hessp=inner.hessp(w, lam, single=True) if single else inner.hessp(w, lam),
+        hessp=single_hessp(inner, w, lam, single),
         memory=memory,
         curvature_floor=inner.curvature_floor(lam),
     )

@@ -80,16 +80,20 @@ _WITH_ONES_MAX_SIZE = 2**19
 # hypergradient's linear systems to 1e-2): the two products with [X, 1] take
 # half the time or less, and on small data they are most of a search (on the
 # digits set of benchmarks/run.py, 900 Hessian products a search). The error
-# is checked at each Hessian, on its first product (computed both ways): the
-# single-precision products are used only where that error, relative to the
-# product's size at the penalty's curvature (the smallest of the Hessian's
-# coefficient block), is at most this fraction, so that the solves' relative
-# error stays below their tolerances. Measured on a digits training fold
-# (raw pixels, 10 classes) at the search's optimum, C = 1.9: 2.3e-3 along
-# the gradient; at C = 100, 7.6e-2; with the pixels scaled by 1e-2 to 1e2,
-# 3.2e-2 at C = 0.01; raw breast_cancer, 31; standardized, 6e-6 (a session
-# script at d719920). Where it fails the double-precision products are kept:
-# on badly scaled data single precision slowed the conjugate gradients down.
+# is checked at each Hessian, on its first product (computed both ways):
+# single precision serves the next ones only where that error is at most this
+# fraction of the product's size at the penalty's curvature (the smallest of
+# the Hessian's coefficient block). An empirical gate, not a bound on the
+# solves' error: the unpenalized intercept couples with nearly constant
+# features into directions weaker than the penalty (there the gate can pass
+# an error ten times larger relative to the weakest curvature, which a solve
+# to 1e-2 does not resolve either), and where the data dominate the penalty
+# it is stricter than it need be. Measured on a digits training fold (raw
+# pixels, 10 classes) at the search's optimum, C = 1.9: 2.3e-3 along the
+# gradient; at C = 100, 7.6e-2; with the pixels scaled by 1e-2 to 1e2, 3.2e-2
+# at C = 0.01; raw breast_cancer, 31; standardized, 6e-6 (a session script
+# at d719920). Where it fails the double-precision products are kept: on
+# badly scaled data single precision slowed the conjugate gradients down.
 SINGLE_MAX_ERROR = 5e-3
 # ... and only on folds whose products are large enough for the gain to
 # outweigh the conversions and the check (entries of X times the outputs,
@@ -477,6 +481,10 @@ class InnerObjective:
     was just taken; see :class:`_Point`).
     """
 
+    # hessp takes ``single`` (objectives without the attribute are asked for
+    # double-precision products only)
+    single_hessian = True
+
     def __init__(
         self,
         X,
@@ -505,10 +513,12 @@ class InnerObjective:
         self.sample_weight = sample_weight
         self.xp = self.model.xp
         self._last_point = None
+        self._weight_single = None  # float32 weights of single Hessian products
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_last_point"] = None  # a fold shipped to a worker leaves it behind
+        state["_weight_single"] = None
         return state
 
     def _point(self, w):
@@ -641,7 +651,11 @@ class InnerObjective:
         if operand is None:
             return matvec
         curvature32 = None if curvature is None else curvature.astype(np.float32)
-        weight32 = None if sample_weight is None else sample_weight.astype(np.float32)
+        weight32 = None
+        if sample_weight is not None:
+            if self._weight_single is None:
+                self._weight_single = sample_weight.astype(np.float32)
+            weight32 = self._weight_single
         shape, n_coef = model._stacked_shape, model.n_coef
 
         def single_matvec(v):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..hypergrad.direct import DirectSolver
-from ..hypergrad.implicit import hypergradient
+from ..hypergrad.implicit import hypergradient, single_hessp
 from ..objectives.linear import SINGLE_MAX_ERROR
 from ..solvers import LBFGSMemory, empty_memory, minimize_lbfgs, minimize_newton_cg
 from ..solvers._memory import stacked_memory
@@ -52,8 +52,14 @@ _DIRECT = True
 # a search (objectives.linear.SINGLE_MAX_ERROR); tests compare with it off.
 _SINGLE = True
 # The tightest linear tolerance of a hypergradient solve with single-precision
-# products: twice the error they are allowed (SINGLE_MAX_ERROR).
+# products: twice the error they are allowed (SINGLE_MAX_ERROR). It is HOAG's
+# cap on the linear tolerance (outer.hoag.LINEAR_CAP), where the searches'
+# hypergradients are solved: a lower cap would turn them to double precision.
 SINGLE_LINEAR_TOL = 2 * SINGLE_MAX_ERROR
+# The tightest inner tolerance of a solve with single-precision products
+# (Newton's loose steps, see solvers.newton): tighter, the conjugate
+# gradients would refine an inexact operator.
+SINGLE_INNER_TOL = 1e-7
 
 
 class FoldState(NamedTuple):
@@ -346,15 +352,9 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         # replace it
         deferred = settings.newton_pairs and has_pairs
         given = empty_memory() if deferred else _shift_memory(inner.xp, memory, change)
-        if settings.single:
 
-            def hessp(w):
-                return inner.hessp(w, lam, single=True)
-
-        else:
-
-            def hessp(w):
-                return inner.hessp(w, lam)
+        def hessp(w):
+            return single_hessp(inner, w, lam, settings.single)
 
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),

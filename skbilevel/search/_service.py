@@ -351,8 +351,10 @@ class GradientSearch(KeptSolutions):
         The search's solves are inexact by design (their tolerance decreases
         along the outer iterations): a point reported as best deserves fold
         models as precise as the user's estimator fits them (scikit-learn's
-        gradient test at ``options.polish_tol``; folds that already pass it
-        cost one gradient). Updates the record's ``value``, ``fold_values``
+        gradient test at ``options.polish_tol``; at the last point evaluated,
+        folds that already pass it cost one gradient; elsewhere each fold
+        takes one step at least, from the last point's solution). Updates the
+        record's ``value``, ``fold_values``
         and ``time`` (and the kept solutions).
         """
         record = self.history[index]

@@ -112,8 +112,9 @@ def minimize_newton_cg(
         new object (a caller may test ``result.memory is memory``).
     memory_size : int or None, default=None
         Return the newest ``memory_size`` curvature pairs ``(p, H p)`` of the
-        last step's conjugate-gradient directions instead: exact Hessian
-        products near the solution, H-conjugate, so that the L-BFGS inverse
+        last step's conjugate-gradient directions instead: Hessian products
+        near the solution (as exact as ``hessp``'s), H-conjugate, so that the
+        L-BFGS inverse
         built on them inverts the Hessian on that Krylov space (SHINE's
         estimate for the hypergradient system, and a warm start's memory).
 
