@@ -644,10 +644,9 @@ class InnerObjective:
                 strength * v[: model.n_coef],
             )
 
-        large = model.n_samples * model.n_params >= SINGLE_MIN_SIZE
         operand = None
-        if single and large and model._in_place():
-            operand = model.single_operand()
+        if single and model.n_samples * model.n_params >= SINGLE_MIN_SIZE:
+            operand = model.single_operand() if model._in_place() else None
         if operand is None:
             return matvec
         curvature32 = None if curvature is None else curvature.astype(np.float32)
@@ -682,10 +681,14 @@ class InnerObjective:
             )
             if self.sample_weight is not None:
                 c = c * self.sample_weight
-            design = model.X
-            if model.fit_intercept:
-                ones = xp.ones((model.n_samples, 1), dtype=model.dtype, device=device)
-                design = xp.concat([design, ones], axis=1)
+            design = model._with_ones  # [X, 1] where the products keep it
+            if design is None:
+                design = model.X
+                if model.fit_intercept:
+                    ones = xp.ones(
+                        (model.n_samples, 1), dtype=model.dtype, device=device
+                    )
+                    design = xp.concat([design, ones], axis=1)
             H = design.T @ (c[:, None] * design)
             eye = xp.eye(model.n_params, dtype=model.dtype, device=device)
             return H + eye * self.penalty_curvature(lam)[None, :]

@@ -117,9 +117,10 @@ class FoldSettings(NamedTuple):
         See :meth:`CrossValidatedProblem.evaluate`.
     single : bool
         Hessian products in single precision where the fold's objective
-        offers them and their error allows (Newton's steps, whose gradient
-        test stays in double precision, and a hypergradient solved to 1e-2
-        or looser).
+        offers them and their error allows: Newton's steps to
+        ``SINGLE_INNER_TOL`` or looser (their gradient test stays in double
+        precision) and hypergradients solved to ``SINGLE_LINEAR_TOL`` or
+        looser.
     """
 
     linear_solver: object
@@ -353,8 +354,10 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         deferred = settings.newton_pairs and has_pairs
         given = empty_memory() if deferred else _shift_memory(inner.xp, memory, change)
 
+        single = settings.single and settings.inner_tol >= SINGLE_INNER_TOL
+
         def hessp(w):
-            return single_hessp(inner, w, lam, settings.single)
+            return single_hessp(inner, w, lam, single)
 
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),

@@ -298,7 +298,7 @@ class CrossValidatedProblem:
             newton_pairs=self.inner_solver == "newton-cg",
             floor=floor,
             retry_tol=retry_tol,
-            single=_fold_eval._SINGLE and inner_tol >= _fold_eval.SINGLE_INNER_TOL,
+            single=_fold_eval._SINGLE,
         )
         # the folds themselves where the backend runs calls in this process
         folds = self._placement.handles(active_backend())
