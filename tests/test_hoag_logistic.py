@@ -361,8 +361,10 @@ def test_single_precision_hessians_leave_the_search_where_it_was(data, monkeypat
     # The searches' Hessian products in single precision (small dense folds,
     # SINGLE_MAX_ERROR) against the double-precision engine: their searches
     # take other paths (on the digits subset 9 evaluations against 8), and
-    # end at the same C to 5%, the same CV loss to 0.05% (the accuracy the
-    # searches are held to against a fine grid).
+    # end at C values equally good to 0.05% (the accuracy the searches are
+    # held to against a fine grid), by scikit-learn's CV log-loss at each.
+    # The curve is flat there: on the digits subset the picks were 1.79 and
+    # 1.92 on one machine (CV losses 4e-5 apart), 1.5 is 0.15% worse.
     # (folds large enough for the single path: SINGLE_MIN_SIZE)
     if data == "binary":
         X, y = make_classification(4000, 20, n_informative=8, random_state=0)
@@ -391,7 +393,18 @@ def test_single_precision_hessians_leave_the_search_where_it_was(data, monkeypat
         fits[single] = HOAGLogisticRegression(cv=cv).fit(X, y)
         if single:
             assert counts["single"] > 2 * counts["checks"] > 0
-    assert fits[True].C_ == pytest.approx(fits[False].C_, rel=0.05)
+    scored = {
+        single: -cross_validate(
+            LogisticRegression(C=fit.C_, tol=1e-10, max_iter=10000),
+            X,
+            y,
+            cv=cv,
+            scoring="neg_log_loss",
+        )["test_score"].mean()
+        for single, fit in fits.items()
+    }
+    assert scored[True] == pytest.approx(scored[False], rel=5e-4)
+    assert fits[True].C_ == pytest.approx(fits[False].C_, rel=0.25)
     assert fits[True].cv_loss_ == pytest.approx(fits[False].cv_loss_, rel=5e-4)
     assert_allclose(
         fits[True].predict_proba(X), fits[False].predict_proba(X), atol=2e-2
