@@ -265,37 +265,33 @@ class FoldModels:
 
     def _responses(self, indices):
         """Every fold model's validation predictions (decision values of a
-        classifier) at evaluated points ``indices``: per point, per fold, an
-        array of shape (n_val, n_outputs). One product per fold for all the
+        classifier) at evaluated points ``indices``: per fold, an array of
+        shape (n_points, n_val, n_outputs). One product per fold for all the
         points (a fold that reads its rows of a shared ``X`` in place
         multiplies all of ``X``: once, not once per point)."""
         offset = self.encoding.context.get("offset", 0.0)
         if hasattr(self.search, "predictions"):  # the closed form has them
-            return [
-                [np.reshape(r, (r.shape[0], -1)) + offset for r in responses]
-                for responses in map(self.search.predictions, indices)
-            ]
+            return [fold + offset for fold in self.search.predictions(indices)]
         kept = [self.search.solutions(index) for index in indices]
-        per_point = [[] for _ in indices]
         per_fold = [
             [np.reshape(point[k][0], (point[k][0].shape[0], -1)) for point in kept]
             for k in range(len(self.folds))
         ]
         products = _shared_products(self.folds, per_fold)
+        out = []
         for k, fold in enumerate(self.folds):
             coefs = per_fold[k]
             decisions = products[k]
             if decisions is None:
                 decisions = fold.X_test @ np.hstack(coefs)
-            start = 0
-            for i, (coef, point) in enumerate(zip(coefs, kept)):
-                decision = decisions[:, start : start + coef.shape[1]]
-                start += coef.shape[1]
-                intercept = point[k][1]
-                if intercept is not None:
-                    decision = decision + intercept
-                per_point[i].append(decision + offset)
-        return per_point
+            # every point has one column per output, points side by side
+            n_val, width = decisions.shape[0], coefs[0].shape[1]
+            decisions = decisions.reshape(n_val, len(kept), width).transpose(1, 0, 2)
+            if kept[0][k][1] is not None:
+                intercepts = np.stack([point[k][1] for point in kept])
+                decisions = decisions + intercepts.reshape(len(kept), 1, width)
+            out.append(decisions + offset)
+        return out
 
     def _score_responses(self, indices, y):
         """:meth:`score` from the fold models' responses, or None when a
@@ -323,11 +319,11 @@ class FoldModels:
                 return None
         else:
             y_folds = [y_fold.astype(np.float64) for y_fold in y_folds]
-        per_point = self._responses(indices)
+        per_fold = self._responses(indices)
         out = [None] * (n_points * n_splits)
         for k, fold in enumerate(self.folds):
             start = time.perf_counter()
-            stacked = np.stack([point[k] for point in per_point])
+            stacked = per_fold[k]
             scores = {
                 key: metric(y_folds[k], stacked, classes)
                 for key, metric in self.metrics.items()

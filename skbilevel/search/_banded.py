@@ -515,14 +515,16 @@ class BandedRidgeSearch(ExactSearch):
             out.append((coef[:, 0] if fold.one_target else coef, intercept))
         return out
 
-    def predictions(self, index):
-        """Every fold's validation predictions at evaluated point ``index``."""
+    def predictions(self, indices):
+        """Every fold's validation predictions at evaluated points ``indices``:
+        per fold, shape (n_points, n_val, n_outputs)."""
         out = []
         for k, fold in enumerate(self._folds):
-            prediction = np.empty((len(fold.Y_val), self.n_outputs))
-            for block, targets, columns in self._owned(index):
-                prediction[:, targets] = self._blocks[block][2][k][:, columns]
-            out.append(prediction[:, 0] if fold.one_target else prediction)
+            prediction = np.empty((len(indices), len(fold.Y_val), self.n_outputs))
+            for i, index in enumerate(indices):
+                for block, targets, columns in self._owned(index):
+                    prediction[i][:, targets] = self._blocks[block][2][k][:, columns]
+            out.append(prediction)
         return out
 
 

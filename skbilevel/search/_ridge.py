@@ -210,7 +210,6 @@ class RidgePathSearch(ExactSearch):
         self.polished = set()
         self._paths = self._batch = None
         self._solutions = {}
-        self._predictions = []
 
     def _alpha(self, lam):
         """Per-target alpha (shape (q,)) from ``lam`` (shape (n_hyper,))."""
@@ -281,8 +280,10 @@ class RidgePathSearch(ExactSearch):
             )
         setup = time.perf_counter() - start
         lams = np.linspace(high, low, n_points)  # shape (n_points, n_hyper)
-        # no curvatures: the root search takes them at the best scan point
-        values, slopes, _ = self._evaluate(lams, second=False)
+        # no curvatures (the root search takes them at the best scan point),
+        # except where the folds' curves are one small computation: there
+        # the call, not the arithmetic, is the cost
+        values, slopes, bends = self._evaluate(lams, second=self._batch is not None)
         scan_time = time.perf_counter() - start - setup
         stop = None
         for k, lam in enumerate(lams):
@@ -296,7 +297,9 @@ class RidgePathSearch(ExactSearch):
                 break
         if stop is None:
             at = time.perf_counter()
-            lam, (point_values, point_slopes) = self._minimize(lams, values, slopes)
+            lam, (point_values, point_slopes) = self._minimize(
+                lams, values, slopes, bends
+            )
             # a minimum at a scan point itself (an end of the box, a root the
             # scan hit) is already a row
             if not any(np.array_equal(lam, scanned) for scanned in lams):
@@ -320,10 +323,12 @@ class RidgePathSearch(ExactSearch):
         reporter.finish(result)
         return result
 
-    def _minimize(self, lams, values, slopes):
+    def _minimize(self, lams, values, slopes, bends=None):
         """Each target's (or the sum's) minimizer (:func:`minimize_curves`),
         its fold values summed over targets (shape (K,)) and its slopes."""
-        lam, fold_t, g_t = minimize_curves(self._evaluate, lams, values, slopes)
+        lam, fold_t, g_t = minimize_curves(
+            self._evaluate, lams, values, slopes, bends=bends
+        )
         return lam, (fold_t.sum(axis=1), g_t)
 
     def all_rows_solution(self, index):
@@ -368,21 +373,23 @@ class RidgePathSearch(ExactSearch):
             self._solutions.update(zip(wanted, map(list, zip(*per_fold))))
         return self._solutions[index]
 
-    def predictions(self, index):
-        """Every fold's validation predictions at evaluated point ``index``.
+    def predictions(self, indices):
+        """Every fold's validation predictions at evaluated points ``indices``.
 
-        The fold models' ``predict`` on the validation folds, without building
-        them: lets the squared-error metrics score every point at once.
-        Computed for every evaluated point at the first call, then cached.
+        The fold models' ``predict`` on the validation folds (one column per
+        target), without building them: lets the squared-error metrics score
+        every point at once. One matrix product per fold for all the points.
+
+        Returns
+        -------
+        list of ndarray
+            Per fold, shape (n_points, n_val, n_outputs).
         """
-        if len(self._predictions) != len(self.history):
-            alphas = [self._alpha(record["lam"]) for record in self.history]
-            per_fold = [path.predictions(alphas) for path in self._paths]
-            self._predictions = [list(point) for point in zip(*per_fold)]
-        return self._predictions[index]
+        alphas = np.array([self._alpha(self.history[i]["lam"]) for i in indices])
+        return [path.predictions(alphas) for path in self._paths]
 
 
-def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL):
+def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL, bends=None):
     """Each target's (or the sum's) minimizer: the best scan point, refined
     by a safeguarded Newton search for the root of the exact derivative
     on the side where the curve descends.
@@ -392,7 +399,8 @@ def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL):
     n_points, q); ``slopes`` the derivatives in ``log alpha`` there, shape
     (n_points, n_hyper). The curvature is computed at the best scan points
     only (the only ones the search reads: a scan without second derivatives
-    is a third cheaper).
+    is a third cheaper), unless ``bends``, the scan's second derivatives
+    (shape (n_points, n_hyper)), are given.
 
     ``evaluate(lams)`` gives the same three arrays at points ``lams`` of
     shape (n, n_hyper). ``tol`` is the precision of the minimizer in ``log
@@ -406,7 +414,10 @@ def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL):
     best = np.argmin(curves, axis=0)  # scan index per hyperparameter
     lam = lams[best, columns]
     g_best = slopes[best, columns]
-    dg_best = evaluate(lam[None])[2][0]
+    if bends is None:
+        dg_best = evaluate(lam[None])[2][0]
+    else:
+        dg_best = bends[best, columns]
     # the fold values at the best point: a target's own (its loss depends
     # on its own alpha only), or all targets' at the scalar's best point
     if per_target:

@@ -706,23 +706,16 @@ class _FoldPath(FoldProblem):
         return R, u, floor
 
     def predictions(self, alphas):
-        """Validation predictions at each of ``alphas`` (shape (n_points, q)).
-
-        Returns a list of arrays of shape (n_val,) for one target, else
-        (n_val, q): what the fold model's ``predict`` returns, from one matrix
-        product for all points.
-        """
-        q = self.C.shape[1]
+        """Validation predictions at each of ``alphas`` (shape (n_points, q)),
+        shape (n_points, n_val, q), from one matrix product for all points."""
+        alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
         if self.M is not None:
-            alphas = np.asarray(alphas, dtype=np.float64).reshape(len(alphas), -1)
             every = self.M @ self._powers(alphas, 1).reshape(self.rank, -1)
         else:
             every = self._readout @ self._lifted_columns(alphas)
-        out = []
-        for k in range(len(alphas)):
-            prediction = every[:, k * q : (k + 1) * q] + self.y_mean
-            out.append(prediction[:, 0] if self.one_target else prediction)
-        return out
+        # the points' columns side by side: (n_val, n_points * q)
+        every = every.reshape(len(every), len(alphas), -1).transpose(1, 0, 2)
+        return every + self.y_mean
 
     def solutions(self, alphas):
         """``(coef, intercept)`` in the engine's layout at each of ``alphas``.
