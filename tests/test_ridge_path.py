@@ -912,14 +912,19 @@ def test_search_of_small_folds_evaluates_them_together(monkeypatch):
     calls = []
     curves = CompactFolds.curves
 
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return curves(self, *args, **kwargs)
+    def counted(self, alphas, second=True):
+        calls.append((np.array(alphas), second))
+        return curves(self, alphas, second)
 
     monkeypatch.setattr(CompactFolds, "curves", counted)
     batched = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits).fit(X, y)
-    # the scan, the best point's curvature and the root search's steps
-    assert len(calls) >= 3
+    # the scan with its curvatures (25 points), then the root search's
+    # Newton steps, one point each; none at a scan point (the best one's
+    # curvature came with the scan)
+    (scan, scan_second), steps = calls[0], calls[1:]
+    assert scan.shape[0] == 25 and scan_second
+    assert steps and all(alphas.shape[0] == 1 and second for alphas, second in steps)
+    assert not any(np.isin(alphas, scan).any() for alphas, _ in steps)
     calls.clear()
     monkeypatch.setattr(_ridge_factor, "_BATCH_SIZE", 0)
     alone = BilevelSearchCV(Ridge(), {"alpha": (1e-4, 1e4)}, cv=splits).fit(X, y)

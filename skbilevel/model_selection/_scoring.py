@@ -323,9 +323,8 @@ class FoldModels:
         out = [None] * (n_points * n_splits)
         for k, fold in enumerate(self.folds):
             start = time.perf_counter()
-            stacked = per_fold[k]
             scores = {
-                key: metric(y_folds[k], stacked, classes)
+                key: metric(y_folds[k], per_fold[k], classes)
                 for key, metric in self.metrics.items()
             }
             score_time = (time.perf_counter() - start) / n_points

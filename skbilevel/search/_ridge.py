@@ -218,9 +218,9 @@ class RidgePathSearch(ExactSearch):
     def _evaluate(self, lams, second=True):
         """CV loss and its log-derivatives at points ``lams`` (n, n_hyper).
 
-        Returns ``fold_values`` (K, n) and the per-hyperparameter mean slopes
-        and curvatures over folds, each (n, n_hyper): one matrix product per
-        fold for all points.
+        Returns ``fold_values`` (K, n, q) and the per-hyperparameter mean
+        slopes and curvatures over folds, each (n, n_hyper) (the curvatures
+        None unless ``second``): one matrix product per fold for all points.
         """
         lams = np.asarray(lams, dtype=np.float64).reshape(len(lams), -1)
         alphas = np.broadcast_to(np.exp(lams), (len(lams), self.n_outputs))
@@ -324,8 +324,9 @@ class RidgePathSearch(ExactSearch):
         return result
 
     def _minimize(self, lams, values, slopes, bends=None):
-        """Each target's (or the sum's) minimizer (:func:`minimize_curves`),
-        its fold values summed over targets (shape (K,)) and its slopes."""
+        """Each target's (or the sum's) minimizer (:func:`minimize_curves`;
+        ``bends``: the scan's curvatures, where it computed them), its fold
+        values summed over targets (shape (K,)) and its slopes."""
         lam, fold_t, g_t = minimize_curves(
             self._evaluate, lams, values, slopes, bends=bends
         )
