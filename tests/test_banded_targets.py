@@ -228,6 +228,30 @@ def test_search_improves_on_one_alpha_per_target_and_reports():
         assert results[f"split{k}_test_score"][best] == pytest.approx(-mse)
 
 
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_every_row_scored_from_predictions_as_by_the_fold_models(
+    n_targets, monkeypatch
+):
+    # The squared-error metrics read the search's validation predictions of
+    # every row at once; scikit-learn's scorers on the fold models give the
+    # same split scores, row by row.
+    X, Y = _data(seed=7, n_targets=n_targets)
+    Y = Y[:, 0] if n_targets == 1 else Y
+    params = {
+        "param_space": _bounds(n_targets),
+        "scoring": ["r2", "neg_mean_squared_error"],
+    }
+    fast = _search(refit=False, **params).fit(X, Y)
+    import skbilevel.model_selection._search as search_module
+
+    monkeypatch.setattr(search_module, "prediction_metrics", lambda *a: None)
+    slow = _search(refit=False, **params).fit(X, Y)
+    keys = [k for k in fast.cv_results_ if k.startswith("split")]
+    assert len(keys) == 6 and len(fast.cv_results_["params"]) > 1
+    for key in keys:
+        assert_allclose(fast.cv_results_[key], slow.cv_results_[key], rtol=1e-10)
+
+
 def test_verbose_output(capsys):
     X, Y = _data(seed=6)
     _search(verbose=1).fit(X, Y)
