@@ -220,9 +220,14 @@ class LinearPredictor:
 
     def single_operand(self):
         """``[X, 1]`` in single precision for Hessian products (made on first
-        use), or None where the products do not read ``[X, 1]`` or ``X`` is not
-        float64 (see ``SINGLE_MAX_ERROR``)."""
-        if self._with_ones is None or self._with_ones.dtype != np.float64:
+        use), or None where the products do not read ``[X, 1]`` (none kept, or
+        a router serves them) or ``X`` is not float64 (see
+        ``SINGLE_MAX_ERROR``)."""
+        if (
+            self._with_ones is None
+            or self._with_ones.dtype != np.float64
+            or not self._in_place()
+        ):
             return None
         if self._with_ones_single is None:
             self._with_ones_single = self._with_ones.astype(np.float32)
@@ -646,7 +651,7 @@ class InnerObjective:
 
         operand = None
         if single and model.n_samples * model.n_params >= SINGLE_MIN_SIZE:
-            operand = model.single_operand() if model._in_place() else None
+            operand = model.single_operand()
         if operand is None:
             return matvec
         curvature32 = None if curvature is None else curvature.astype(np.float32)
