@@ -98,9 +98,10 @@ def test_lockstep_evaluations_are_the_separate_ones(
         # every product of the four folds went through one grouped product
         # while they all ran, and most products were grouped
         assert (max(grouped.sizes, default=0) == 4) == lockstep
-        # (98.6% at least on these problems; none asked without lockstep)
+        # (93.9% at least on these problems, the folds' ends where the
+        # first have stopped; none asked without lockstep)
         if lockstep:
-            assert sum(grouped.sizes) >= 0.95 * sum(grouped.asks) > 0
+            assert sum(grouped.sizes) >= 0.9 * sum(grouped.asks) > 0
         else:
             assert not grouped.asks
     (separate, w_separate), (together, w_together) = results

@@ -10,7 +10,7 @@ from scipy.special import expit
 from skbilevel.objectives import L2Penalty, linear
 from skbilevel.outer._placement import _cloudpickle
 
-from ._problems import LOSS_NAMES, STRUCTURES, make_fold
+from ._problems import LOSS_NAMES, STRUCTURES, make_data, make_fold, make_penalty
 
 
 def central_difference(f, x, direction, eps=1e-6):
@@ -254,10 +254,11 @@ def test_weight_total_is_the_number_or_the_sum_of_the_weights(weighted):
 
 
 @pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
-def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatch):
+def test_raw_predictions_are_reused_at_the_same_values_only(loss_name, monkeypatch):
     # hessp at the point of the last gradient reuses what that gradient
-    # computed (one product with X fewer); any other point, equal in value or
-    # not, gets its own. The results are those of a fresh objective.
+    # computed (one product with X fewer), also through another array of the
+    # same values; any other point gets its own. The results are those of a
+    # fresh objective.
     inner, _, n_hyper = make_fold(loss_name)
     fresh, _, _ = make_fold(loss_name)
     lam = np.zeros(n_hyper)
@@ -267,25 +268,53 @@ def test_raw_predictions_are_reused_at_the_same_point_only(loss_name, monkeypatc
     w = np.random.default_rng(0).normal(size=inner.n_params)
     v = np.random.default_rng(1).normal(size=inner.n_params)
     value, grad = inner.value_and_grad(w, lam)
-    product = inner.hessp(w, lam)(v)
+    product = inner.hessp(w.copy(), lam)(v)
     assert len(calls) == 2  # raw(w) once, raw(v) for the product
     assert_allclose(product, fresh.hessp(w, lam)(v), rtol=1e-14)
     moved = w + 0.5
     assert_allclose(inner.hessp(moved, lam)(v), fresh.hessp(moved, lam)(v))
-    copy = w.copy()  # the same values in another array: computed again
+    assert calls[-2] is moved
+    copy = w.copy()  # not the last point's values: computed again
     inner.value(copy, lam)
     assert calls[-1] is copy
+    n_calls = len(calls)
     assert_allclose(inner.value(w, lam), fresh.value(w, lam), rtol=1e-14)
+    assert len(calls) == n_calls
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_the_cold_start_takes_no_forward_product(loss_name, monkeypatch):
+    # X @ 0 is 0: at w = 0 (where every cold solve starts, and the scale of
+    # its gradient test is taken) the raw predictions are zeros without a
+    # product; they equal the product's, and a gradient there is a fresh
+    # objective's at a point it has to compute.
+    inner, _, n_hyper = make_fold(loss_name, weighted=True)
+    fresh, _, _ = make_fold(loss_name, weighted=True)
+    calls = []
+    raw = inner.model.raw
+    monkeypatch.setattr(inner.model, "raw", lambda w: calls.append(w) or raw(w))
+    zero, lam = inner.model.zeros(), np.full(n_hyper, 0.5)
+    value, grad = inner.value_and_grad(zero, lam)
+    assert calls == []
+    kept = inner._last_point.mean if inner._last_point.raw is None else None
+    expected = raw(zero)
+    point = inner._last_point
+    assert point.raw is None or np.array_equal(point.raw, expected)
+    assert point.raw is not None or kept is not None
+    tiny = np.full(inner.n_params, 1e-300)  # not zero: its own product
+    expected_value, expected_grad = fresh.value_and_grad(tiny, lam)
+    assert float(value) == pytest.approx(float(expected_value), rel=1e-14)
+    assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-300)
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
 def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeypatch):
     # after a gradient of a logistic loss, the point keeps the probabilities
     # the curvature needs, not the raw predictions beside them (an array of
-    # the fold's rows less per fold): a value or another gradient at that
-    # point computes them again. The squared loss's mean is its raw
-    # predictions: one array, kept, nothing computed again. Every result is
-    # a fresh objective's.
+    # the fold's rows less per fold), and the data part of the value and of
+    # the gradient: a value or a gradient at that point, at any lambda,
+    # takes no product. The squared loss's mean is its raw predictions: one
+    # array, kept. Every result is a fresh objective's.
     inner, _, n_hyper = make_fold(loss_name)
     fresh, _, _ = make_fold(loss_name)
     logistic = not getattr(inner.loss, "constant_curvature", False)
@@ -298,7 +327,7 @@ def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeyp
 
     def kept():
         point = inner._last_point
-        assert point.mean is not None
+        assert point.mean is not None and point.data_grad is not None
         if logistic:
             assert point.raw is None
         else:
@@ -313,19 +342,54 @@ def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeyp
 
     same_gradient(lam)
     kept()
-    assert len(calls) == 1
-    # a gradient at another lambda, same point
+    # a gradient at another lambda, same point; the values
     same_gradient(lam + 1.0)
     kept()
-    assert len(calls) == (2 if logistic else 1)
-    for _ in range(2):
-        assert_allclose(inner.value(w, lam), fresh.value(w.copy(), lam), rtol=1e-14)
-    assert len(calls) == (3 if logistic else 1)
-    assert inner._last_point.raw is not None and inner._last_point.mean is not None
-    # the curvature after the value: the gradient's probabilities still
+    for shift in (0.0, 1.0):
+        expected = fresh.value(w.copy(), lam + shift)
+        assert_allclose(inner.value(w, lam + shift), expected, rtol=1e-14)
     assert_allclose(inner.hessp(w, lam)(v), fresh.hessp(w.copy(), lam)(v), rtol=1e-13)
     same_gradient(lam)
     kept()
+    assert len(calls) == 2  # raw(w) once, raw(v) for the product
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name):
+    # On a matrix the folds share, the training loss covers every row (zero
+    # weights off its own): at its last point, the validation loss reads its
+    # rows of those raw predictions instead of a product. Anywhere else it
+    # computes its own; the results are those of a validation loss alone.
+    from skbilevel.objectives import InnerObjective, ValidationLoss
+
+    X, y, loss, n_outputs, n_classes = make_data(loss_name, 50, 6, 4)
+    classes = np.arange(n_classes) if n_classes else None
+    y_enc = loss.encode(np, y, classes, X.dtype)
+    rows = np.arange(50)[::5]
+    weights = np.ones(50)
+    weights[rows] = 0.0
+    penalty = make_penalty("scalar", 6, n_outputs)
+    inner = InnerObjective(
+        X, y_enc, loss, penalty, n_outputs, sample_weight=weights, shared=True
+    )
+    outer = ValidationLoss(X, y_enc[rows], loss, n_outputs, rows=rows, sibling=inner)
+    alone = ValidationLoss(X[rows], y_enc[rows], loss, n_outputs)
+    calls = []
+    raw = outer.model.raw
+    outer.model.raw = lambda x: calls.append(x) or raw(x)
+    rng = np.random.default_rng(5)
+    w, other = rng.normal(size=(2, inner.n_params))
+    inner.value_and_grad(w, np.zeros(1))
+    assert inner._last_point.raw is not None  # kept beside the probabilities
+    for objective_point in (w.copy(), other):
+        value, grad = outer.value_and_grad(objective_point)
+        expected_value, expected_grad = alone.value_and_grad(objective_point)
+        assert float(value) == pytest.approx(float(expected_value), rel=1e-13)
+        assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
+        assert_allclose(outer.value(objective_point), expected_value, rtol=1e-13)
+    assert len(calls) == 2 and calls[0] is other  # value_and_grad, value
+    with pytest.raises(ValueError, match="sibling"):
+        ValidationLoss(X, y_enc[rows], loss, n_outputs, rows=rows, sibling=alone)
 
 
 def _on_the_array_api_path(monkeypatch, *objectives):
@@ -523,8 +587,9 @@ def test_products_a_router_serves_are_asked_of_it():
 def test_hessp_reuses_the_probabilities_of_its_point_only(loss_name, monkeypatch):
     # The curvature at the point of the last gradient comes from that
     # gradient's probabilities (no softmax again). Another lambda at that
-    # point reuses them rightly; another point, another array of the same
-    # values, or the same array modified in place computes its own. Each
+    # point reuses them rightly, and so does another array of the same
+    # values; another point, or the same array modified in place, computes
+    # its own. Each
     # product is a fresh objective's at a new array (which it cannot reuse).
     inner, _, n_hyper = make_fold(loss_name, weighted=True)
     fresh, _, _ = make_fold(loss_name, weighted=True)
@@ -553,8 +618,9 @@ def test_hessp_reuses_the_probabilities_of_its_point_only(loss_name, monkeypatch
     inner.value_and_grad(moved, lam)
     assert_allclose(inner.hessp(w, lam)(v), expected(w, lam), rtol=1e-14)
     inner.value_and_grad(w, lam)
+    # another array of the same values: the same point
     assert_allclose(inner.hessp(w.copy(), lam)(v), expected(w, lam), rtol=1e-14)
-    assert len(computed) == 3
+    assert len(computed) == 2
     # modified in place after its gradient: not the point of that gradient
     inner.value_and_grad(w, lam)
     before = expected(w, lam)

@@ -433,25 +433,33 @@ class _Point(NamedTuple):
 
     Attributes
     ----------
-    w : array
-        The caller's array (the key; see :meth:`InnerObjective._point`).
     values : array
-        A copy of its values when the point was made.
+        A copy of the values of ``w`` when the point was made (the key; see
+        :meth:`InnerObjective._point`).
     raw : array or None
         The raw predictions ``model.raw(w)``. None after a gradient of a loss
-        whose curvature varies (the logistic losses): the curvature products
-        read the probabilities only, and not keeping both saves an array of
-        the fold's rows per fold; a value or a gradient at ``w`` computes
-        them again. (The squared loss's mean is its raw predictions, kept.)
+        whose curvature varies (the logistic losses) on a fold's own rows:
+        the curvature products read the probabilities only, and not keeping
+        both saves an array of the fold's rows per fold; a value at ``w``
+        computes them again. Kept on a matrix the folds share (``shared``),
+        where they cover the validation rows too, which the fold's
+        :class:`ValidationLoss` reads instead of a product of its own. (The
+        squared loss's mean is its raw predictions, kept.)
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
+    data : array or None
+        The data part of ``G`` (0-d), once a gradient was taken at ``w``.
+    data_grad : array or None
+        The data part's gradient (shape (n_params,)), with it: a gradient
+        at ``w`` at any ``lambda`` adds the penalty's (no product with ``X``).
     """
 
-    w: object
     values: object
     raw: object
     mean: object = None
+    data: object = None
+    data_grad: object = None
 
 
 class InnerObjective:
@@ -480,10 +488,11 @@ class InnerObjective:
     -----
     ``lam`` arguments are arrays of shape (n_hyper,) in the namespace and dtype of
     ``X``; ``w`` is flat (see the module docstring). What was computed at the
-    last ``w`` evaluated is reused when the same array comes again with the
-    same values: its raw predictions, or, once its gradient was taken, the
+    last ``w`` evaluated is reused when a ``w`` with the same values comes
+    again: its raw predictions, or, once its gradient was taken, the
     probabilities (the curvature of a Newton step at the point whose gradient
-    was just taken; see :class:`_Point`).
+    was just taken) and the data part of the gradient (the same point at
+    another ``lambda``, or asked again); see :class:`_Point`.
     """
 
     # hessp takes ``single`` (objectives without the attribute are asked for
@@ -517,6 +526,7 @@ class InnerObjective:
         self.penalty = penalty
         self.sample_weight = sample_weight
         self.xp = self.model.xp
+        self.shared = shared
         self._last_point = None
         self._weight_single = None  # float32 weights of single Hessian products
 
@@ -527,26 +537,37 @@ class InnerObjective:
         return state
 
     def _point(self, w):
-        """What is known at ``w``: the last point's when ``w`` is its array
-        with the same values, else a new point (one product with ``X``).
+        """What is known at ``w``: the last point's when ``w`` has its values,
+        else a new point (one product with ``X``, none at ``w = 0``).
 
         A solver asks for the curvature (``hessp``) at the point whose
-        gradient it just took, and the hypergradient at the solver's last
-        point, with the same array: each reuse saves a product with ``X`` and
-        the probabilities (the softmax, on digits half the cost of a
-        gradient). The key is the array object itself, which the point holds
-        (so its identity cannot pass to another array): a copy with the same
-        values computes again, which is merely slower. The point also keeps
-        a copy of the values: an array modified in place between the calls
-        (nothing here does it, a caller might) no longer matches, at the cost
-        of one comparison of ``n_params`` values. What is kept depends on
-        ``w`` alone, not on ``lambda``.
+        gradient it just took, the hypergradient is taken at the solver's
+        last point, a cold solve starts where the scale of its gradient test
+        was taken (``w = 0``), and a re-solve where the last solve stopped:
+        each reuse saves a product with ``X`` (and the probabilities: on
+        digits, the softmax is half the cost of a gradient), the gradient's
+        adjoint product too. The key is a copy of the values (one comparison
+        of ``n_params`` values, against a product with ``X``): an array
+        modified in place between the calls no longer matches. What is kept
+        depends on ``w`` alone, not on ``lambda``.
         """
         xp = self.xp
         last = self._last_point
-        if last is not None and last.w is w and bool(xp.all(last.values == w)):
+        if (
+            last is not None
+            and last.values.shape == w.shape
+            and bool(xp.all(last.values == w))
+        ):
             return last
-        point = _Point(w, xp.asarray(w, copy=True), self.model.raw(w))
+        model = self.model
+        if bool(xp.any(w)):
+            raw = model.raw(w)
+        else:  # X @ 0: no product (the cold start)
+            shape = (model.n_samples,)
+            if model.n_outputs > 1:
+                shape += (model.n_outputs,)
+            raw = xp.zeros(shape, dtype=model.dtype, device=model.device)
+        point = _Point(xp.asarray(w, copy=True), raw)
         self._last_point = point
         return point
 
@@ -559,6 +580,18 @@ class InnerObjective:
             point = point._replace(raw=self.model.raw(w))
             self._last_point = point
         return point.raw
+
+    def shared_raw(self, w, rows):
+        """Rows ``rows`` of the raw predictions at ``w``, where the last point
+        has ``w``'s values and kept its raw predictions over every row of a
+        shared matrix (see :class:`_Point`); else None."""
+        last = self._last_point
+        if not self.shared or last is None or last.raw is None:
+            return None
+        xp = self.xp
+        if last.values.shape != w.shape or not bool(xp.all(last.values == w)):
+            return None
+        return xp.take(last.raw, rows, axis=0)
 
     def _curvature(self, w):
         """The loss's per-sample curvature at ``w``, from the probabilities of
@@ -591,8 +624,10 @@ class InnerObjective:
     def value(self, w, lam):
         """``G(w, lam)`` as a 0-d array."""
         xp = self.xp
-        losses = self.loss.value(xp, self.y, self._raw(w))
-        data = xp.sum(_weighted(xp, self.sample_weight, losses))
+        data = self._point(w).data  # a gradient's, taken at w
+        if data is None:
+            losses = self.loss.value(xp, self.y, self._raw(w))
+            data = xp.sum(_weighted(xp, self.sample_weight, losses))
         return data + self.penalty_value(w, lam)
 
     def penalty_value(self, w, lam):
@@ -605,24 +640,31 @@ class InnerObjective:
         """``G(w, lam)`` (0-d array) and ``dG/dw`` (shape (n_params,))."""
         xp = self.xp
         point = self._point(w)
-        raw = self.model.raw(w) if point.raw is None else point.raw
-        losses, raw_grad, mean = self.loss.value_gradient_and_mean(xp, self.y, raw)
-        if getattr(self.loss, "constant_curvature", False):
-            # the squared loss: its mean is the raw predictions themselves
-            # (one array), and hessp reads neither
-            if point.mean is None:
-                self._last_point = point._replace(mean=mean)
-        else:
-            # hessp at w reads the probabilities only: the raw predictions
-            # are not kept beside them, whether computed here or kept
-            self._last_point = point._replace(raw=None, mean=mean)
-        del raw, point  # released before the adjoint's arrays
-        data = xp.sum(_weighted(xp, self.sample_weight, losses))
+        if point.data_grad is None:
+            raw = self.model.raw(w) if point.raw is None else point.raw
+            losses, raw_grad, mean = self.loss.value_gradient_and_mean(xp, self.y, raw)
+            if getattr(self.loss, "constant_curvature", False) or self.shared:
+                # the squared loss's mean is its raw predictions (one array),
+                # and hessp reads neither; a shared matrix's are the
+                # validation loss's too
+                kept = raw
+            else:
+                # hessp at w reads the probabilities only: the raw
+                # predictions are not kept beside them, whether computed here
+                # or kept
+                kept = None
+            del raw  # released before the adjoint's arrays
+            data = xp.sum(_weighted(xp, self.sample_weight, losses))
+            data_grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
+            point = point._replace(raw=kept, mean=mean, data=data, data_grad=data_grad)
+            self._last_point = point
         penalty, penalty_grad = self.penalty.value_and_gradient(xp, self._coef(w), lam)
-        grad = self.model.adjoint(
-            _weighted(xp, self.sample_weight, raw_grad), penalty_grad
-        )
-        return data + penalty, grad
+        data_grad, n_coef = point.data_grad, self.model.n_coef
+        if n_coef == data_grad.shape[0]:
+            grad = data_grad + penalty_grad
+        else:  # the intercepts' part: the data's alone
+            grad = xp.concat([data_grad[:n_coef] + penalty_grad, data_grad[n_coef:]])
+        return point.data + penalty, grad
 
     def hessp(self, w, lam, single=False):
         """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once.
@@ -737,6 +779,12 @@ class ValidationLoss:
         error into scikit-learn's mean squared error).
     rows : ndarray of int of shape (n_samples,) or None, default=None
         The validation samples as rows of ``X``, not copied.
+    sibling : InnerObjective or None, default=None
+        With ``rows``: the fold's training objective on the same shared
+        matrix ``X`` (``shared=True``, every row). At the point it evaluated
+        last (the solution, where the hypergradient and the validation value
+        are taken), its raw predictions cover these rows: they are read from
+        it instead of a product with ``X``.
     """
 
     def __init__(
@@ -749,8 +797,19 @@ class ValidationLoss:
         sample_weight=None,
         scale=1.0,
         rows=None,
+        sibling=None,
     ):
         _check_inputs(X, y, sample_weight, n_outputs, rows, positive_total=True)
+        if sibling is not None and (
+            rows is None
+            or not getattr(sibling, "shared", False)
+            or sibling.model.source is not X
+        ):
+            raise ValueError(
+                "A sibling objective must train on the shared matrix the "
+                "validation rows are taken from."
+            )
+        self.sibling = sibling
         self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)
         self.y = y
         self.loss = loss
@@ -764,16 +823,24 @@ class ValidationLoss:
         self.scale = scale
         self._factor = scale / total
 
+    def _raw(self, w):
+        """Raw predictions at ``w``: the sibling's where it has them."""
+        if self.sibling is not None:
+            raw = self.sibling.shared_raw(w, self.model.rows)
+            if raw is not None:
+                return raw
+        return self.model.raw(w)
+
     def value(self, w):
         """``F(w)`` as a 0-d array."""
         xp = self.xp
-        losses = self.loss.value(xp, self.y, self.model.raw(w))
+        losses = self.loss.value(xp, self.y, self._raw(w))
         return self._factor * xp.sum(_weighted(xp, self.sample_weight, losses))
 
     def value_and_grad(self, w):
         """``F(w)`` and ``dF/dw`` (shape (n_params,))."""
         xp = self.xp
-        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self.model.raw(w))
+        losses, raw_grad = self.loss.value_and_gradient(xp, self.y, self._raw(w))
         value = self._factor * xp.sum(_weighted(xp, self.sample_weight, losses))
         grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
         return value, self._factor * grad

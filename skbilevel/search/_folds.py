@@ -629,6 +629,8 @@ def engine_folds(
             test_weight,
             scale=encoding.outer_scale,
             rows=test_rows,
+            # the training loss's products cover the validation rows
+            sibling=inner if shared else None,
         )
         engine.append(Fold(inner, outer))
     return engine
