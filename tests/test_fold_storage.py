@@ -24,6 +24,7 @@ from skbilevel.hypergrad.implicit import hypergradient
 from skbilevel.model_selection import LogisticRegressionAdapter, RidgeAdapter
 from skbilevel.objectives import InnerObjective, LinearPredictor, ValidationLoss
 from skbilevel.outer import CrossValidatedProblem, _fold_eval
+from skbilevel.outer._placement import _cloudpickle
 from skbilevel.search import engine_folds, fold_weights, materialize_folds
 from skbilevel.search._folds import RowView, _take_rows
 from skbilevel.utils._array_api import nbytes
@@ -160,6 +161,7 @@ def _engine(storage, X, y, splits, *, loss_name, fit_intercept, weighted, **kwar
 def test_both_storages_give_the_same_fold_problems(
     loss_name, sparse, fit_intercept, weighted
 ):
+    cloudpickle = _cloudpickle()  # what ships folds to workers
     X, y, *_ = make_data(loss_name, 60, 5, 1, sparse=sparse)
     splits = list(KFold(3, shuffle=True, random_state=0).split(X))
     common = dict(loss_name=loss_name, fit_intercept=fit_intercept, weighted=weighted)
@@ -171,6 +173,11 @@ def test_both_storages_give_the_same_fold_problems(
     for view, ours, theirs in zip(views, shared, copy):
         assert isinstance(view.X_train, RowView) and view.X_train.source is X
         assert ours.inner.model.X is X and ours.outer.model.source is X
+        # the validation loss reads the training loss's products of a
+        # shared X (and keeps reading its own fold's after a trip to a worker)
+        assert ours.outer.sibling is ours.inner and theirs.outer.sibling is None
+        shipped = cloudpickle.loads(cloudpickle.dumps(ours))
+        assert shipped.outer.sibling is shipped.inner
         # a shared X is not copied with a column of ones; a fold's own is
         assert ours.inner.model._with_ones is None
         assert (theirs.inner.model._with_ones is not None) == (

@@ -283,47 +283,56 @@ def test_raw_predictions_are_reused_at_the_same_values_only(loss_name, monkeypat
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
-def test_the_cold_start_takes_no_forward_product(loss_name, monkeypatch):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_cold_start_takes_no_forward_product(loss_name, dtype, monkeypatch):
     # X @ 0 is 0: at w = 0 (where every cold solve starts, and the scale of
     # its gradient test is taken) the raw predictions are zeros without a
-    # product; they equal the product's, and a gradient there is a fresh
-    # objective's at a point it has to compute.
-    inner, _, n_hyper = make_fold(loss_name, weighted=True)
-    fresh, _, _ = make_fold(loss_name, weighted=True)
+    # product, in the product's dtype (float32 data, float64 w: float64);
+    # a gradient there is a fresh objective's at a point it has to compute.
+    inner, _, n_hyper = make_fold(loss_name, weighted=True, dtype=dtype)
+    fresh, _, _ = make_fold(loss_name, weighted=True, dtype=dtype)
     calls = []
     raw = inner.model.raw
     monkeypatch.setattr(inner.model, "raw", lambda w: calls.append(w) or raw(w))
-    zero, lam = inner.model.zeros(), np.full(n_hyper, 0.5)
-    value, grad = inner.value_and_grad(zero, lam)
-    assert calls == []
-    kept = inner._last_point.mean if inner._last_point.raw is None else None
+    zero, lam = np.zeros(inner.n_params), np.full(n_hyper, 0.5)
+    value = inner.value(zero, lam)
     expected = raw(zero)
-    point = inner._last_point
-    assert point.raw is None or np.array_equal(point.raw, expected)
-    assert point.raw is not None or kept is not None
+    assert calls == []
+    assert inner._last_point.raw.dtype == expected.dtype == np.float64
+    assert_array_equal(inner._last_point.raw, expected)
+    value_again, grad = inner.value_and_grad(zero, lam)
+    assert calls == [] and value_again == value
     tiny = np.full(inner.n_params, 1e-300)  # not zero: its own product
     expected_value, expected_grad = fresh.value_and_grad(tiny, lam)
-    assert float(value) == pytest.approx(float(expected_value), rel=1e-14)
-    assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-300)
+    rtol = 1e-14 if dtype == np.float64 else 1e-6
+    assert float(value) == pytest.approx(float(expected_value), rel=rtol)
+    assert_allclose(grad, expected_grad, rtol=rtol * 10, atol=1e-300)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("structure", ["scalar", "features"])
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
-def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeypatch):
+def test_the_point_of_a_gradient_keeps_its_probabilities_only(
+    loss_name, structure, fit_intercept, monkeypatch
+):
     # after a gradient of a logistic loss, the point keeps the probabilities
     # the curvature needs, not the raw predictions beside them (an array of
     # the fold's rows less per fold), and the data part of the value and of
     # the gradient: a value or a gradient at that point, at any lambda,
     # takes no product. The squared loss's mean is its raw predictions: one
     # array, kept. Every result is a fresh objective's.
-    inner, _, n_hyper = make_fold(loss_name)
-    fresh, _, _ = make_fold(loss_name)
+    inner, _, n_hyper = make_fold(loss_name, structure, fit_intercept=fit_intercept)
+    fresh, _, _ = make_fold(loss_name, structure, fit_intercept=fit_intercept)
     logistic = not getattr(inner.loss, "constant_curvature", False)
-    lam = np.zeros(n_hyper)
+    lam = np.linspace(-1.0, 1.0, n_hyper)
     w = np.random.default_rng(2).normal(size=inner.n_params)
     v = np.random.default_rng(3).normal(size=inner.n_params)
-    calls = []
-    raw = inner.model.raw
+    calls, adjoints = [], []
+    raw, adjoint = inner.model.raw, inner.model.adjoint
     monkeypatch.setattr(inner.model, "raw", lambda x: calls.append(x) or raw(x))
+    monkeypatch.setattr(
+        inner.model, "adjoint", lambda *a: adjoints.append(1) or adjoint(*a)
+    )
 
     def kept():
         point = inner._last_point
@@ -352,6 +361,7 @@ def test_the_point_of_a_gradient_keeps_its_probabilities_only(loss_name, monkeyp
     same_gradient(lam)
     kept()
     assert len(calls) == 2  # raw(w) once, raw(v) for the product
+    assert len(adjoints) == 2  # the first gradient's, the product's
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
@@ -388,8 +398,16 @@ def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name
         assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
         assert_allclose(outer.value(objective_point), expected_value, rtol=1e-13)
     assert len(calls) == 2 and calls[0] is other  # value_and_grad, value
+    for sibling, intercept in ((alone, True), (inner, False)):
+        with pytest.raises(ValueError, match="sibling"):
+            ValidationLoss(
+                X, y_enc[rows], loss, n_outputs, intercept, rows=rows, sibling=sibling
+            )
+    own_rows = InnerObjective(
+        X, y_enc[:40], loss, penalty, n_outputs, rows=np.arange(40), shared=True
+    )
     with pytest.raises(ValueError, match="sibling"):
-        ValidationLoss(X, y_enc[rows], loss, n_outputs, rows=rows, sibling=alone)
+        ValidationLoss(X, y_enc[rows], loss, n_outputs, rows=rows, sibling=own_rows)
 
 
 def _on_the_array_api_path(monkeypatch, *objectives):

@@ -428,6 +428,15 @@ def _check_inputs(X, y, sample_weight, n_outputs, rows=None, *, positive_total=F
         raise ValueError("The validation sample weights must have a positive sum.")
 
 
+def _owned(array):
+    """``array``, or a copy of it where it is a view of a larger one (a fold's
+    share of a grouped product, see :mod:`._products`): kept at a point, it
+    would keep the whole block alive."""
+    if array is not None and getattr(array, "base", None) is not None:
+        return array.copy()
+    return array
+
+
 class _Point(NamedTuple):
     """What an :class:`InnerObjective` computed at one ``w``.
 
@@ -440,8 +449,8 @@ class _Point(NamedTuple):
         The raw predictions ``model.raw(w)``. None after a gradient of a loss
         whose curvature varies (the logistic losses) on a fold's own rows:
         the curvature products read the probabilities only, and not keeping
-        both saves an array of the fold's rows per fold; a value at ``w``
-        computes them again. Kept on a matrix the folds share (``shared``),
+        both saves an array of the fold's rows per fold (a value at ``w``
+        reads the gradient's ``data``). Kept on a matrix the folds share (``shared``),
         where they cover the validation rows too, which the fold's
         :class:`ValidationLoss` reads instead of a product of its own. (The
         squared loss's mean is its raw predictions, kept.)
@@ -480,9 +489,11 @@ class InnerObjective:
         The samples as rows of ``X``, not copied (see :class:`LinearPredictor`).
     shared : bool, default=False
         Whether ``X`` is a matrix other folds read too (with zero weights off
-        this fold's rows): no copy of it is made. Else small dense data is
-        also kept with a column of ones for the products (``with_ones`` of
-        :class:`LinearPredictor`).
+        this fold's rows): no copy of it is made, and the raw predictions at
+        the last point are kept over every row after its gradient (an array
+        of ``X``'s rows), for the fold's :class:`ValidationLoss` to read (its
+        ``sibling``). Else small dense data is also kept with a column of
+        ones for the products (``with_ones`` of :class:`LinearPredictor`).
 
     Notes
     -----
@@ -562,29 +573,31 @@ class InnerObjective:
         model = self.model
         if bool(xp.any(w)):
             raw = model.raw(w)
-        else:  # X @ 0: no product (the cold start)
+        else:  # X @ 0: no product (the cold start), the product's dtype
             shape = (model.n_samples,)
             if model.n_outputs > 1:
                 shape += (model.n_outputs,)
-            raw = xp.zeros(shape, dtype=model.dtype, device=model.device)
+            dtype = xp.result_type(model.dtype, w.dtype)
+            raw = xp.zeros(shape, dtype=dtype, device=model.device)
         point = _Point(xp.asarray(w, copy=True), raw)
         self._last_point = point
         return point
 
-    def _raw(self, w):
-        """``model.raw(w)``, reused at the same point (see :meth:`_point`);
-        computed again, and kept, where a gradient there left the
-        probabilities only."""
-        point = self._point(w)
-        if point.raw is None:  # dropped once the probabilities were taken
-            point = point._replace(raw=self.model.raw(w))
-            self._last_point = point
-        return point.raw
-
     def shared_raw(self, w, rows):
         """Rows ``rows`` of the raw predictions at ``w``, where the last point
         has ``w``'s values and kept its raw predictions over every row of a
-        shared matrix (see :class:`_Point`); else None."""
+        shared matrix (see :class:`_Point`); else None.
+
+        Parameters
+        ----------
+        w : array of shape (n_params,)
+        rows : array of int
+            Rows of the shared matrix.
+
+        Returns
+        -------
+        array of shape (len(rows),) or (len(rows), n_outputs), or None
+        """
         last = self._last_point
         if not self.shared or last is None or last.raw is None:
             return None
@@ -624,9 +637,10 @@ class InnerObjective:
     def value(self, w, lam):
         """``G(w, lam)`` as a 0-d array."""
         xp = self.xp
-        data = self._point(w).data  # a gradient's, taken at w
-        if data is None:
-            losses = self.loss.value(xp, self.y, self._raw(w))
+        point = self._point(w)
+        data = point.data  # a gradient's, taken at w
+        if data is None:  # then the raw predictions are kept
+            losses = self.loss.value(xp, self.y, point.raw)
             data = xp.sum(_weighted(xp, self.sample_weight, losses))
         return data + self.penalty_value(w, lam)
 
@@ -653,10 +667,14 @@ class InnerObjective:
                 # predictions are not kept beside them, whether computed here
                 # or kept
                 kept = None
-            del raw  # released before the adjoint's arrays
+            # the raw predictions released (where not kept) before the
+            # adjoint's arrays
+            point = point._replace(raw=_owned(kept), mean=mean)
+            self._last_point = point
+            del raw, kept
             data = xp.sum(_weighted(xp, self.sample_weight, losses))
             data_grad = self.model.adjoint(_weighted(xp, self.sample_weight, raw_grad))
-            point = point._replace(raw=kept, mean=mean, data=data, data_grad=data_grad)
+            point = point._replace(data=data, data_grad=_owned(data_grad))
             self._last_point = point
         penalty, penalty_grad = self.penalty.value_and_gradient(xp, self._coef(w), lam)
         data_grad, n_coef = point.data_grad, self.model.n_coef
@@ -804,10 +822,14 @@ class ValidationLoss:
             rows is None
             or not getattr(sibling, "shared", False)
             or sibling.model.source is not X
+            or sibling.model.rows is not None
+            or sibling.model.fit_intercept != bool(fit_intercept)
+            or sibling.model.n_outputs != n_outputs
         ):
             raise ValueError(
-                "A sibling objective must train on the shared matrix the "
-                "validation rows are taken from."
+                "A sibling objective must train on every row of the shared "
+                "matrix the validation rows are taken from, with the same "
+                "fit_intercept and n_outputs (shared=True, rows=None)."
             )
         self.sibling = sibling
         self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)

@@ -309,7 +309,7 @@ def _predicted_start(inner, state, lam, lam_host):
     # the last solution's objective from its data part (set with previous)
     plain = state.data_value + float(inner.penalty_value(state.w, lam))
     # when the candidate wins, its predictions are the ones the solver's
-    # first evaluation reuses (see InnerObjective._raw)
+    # first evaluation reuses (see InnerObjective._point)
     wins = float(inner.value(candidate, lam)) < plain
     return (candidate if wins else state.w), 1
 

@@ -193,7 +193,7 @@ def minimize_newton_cg(
         t, round_off_step = 1.0, False
         for _ in range(_MAX_BACKTRACK):
             # the accepted trial point itself becomes x (the objective may
-            # reuse what it computed there, see InnerObjective._raw)
+            # reuse what it computed there, see InnerObjective._point)
             trial = x + t * step
             new_value, new_grad = fun(trial)
             n_fun += 1
