@@ -367,9 +367,10 @@ def test_the_point_of_a_gradient_keeps_its_probabilities_only(
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
 def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name):
     # On a matrix the folds share, the training loss covers every row (zero
-    # weights off its own): at its last point, the validation loss reads its
-    # rows of those raw predictions instead of a product. Anywhere else it
-    # computes its own; the results are those of a validation loss alone.
+    # weights off its own): at the point of its last gradient, the
+    # validation loss reads its rows of those raw predictions (kept with the
+    # gradient) instead of a product. Anywhere else it computes its own; the
+    # results are those of a validation loss alone.
     from skbilevel.objectives import InnerObjective, ValidationLoss
 
     X, y, loss, n_outputs, n_classes = make_data(loss_name, 50, 6, 4)
@@ -390,7 +391,9 @@ def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name
     rng = np.random.default_rng(5)
     w, other = rng.normal(size=(2, inner.n_params))
     inner.value_and_grad(w, np.zeros(1))
-    assert inner._last_point.raw is not None  # kept beside the probabilities
+    # the validation rows' raw predictions kept with the gradient (only
+    # those: the fold's rows, X's, are not kept beside the probabilities)
+    assert inner._last_point.shared.shape[0] == rows.size
     for objective_point in (w.copy(), other):
         value, grad = outer.value_and_grad(objective_point)
         expected_value, expected_grad = alone.value_and_grad(objective_point)
@@ -403,6 +406,8 @@ def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name
             ValidationLoss(
                 X, y_enc[rows], loss, n_outputs, intercept, rows=rows, sibling=sibling
             )
+    with pytest.raises(ValueError, match="shared matrix"):
+        make_fold(loss_name)[0].share_rows(rows)
     own_rows = InnerObjective(
         X, y_enc[:40], loss, penalty, n_outputs, rows=np.arange(40), shared=True
     )

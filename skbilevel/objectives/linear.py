@@ -450,10 +450,8 @@ class _Point(NamedTuple):
         whose curvature varies (the logistic losses) on a fold's own rows:
         the curvature products read the probabilities only, and not keeping
         both saves an array of the fold's rows per fold (a value at ``w``
-        reads the gradient's ``data``). Kept on a matrix the folds share (``shared``),
-        where they cover the validation rows too, which the fold's
-        :class:`ValidationLoss` reads instead of a product of its own. (The
-        squared loss's mean is its raw predictions, kept.)
+        reads the gradient's ``data``). (The squared loss's mean is its raw
+        predictions, kept.)
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
@@ -462,6 +460,11 @@ class _Point(NamedTuple):
     data_grad : array or None
         The data part's gradient (shape (n_params,)), with it: a gradient
         at ``w`` at any ``lambda`` adds the penalty's (no product with ``X``).
+    shared : array or None
+        On a matrix the folds share, the raw predictions at the rows a
+        :class:`ValidationLoss` reads from this objective (its ``sibling``,
+        see :meth:`InnerObjective.share_rows`), taken with the gradient: the
+        validation loss at ``w`` then takes no product of its own.
     """
 
     values: object
@@ -469,6 +472,7 @@ class _Point(NamedTuple):
     mean: object = None
     data: object = None
     data_grad: object = None
+    shared: object = None
 
 
 class InnerObjective:
@@ -489,11 +493,11 @@ class InnerObjective:
         The samples as rows of ``X``, not copied (see :class:`LinearPredictor`).
     shared : bool, default=False
         Whether ``X`` is a matrix other folds read too (with zero weights off
-        this fold's rows): no copy of it is made, and the raw predictions at
-        the last point are kept over every row after its gradient (an array
-        of ``X``'s rows), for the fold's :class:`ValidationLoss` to read (its
-        ``sibling``). Else small dense data is also kept with a column of
-        ones for the products (``with_ones`` of :class:`LinearPredictor`).
+        this fold's rows): no copy of it is made, and its products cover the
+        fold's validation rows too, which the fold's :class:`ValidationLoss`
+        can read (:meth:`share_rows`). Else small dense data is also kept
+        with a column of ones for the products (``with_ones`` of
+        :class:`LinearPredictor`).
 
     Notes
     -----
@@ -538,6 +542,7 @@ class InnerObjective:
         self.sample_weight = sample_weight
         self.xp = self.model.xp
         self.shared = shared
+        self._shared_rows = None  # the rows a validation loss reads from here
         self._last_point = None
         self._weight_single = None  # float32 weights of single Hessian products
 
@@ -583,28 +588,43 @@ class InnerObjective:
         self._last_point = point
         return point
 
+    def share_rows(self, rows):
+        """Keep, with each gradient, the raw predictions at rows ``rows`` of
+        the shared matrix, for the validation loss on them (whose ``sibling``
+        this objective is; see :meth:`shared_raw`).
+
+        Parameters
+        ----------
+        rows : array of int
+            Rows of the shared matrix (``shared=True``): the validation
+            loss's own array (:meth:`shared_raw` recognizes it).
+        """
+        if not self.shared:
+            raise ValueError("Only an objective on a shared matrix shares rows.")
+        self._shared_rows = rows
+        self._last_point = None
+
     def shared_raw(self, w, rows):
-        """Rows ``rows`` of the raw predictions at ``w``, where the last point
-        has ``w``'s values and kept its raw predictions over every row of a
-        shared matrix (see :class:`_Point`); else None.
+        """The raw predictions at ``w`` on rows ``rows`` (the array given to
+        :meth:`share_rows`) where the last point has ``w``'s values and its
+        gradient was taken (see :class:`_Point`); else None.
 
         Parameters
         ----------
         w : array of shape (n_params,)
         rows : array of int
-            Rows of the shared matrix.
 
         Returns
         -------
         array of shape (len(rows),) or (len(rows), n_outputs), or None
         """
         last = self._last_point
-        if not self.shared or last is None or last.raw is None:
+        if rows is not self._shared_rows or last is None or last.shared is None:
             return None
         xp = self.xp
         if last.values.shape != w.shape or not bool(xp.all(last.values == w)):
             return None
-        return xp.take(last.raw, rows, axis=0)
+        return last.shared
 
     def _curvature(self, w):
         """The loss's per-sample curvature at ``w``, from the probabilities of
@@ -657,19 +677,21 @@ class InnerObjective:
         if point.data_grad is None:
             raw = self.model.raw(w) if point.raw is None else point.raw
             losses, raw_grad, mean = self.loss.value_gradient_and_mean(xp, self.y, raw)
-            if getattr(self.loss, "constant_curvature", False) or self.shared:
+            if getattr(self.loss, "constant_curvature", False):
                 # the squared loss's mean is its raw predictions (one array),
-                # and hessp reads neither; a shared matrix's are the
-                # validation loss's too
+                # and hessp reads neither
                 kept = raw
             else:
                 # hessp at w reads the probabilities only: the raw
                 # predictions are not kept beside them, whether computed here
                 # or kept
                 kept = None
+            shared = None
+            if self._shared_rows is not None:  # the validation loss's rows
+                shared = xp.take(raw, self._shared_rows, axis=0)
             # the raw predictions released (where not kept) before the
             # adjoint's arrays
-            point = point._replace(raw=_owned(kept), mean=mean)
+            point = point._replace(raw=_owned(kept), mean=mean, shared=shared)
             self._last_point = point
             del raw, kept
             data = xp.sum(_weighted(xp, self.sample_weight, losses))
@@ -799,10 +821,11 @@ class ValidationLoss:
         The validation samples as rows of ``X``, not copied.
     sibling : InnerObjective or None, default=None
         With ``rows``: the fold's training objective on the same shared
-        matrix ``X`` (``shared=True``, every row). At the point it evaluated
-        last (the solution, where the hypergradient and the validation value
-        are taken), its raw predictions cover these rows: they are read from
-        it instead of a product with ``X``.
+        matrix ``X`` (``shared=True``, every row). Its products cover these
+        rows: at the point whose gradient it took last (the solution, where
+        the hypergradient and the validation value are taken), the raw
+        predictions on them are read from it (it keeps them, see
+        :meth:`InnerObjective.share_rows`) instead of a product with ``X``.
     """
 
     def __init__(
@@ -833,6 +856,8 @@ class ValidationLoss:
             )
         self.sibling = sibling
         self.model = LinearPredictor(X, n_outputs, fit_intercept, rows)
+        if sibling is not None:
+            sibling.share_rows(self.model.rows)
         self.y = y
         self.loss = loss
         self.xp = self.model.xp
