@@ -450,12 +450,17 @@ def test_a_tight_hypergradient_solve_keeps_double_precision_products():
 
 def test_dense_and_sparse_data_agree_to_the_searchs_accuracy():
     # Dense folds above SINGLE_MIN_SIZE run their Hessian products in single
-    # precision, sparse ones in double: the two searches end at the same C
-    # to 5% and the same CV loss to 0.05%, not to round-off.
+    # precision, sparse ones in double: the two searches end at equally good
+    # points to the search's accuracy, not to round-off. Judged by
+    # scikit-learn's CV log-loss at each pick (to 0.05%): where the curve is
+    # flat, C itself may move further than its loss (within 25% here).
     X, y = make_classification(4000, 20, n_informative=8, random_state=1)
     X = StandardScaler().fit_transform(X)
-    cv = list(StratifiedKFold(5).split(X, y))
+    splitter = StratifiedKFold(5)
+    cv = list(splitter.split(X, y))
     dense = HOAGLogisticRegression(cv=cv).fit(X, y)
     sparse = HOAGLogisticRegression(cv=cv).fit(sp.csr_matrix(X), y)
-    assert dense.C_ == pytest.approx(sparse.C_, rel=0.05)
+    scored = _grid_cv_losses(X, y, [dense.C_, sparse.C_], splitter)
+    assert scored[0] == pytest.approx(scored[1], rel=5e-4)
+    assert dense.C_ == pytest.approx(sparse.C_, rel=0.25)
     assert dense.cv_loss_ == pytest.approx(sparse.cv_loss_, rel=5e-4)
