@@ -176,8 +176,10 @@ def test_both_storages_give_the_same_fold_problems(
         # the validation loss reads the training loss's products of a
         # shared X (and keeps reading its own fold's after a trip to a worker)
         assert ours.outer.sibling is ours.inner and theirs.outer.sibling is None
+        assert ours.inner._shared_rows is ours.outer.model.rows
         shipped = cloudpickle.loads(cloudpickle.dumps(ours))
         assert shipped.outer.sibling is shipped.inner
+        assert shipped.inner._shared_rows is shipped.outer.model.rows
         # a shared X is not copied with a column of ones; a fold's own is
         assert ours.inner.model._with_ones is None
         assert (theirs.inner.model._with_ones is not None) == (

@@ -394,6 +394,8 @@ def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name
     # the validation rows' raw predictions kept with the gradient (only
     # those: the fold's rows, X's, are not kept beside the probabilities)
     assert inner._last_point.shared.shape[0] == rows.size
+    logistic = not getattr(loss, "constant_curvature", False)
+    assert (inner._last_point.raw is None) == logistic
     for objective_point in (w.copy(), other):
         value, grad = outer.value_and_grad(objective_point)
         expected_value, expected_grad = alone.value_and_grad(objective_point)
@@ -413,6 +415,8 @@ def test_validation_rows_of_a_shared_matrix_read_the_training_products(loss_name
     )
     with pytest.raises(ValueError, match="sibling"):
         ValidationLoss(X, y_enc[rows], loss, n_outputs, rows=rows, sibling=own_rows)
+    with pytest.raises(ValueError, match="every row"):
+        own_rows.share_rows(rows)
 
 
 def _on_the_array_api_path(monkeypatch, *objectives):

@@ -429,10 +429,11 @@ def _check_inputs(X, y, sample_weight, n_outputs, rows=None, *, positive_total=F
 
 
 def _owned(array):
-    """``array``, or a copy of it where it is a view of a larger one (a fold's
-    share of a grouped product, see :mod:`._products`): kept at a point, it
-    would keep the whole block alive."""
-    if array is not None and getattr(array, "base", None) is not None:
+    """``array``, or a copy of it where it is a view of a larger array (a
+    fold's share of a grouped product, see :mod:`._products`): kept at a
+    point, it would keep the whole block alive."""
+    base = getattr(array, "base", None)
+    if base is not None and getattr(base, "nbytes", 0) > array.nbytes:
         return array.copy()
     return array
 
@@ -447,11 +448,10 @@ class _Point(NamedTuple):
         :meth:`InnerObjective._point`).
     raw : array or None
         The raw predictions ``model.raw(w)``. None after a gradient of a loss
-        whose curvature varies (the logistic losses) on a fold's own rows:
-        the curvature products read the probabilities only, and not keeping
-        both saves an array of the fold's rows per fold (a value at ``w``
-        reads the gradient's ``data``). (The squared loss's mean is its raw
-        predictions, kept.)
+        whose curvature varies (the logistic losses): the curvature products
+        read the probabilities only, and not keeping both saves an array of
+        the fold's rows per fold (a value at ``w`` reads the gradient's
+        ``data``). (The squared loss's mean is its raw predictions, kept.)
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
@@ -493,9 +493,9 @@ class InnerObjective:
         The samples as rows of ``X``, not copied (see :class:`LinearPredictor`).
     shared : bool, default=False
         Whether ``X`` is a matrix other folds read too (with zero weights off
-        this fold's rows): no copy of it is made, and its products cover the
-        fold's validation rows too, which the fold's :class:`ValidationLoss`
-        can read (:meth:`share_rows`). Else small dense data is also kept
+        this fold's rows): no copy of it is made, and (with ``rows=None``) its
+        products cover the fold's validation rows too, which the fold's
+        :class:`ValidationLoss` can read (:meth:`share_rows`). Else small dense data is also kept
         with a column of ones for the products (``with_ones`` of
         :class:`LinearPredictor`).
 
@@ -584,23 +584,33 @@ class InnerObjective:
                 shape += (model.n_outputs,)
             dtype = xp.result_type(model.dtype, w.dtype)
             raw = xp.zeros(shape, dtype=dtype, device=model.device)
-        point = _Point(xp.asarray(w, copy=True), raw)
+        point = _Point(xp.asarray(w, copy=True), _owned(raw))
         self._last_point = point
         return point
 
     def share_rows(self, rows):
         """Keep, with each gradient, the raw predictions at rows ``rows`` of
         the shared matrix, for the validation loss on them (whose ``sibling``
-        this objective is; see :meth:`shared_raw`).
+        this objective is; see :meth:`shared_raw`). A call replaces the rows
+        of an earlier one.
 
         Parameters
         ----------
         rows : array of int
-            Rows of the shared matrix (``shared=True``): the validation
-            loss's own array (:meth:`shared_raw` recognizes it).
+            Rows of the shared matrix: the validation loss's own array,
+            which :meth:`shared_raw` recognizes by identity.
+
+        Raises
+        ------
+        ValueError
+            If the objective was not built on every row of a shared matrix
+            (``shared=True``, ``rows=None``).
         """
-        if not self.shared:
-            raise ValueError("Only an objective on a shared matrix shares rows.")
+        if not self.shared or self.model.rows is not None:
+            raise ValueError(
+                "share_rows needs an objective built on every row of a shared "
+                "matrix (shared=True, rows=None)."
+            )
         self._shared_rows = rows
         self._last_point = None
 
@@ -617,6 +627,7 @@ class InnerObjective:
         Returns
         -------
         array of shape (len(rows),) or (len(rows), n_outputs), or None
+            The array the point keeps: not to be modified.
         """
         last = self._last_point
         if rows is not self._shared_rows or last is None or last.shared is None:
@@ -659,8 +670,11 @@ class InnerObjective:
         xp = self.xp
         point = self._point(w)
         data = point.data  # a gradient's, taken at w
-        if data is None:  # then the raw predictions are kept
-            losses = self.loss.value(xp, self.y, point.raw)
+        if data is None:
+            raw = point.raw
+            if raw is None:  # a gradient there that did not finish
+                raw = self.model.raw(w)
+            losses = self.loss.value(xp, self.y, raw)
             data = xp.sum(_weighted(xp, self.sample_weight, losses))
         return data + self.penalty_value(w, lam)
 
@@ -680,7 +694,7 @@ class InnerObjective:
             if getattr(self.loss, "constant_curvature", False):
                 # the squared loss's mean is its raw predictions (one array),
                 # and hessp reads neither
-                kept = raw
+                kept = mean = _owned(raw)
             else:
                 # hessp at w reads the probabilities only: the raw
                 # predictions are not kept beside them, whether computed here
@@ -691,7 +705,7 @@ class InnerObjective:
                 shared = xp.take(raw, self._shared_rows, axis=0)
             # the raw predictions released (where not kept) before the
             # adjoint's arrays
-            point = point._replace(raw=_owned(kept), mean=mean, shared=shared)
+            point = point._replace(raw=kept, mean=mean, shared=shared)
             self._last_point = point
             del raw, kept
             data = xp.sum(_weighted(xp, self.sample_weight, losses))
@@ -822,10 +836,18 @@ class ValidationLoss:
     sibling : InnerObjective or None, default=None
         With ``rows``: the fold's training objective on the same shared
         matrix ``X`` (``shared=True``, every row). Its products cover these
-        rows: at the point whose gradient it took last (the solution, where
-        the hypergradient and the validation value are taken), the raw
-        predictions on them are read from it (it keeps them, see
-        :meth:`InnerObjective.share_rows`) instead of a product with ``X``.
+        rows: while its last point is one whose gradient it took (the
+        solution, where the hypergradient and the validation value are
+        taken), the raw predictions on them are read from it instead of a
+        product with ``X``. The constructor registers ``rows`` with it
+        (:meth:`InnerObjective.share_rows`, which replaces the rows of an
+        earlier validation loss).
+
+    Raises
+    ------
+    ValueError
+        If ``sibling`` is given without ``rows``, or is not an objective on
+        every row of ``X`` with the same ``fit_intercept`` and ``n_outputs``.
     """
 
     def __init__(
