@@ -475,6 +475,15 @@ class _Point(NamedTuple):
     shared: object = None
 
 
+def _at(xp, point, w):
+    """Whether ``point`` (a :class:`_Point` or None) is at ``w``'s values."""
+    return (
+        point is not None
+        and point.values.shape == w.shape
+        and bool(xp.all(point.values == w))
+    )
+
+
 class InnerObjective:
     """Regularized training loss ``G(w, lambda)`` of one fold.
 
@@ -495,9 +504,9 @@ class InnerObjective:
         Whether ``X`` is a matrix other folds read too (with zero weights off
         this fold's rows): no copy of it is made, and (with ``rows=None``) its
         products cover the fold's validation rows too, which the fold's
-        :class:`ValidationLoss` can read (:meth:`share_rows`). Else small dense data is also kept
-        with a column of ones for the products (``with_ones`` of
-        :class:`LinearPredictor`).
+        :class:`ValidationLoss` can read (:meth:`share_rows`). Else small
+        dense data is also kept with a column of ones for the products
+        (``with_ones`` of :class:`LinearPredictor`).
 
     Notes
     -----
@@ -569,11 +578,7 @@ class InnerObjective:
         """
         xp = self.xp
         last = self._last_point
-        if (
-            last is not None
-            and last.values.shape == w.shape
-            and bool(xp.all(last.values == w))
-        ):
+        if _at(xp, last, w):
             return last
         model = self.model
         if bool(xp.any(w)):
@@ -630,10 +635,7 @@ class InnerObjective:
             The array the point keeps: not to be modified.
         """
         last = self._last_point
-        if rows is not self._shared_rows or last is None or last.shared is None:
-            return None
-        xp = self.xp
-        if last.values.shape != w.shape or not bool(xp.all(last.values == w)):
+        if rows is not self._shared_rows or not _at(self.xp, last, w):
             return None
         return last.shared
 
