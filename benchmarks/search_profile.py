@@ -18,7 +18,8 @@ same 5 stratified folds for every method. For each data set of ``run.py
 
 ``--inner-solver lbfgs`` runs both searches with L-BFGS fold fits instead of
 the default Newton-CG; ``--inner-tol T`` starts their tolerance schedule at
-``T`` instead of the default.
+``T`` instead of the default. ``--datasets NAME ...`` profiles some of them
+only; ``--full`` takes run.py's full data sets instead of the quick ones.
 """
 
 import argparse
@@ -95,6 +96,9 @@ def profile(X, y, splits, timers, options):
     }
 
 
+DATASETS = ("breast_cancer", "digits", "sparse", "fashion_binary", "fashion_multiclass")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -102,6 +106,16 @@ def main():
         "--inner-solver", choices=("newton-cg", "lbfgs"), default="newton-cg"
     )
     parser.add_argument("--inner-tol", type=float, default=None)
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        choices=DATASETS,
+        help="data sets to profile (default: all)",
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="run.py's full data sets, not --quick's"
+    )
     args = parser.parse_args()
     options = {"inner_solver": args.inner_solver}
     if args.inner_tol is not None:
@@ -117,10 +131,9 @@ def main():
         + f"{'evals':>6s}{'cost':>7s}"
     )
     with threadpool_limits(1):
-        for name in ["breast_cancer", "digits", "sparse", "fashion_binary",
-                     "fashion_multiclass"]:  # fmt: skip
+        for name in args.datasets:
             try:
-                X, y, _, _ = run.DATASETS[name](True)
+                X, y, _, _ = run.DATASETS[name](not args.full)
             except OSError as error:
                 print(f"{name}: skipped ({error})")
                 continue

@@ -133,6 +133,42 @@ def test_logistic_loss_is_stable_for_large_raw():
     assert_allclose(value2[[0, 4]], [1600.0, 1600.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_binary_logistic_loss_is_precise_over_the_whole_range(dtype):
+    # log(1 + exp(raw)) and expit(raw) against a reference computed in
+    # extended precision (np.longdouble, by the textbook formulas on each
+    # side of 0), on both sides of 0, near 0 and where exp(raw) under- or
+    # overflows in the dtype
+    from skbilevel.objectives import BinaryLogisticLoss
+
+    raw = np.concatenate(
+        [np.linspace(-120.0, 120.0, 4801), [0.0, -0.0, 1e-30, -1e-30, 5e-8, -5e-8]]
+    ).astype(dtype)
+    exact = raw.astype(np.longdouble)
+    small = np.exp(-np.abs(exact))
+    log1pexp = np.maximum(exact, 0) + np.log1p(small)
+    expit_ = np.where(exact >= 0, 1 / (1 + small), small / (1 + small))
+    loss = BinaryLogisticLoss()
+    eps = np.finfo(dtype).eps
+    # y = 0: the value is log(1 + exp(raw)) itself, to a few ulps
+    zeros = np.zeros_like(raw)
+    value, grad, proba = loss.value_gradient_and_mean(np, zeros, raw)
+    assert value.dtype == grad.dtype == proba.dtype == dtype
+    # (relative precision down to the smallest normal number of the dtype)
+    tiny = float(np.finfo(dtype).smallest_normal)
+    assert_allclose(value, log1pexp.astype(np.float64), rtol=4 * eps, atol=tiny)
+    assert_allclose(proba, expit_.astype(np.float64), rtol=4 * eps, atol=tiny)
+    assert_array_equal(grad, proba)
+    assert_array_equal(loss.mean(np, raw), proba)
+    assert_array_equal(loss.value(np, zeros, raw), value)
+    # y = 1: log(1 + exp(-raw)), whose subtraction is exact to ulps of raw
+    ones = np.ones_like(raw)
+    value, grad, _ = loss.value_gradient_and_mean(np, ones, raw)
+    scale = np.maximum(np.abs(raw), 1).astype(np.float64)
+    assert np.all(np.abs(value - (log1pexp - exact)) <= 4 * eps * scale)
+    assert_allclose(grad, (expit_ - 1).astype(np.float64), rtol=0, atol=2 * eps)
+
+
 def test_penalty_maps_and_validation():
     assert L2Penalty.per_feature(4, 3).group_map.tolist() == list(
         np.repeat(range(4), 3)

