@@ -638,6 +638,32 @@ def test_the_bracket_asks_retry_tol_of_its_first_point_only():
     assert rest and all("retry_tol" not in options for options in rest)
 
 
+def test_loosened_bracket_points_solve_their_linear_systems_as_loosely():
+    # the linear tolerance follows the inner one's loosening (capped at
+    # LINEAR_LOOSEN times LINEAR_CAP); points at the schedule's own tolerance
+    # keep LINEAR_CAP
+    from skbilevel.outer._bracket import FIRST_LOOSEN, LOOSEN
+    from skbilevel.outer.hoag import LINEAR_CAP, LINEAR_LOOSEN, LINEAR_SLACK
+
+    problem = _RecordedProblem(make_problem("cg"))
+    hoag(problem, [HIGH], bounds=(LOW, HIGH), bracket=5, tol_start=1e-4)
+    loosened = {
+        FIRST_LOOSEN: LINEAR_CAP * min(FIRST_LOOSEN, LINEAR_LOOSEN),
+        LOOSEN: LINEAR_CAP * LOOSEN,
+        1.0: LINEAR_CAP,
+    }
+    seen = set()
+    for options in problem.options:
+        factor = round(options["inner_tol"] / 1e-4, 9)
+        if factor in loosened:  # a bracket point (gradient steps: tighter)
+            seen.add(factor)
+            assert options["linear_tol"] == pytest.approx(loosened[factor])
+        # never looser than the slack allows
+        assert options["linear_tol"] <= LINEAR_SLACK * options["inner_tol"]
+    assert {FIRST_LOOSEN, LOOSEN} <= seen
+    assert LINEAR_CAP * min(FIRST_LOOSEN, LINEAR_LOOSEN) == pytest.approx(0.1)
+
+
 def test_the_secant_prediction_projects_several_penalties_on_the_last_step():
     # two groups of penalties: a new step orthogonal to the last one gives
     # tau = 0 (the last solution, no product); along it, a prediction
