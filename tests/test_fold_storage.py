@@ -406,6 +406,63 @@ def test_bilevel_search_is_the_same_in_both_storages(
     )
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("problem", ["binary", "multinomial"])
+def test_points_are_scored_from_the_predictions_the_search_kept(
+    problem, sparse, fit_intercept, view_everything, monkeypatch
+):
+    # On shared rows the search keeps each point's validation predictions
+    # (its training objectives computed them with the solution's gradient):
+    # cv_results_ are those of the fold models' own predictions, to
+    # round-off, and scoring takes no product with X. (Weighted scoring goes
+    # through the fold models; the squared loss's folds are solved directly,
+    # without the objective's products, and scored by theirs.)
+    from skbilevel.model_selection import _scoring
+    from skbilevel.search._service import GradientSearch
+
+    X, y, *_ = make_data(problem, 120, 6, 4, sparse=sparse)
+    estimator = LogisticRegression(fit_intercept=fit_intercept)
+    space, metrics = {"C": (1e-3, 1e3)}, ["neg_log_loss", "accuracy"]
+    view_everything(True)
+    kept = GradientSearch.kept_predictions
+    found = []
+
+    def recorded(search, indices):
+        result = kept(search, indices)
+        found.append(result is not None)
+        return result
+
+    def search():
+        return BilevelSearchCV(
+            estimator,
+            space,
+            cv=3,
+            scoring=metrics,
+            refit=metrics[1],  # may polish another point than the loss's best
+        ).fit(X, y)
+
+    def no_product(*args):
+        raise AssertionError("scored through a product with X")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GradientSearch, "kept_predictions", recorded)
+        patch.setattr(_scoring, "_shared_products", no_product)
+        ours = search()
+    assert found and all(found)
+    with monkeypatch.context() as patch:
+        patch.setattr(GradientSearch, "kept_predictions", lambda *args: None)
+        theirs = search()
+    assert len(ours.cv_results_["params"]) == len(theirs.cv_results_["params"])
+    for key in metrics:
+        for split in range(3):
+            column = f"split{split}_test_{key}"
+            assert_allclose(
+                ours.cv_results_[column], theirs.cv_results_[column], rtol=1e-11
+            )
+    assert ours.best_index_ == theirs.best_index_
+
+
 def test_many_penalties_search_reads_the_shared_rows(view_everything):
     X, y, *_ = make_data("binary", 150, 6, 8)
     searches = []

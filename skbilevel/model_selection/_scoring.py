@@ -272,6 +272,11 @@ class FoldModels:
         offset = self.encoding.context.get("offset", 0.0)
         if hasattr(self.search, "predictions"):  # the closed form has them
             return [fold + offset for fold in self.search.predictions(indices)]
+        # the iterative search's own, where it kept them at every point
+        kept = getattr(self.search, "kept_predictions", None)
+        found = None if kept is None else kept(indices)
+        if found is not None:
+            return [fold + offset for fold in found]
         kept = [self.search.solutions(index) for index in indices]
         per_fold = [
             [np.reshape(point[k][0], (point[k][0].shape[0], -1)) for point in kept]

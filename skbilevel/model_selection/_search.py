@@ -639,6 +639,11 @@ class BilevelSearchCV(BaseSearchCV):
         params = table.results["params"][best]
         self.best_fold_estimators_ = fold_models.models(params, best)
         del self._result
+        # every row is scored: the search's kept validation predictions go
+        # before the refit's arrays come
+        release = getattr(search, "release_predictions", None)
+        if release is not None:
+            release()
         # not on the GPU (the engine's solve would run on a float64 host copy)
         # nor with penalty_groups (a single-value point refits as without)
         warm = (
