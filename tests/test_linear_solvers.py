@@ -660,3 +660,29 @@ def test_invalid_shine_refine_extension_raises(params):
     name = next(iter(params))
     with pytest.raises(ValueError, match=name):
         ShineRefineSolver(**params)
+
+
+def test_conjugate_gradient_reports_each_step_along_the_last_direction():
+    # from x0 = 0 the solution is the sum of alpha_k p_k over the directions
+    # p_k in the order they were multiplied: any linear image of it is the
+    # same sum of the directions' images
+    from skbilevel.hypergrad._krylov import preconditioned_cg
+
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((12, 12))
+    A = M @ M.T + 12 * np.eye(12)
+    L = rng.standard_normal((5, 12))
+    b = rng.standard_normal(12)
+    directions, alphas = [], []
+
+    def matvec(p):
+        directions.append(p)
+        return A @ p
+
+    result = preconditioned_cg(
+        np, matvec, b, tol=1e-6, max_iter=50, on_step=alphas.append
+    )
+    assert len(alphas) == len(directions) == result.n_matvec > 2
+    assert_allclose(sum(a * p for a, p in zip(alphas, directions)), result.solution)
+    image = sum(a * (L @ p) for a, p in zip(alphas, directions))
+    assert_allclose(image, L @ result.solution, rtol=1e-12)

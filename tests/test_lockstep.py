@@ -285,3 +285,55 @@ def test_hoag_chooses_the_same_C_in_lockstep(grouped, view_everything, monkeypat
         assert bool(grouped.sizes) == lockstep
     assert_allclose(models[0].C_, models[1].C_, rtol=1e-6)
     assert_allclose(models[0].coef_, models[1].coef_, rtol=1e-6, atol=1e-9)
+
+
+def test_a_round_serves_one_kind_of_product():
+    # the kind more folds ask for; a tie goes to the fold that waited
+    # longest (then forward); the folds a step out of phase wait a round
+    from skbilevel.outer._lockstep import _one_kind
+
+    asks = {0: ("forward", 0), 1: ("adjoint", 1), 2: ("forward", 2)}
+    assert set(_one_kind(asks, dict.fromkeys(asks, 0))) == {0, 2}
+    tie = {0: ("forward", 0), 1: ("adjoint", 1)}
+    assert set(_one_kind(tie, {0: 0, 1: 0})) == {0}
+    assert set(_one_kind(tie, {0: 0, 1: 1})) == {1}
+    assert set(_one_kind({3: ("adjoint", 3)}, {3: 0})) == {3}
+
+
+def test_folds_out_of_phase_are_served_in_rounds_of_one_kind(grouped, monkeypatch):
+    # a fold asking for another kind of product than the others waits a
+    # round: no round passes over the matrix twice, every product is served
+    # and each fold's results are its own
+    X = np.random.default_rng(0).standard_normal((40, 6))
+    source = X
+    lockstep = Lockstep(source)
+    kinds = []
+    serve = lockstep._serve
+
+    def recorded(asks):
+        kinds.append({kind for kind, _ in asks.values()})
+        return serve(asks)
+
+    monkeypatch.setattr(lockstep, "_serve", recorded)
+    v = np.ones(6)
+
+    def task(pattern):
+        def run():
+            out = []
+            for kind in pattern:
+                if kind == "F":
+                    out.append(forward(source, v))
+                else:
+                    out.append(adjoint(source, source.T, np.ones(40)))
+            return out
+
+        return run
+
+    patterns = ["FAFA", "FAAFA", "AFAF", "FFAA"]
+    results = lockstep.run([task(p) for p in patterns])
+    assert all(len(kind) == 1 for kind in kinds)
+    for pattern, out in zip(patterns, results):
+        assert len(out) == len(pattern)
+        for kind, got in zip(pattern, out):
+            want = X @ v if kind == "F" else X.T @ np.ones(40)
+            assert_allclose(got, want, rtol=1e-12)

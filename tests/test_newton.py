@@ -438,3 +438,65 @@ def test_xtol_near_a_zero_solution_ends_with_the_gradient_test():
     assert measured.n_fun <= 2 * plain.n_fun
     # at the gradient test's precision (the gradient is a * x)
     assert np.linalg.norm(a * measured.x) <= 1e-4 * np.linalg.norm(a * x0)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_tracked_trial_points_take_no_forward_product(loss_name, sparse, monkeypatch):
+    # With the objective's tracker, each trial point's raw predictions are
+    # the last point's plus the step's, summed from its conjugate gradient's
+    # Hessian products: the solve takes a forward product per Hessian
+    # product only (and none at w = 0), reaches the same minimizer, and
+    # the raw predictions it ends with are the product's to round-off.
+    inner, _, n_hyper = make_fold(loss_name, "scalar", sparse=sparse)
+    lam = np.full(n_hyper, -0.5)
+    raw = inner.model.raw
+    calls = []
+
+    def counted(w):
+        calls.append(w)
+        return raw(w)
+
+    monkeypatch.setattr(inner.model, "raw", counted)
+    results = []
+    for tracked in (False, True):
+        calls.clear()
+        inner._last_point = None
+        result = minimize_newton_cg(
+            lambda w: inner.value_and_grad(w, lam),
+            lambda w: inner.hessp(w, lam),
+            inner.model.zeros(),
+            tol=1e-10,
+            tracker=inner.tracker(lam) if tracked else None,
+        )
+        results.append((result, len(calls)))
+    (plain, plain_calls), (tracked, tracked_calls) = results
+    assert plain.converged and tracked.converged
+    assert_allclose(tracked.x, plain.x, rtol=1e-9, atol=1e-12)
+    products = tracked.n_fun - (tracked.n_iter + 1)  # Hessian products
+    assert tracked_calls == products
+    # one forward product per trial point more (the start, w = 0, takes none)
+    assert plain_calls >= products + tracked.n_iter
+    kept = inner.raw_at(tracked.x)
+    assert kept is not None
+    assert_allclose(kept, raw(tracked.x), rtol=1e-12, atol=1e-12 * np.abs(kept).max())
+
+
+def test_single_precision_products_leave_the_trial_points_to_products(monkeypatch):
+    # products in single precision are not exact enough to stand for the
+    # raw predictions: the tracker hands none, and each trial point takes
+    # its product
+    from skbilevel.objectives import linear
+
+    monkeypatch.setattr(linear, "SINGLE_MIN_SIZE", 0)
+    monkeypatch.setattr(linear, "SINGLE_MAX_ERROR", np.inf)
+    inner, _, n_hyper = make_fold("multinomial", "scalar")
+    lam = np.zeros(n_hyper)
+    pairs = inner.tracker(lam, single=True).matvec(inner.model.zeros())
+    v = np.random.default_rng(0).standard_normal(inner.n_params)
+    product, image = pairs(v)
+    assert image is None
+    assert_allclose(product, inner.hessp(inner.model.zeros(), lam)(v), rtol=1e-3)
+    # double precision: the image is the direction's raw predictions
+    product, image = inner.tracker(lam).matvec(inner.model.zeros())(v)
+    assert_allclose(image, inner.model.raw(v), rtol=1e-14)

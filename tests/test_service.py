@@ -313,7 +313,17 @@ def test_both_inner_solvers_find_the_same_point(data):
     assert newton.value == pytest.approx(_exact(data, newton.lam).value, rel=1e-7)
 
 
-def test_newton_solves_hand_shine_their_conjugate_directions(data):
+def test_newton_solves_hand_shine_their_conjugate_directions(data, monkeypatch):
+    from skbilevel.outer import _fold_eval
+
+    handed = []
+    hypergradient = _fold_eval.hypergradient
+
+    def recorded(*args, memory=None, **kwargs):
+        handed.append(memory)
+        return hypergradient(*args, memory=memory, **kwargs)
+
+    monkeypatch.setattr(_fold_eval, "hypergradient", recorded)
     problem = CrossValidatedProblem(
         _folds(data),
         get_linear_solver("shine"),
@@ -322,13 +332,16 @@ def test_newton_solves_hand_shine_their_conjugate_directions(data):
     )
     lam = np.array([0.0])
     problem.evaluate(lam, inner_tol=1e-6)
-    for fold, state in zip(problem.folds, problem.states):
-        assert 1 <= len(state.memory) <= 4
+    assert len(handed) == len(problem.folds)
+    for fold, state, memory in zip(problem.folds, problem.states, handed):
+        assert 1 <= len(memory) <= 4
         # pairs (p, H p) of the Hessian at the last Newton step's start, next
         # to the solution
         hessian = fold.inner.hessp(state.w, lam)
-        for s, y in zip(state.memory.s, state.memory.y):
+        for s, y in zip(memory.s, memory.y):
             assert_allclose(y, hessian(s), rtol=0.1, atol=1e-8 * np.linalg.norm(y))
+        # served, they are not kept: the next solve makes its own
+        assert len(state.memory) == 0
 
 
 def test_unknown_inner_solver_is_refused(data):

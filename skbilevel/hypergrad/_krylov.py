@@ -64,6 +64,7 @@ def preconditioned_cg(
     done=None,
     extend=None,
     extra_iter=0,
+    on_step=None,
 ):
     """Solve ``A x = b`` for a symmetric positive (semi-)definite ``A``.
 
@@ -102,6 +103,12 @@ def preconditioned_cg(
         estimate of the error that matters is still too large).
     extra_iter : int
         Iterations at most after ``max_iter`` while ``extend`` says so.
+    on_step : callable or None
+        ``alpha -> None``, called after each update ``x += alpha p`` of the
+        iterate along the direction ``p`` of the last ``matvec`` call: with
+        ``x0=None`` the solution is the sum of those steps, so a caller that
+        knows a linear image ``L p`` of each direction has ``L x`` without
+        a product with ``L`` (see :func:`~skbilevel.solvers.minimize_newton_cg`).
 
     Returns
     -------
@@ -138,6 +145,8 @@ def preconditioned_cg(
             break
         alpha = rz / pAp
         x = x + alpha * p
+        if on_step is not None:
+            on_step(alpha)
         r = r - alpha * Ap
         r_norm = to_float(norm(xp, r))
         z = r if preconditioner is None else preconditioner(r)

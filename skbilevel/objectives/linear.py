@@ -451,7 +451,9 @@ class _Point(NamedTuple):
         whose curvature varies (the logistic losses): the curvature products
         read the probabilities only, and not keeping both saves an array of
         the fold's rows per fold (a value at ``w`` reads the gradient's
-        ``data``). (The squared loss's mean is its raw predictions, kept.)
+        ``data``); kept once the objective made a :meth:`InnerObjective.tracker`
+        (a Newton step's trial point starts from them). (The squared loss's
+        mean is its raw predictions, kept.)
     mean : array or None
         The loss's mean prediction (the probabilities), once a gradient was
         taken at ``w``.
@@ -482,6 +484,42 @@ def _at(xp, point, w):
         and point.values.shape == w.shape
         and bool(xp.all(point.values == w))
     )
+
+
+class RawTracker:
+    """Raw predictions of Newton's trial points without products with ``X``.
+
+    The raw predictions are linear in ``w`` (``[X, 1] w``). A Newton step
+    ``p`` is the sum of its conjugate gradient's steps ``alpha_k p_k``, and
+    each Hessian product ``H p_k`` computes ``p_k``'s raw predictions on the
+    way: their sum with the same coefficients is ``p``'s, and a trial point
+    ``x + t p`` has ``raw(x) + t raw(p)``. The forward product of each trial
+    point (one per Newton step, and per step back of its line search) is
+    saved, at the price of keeping ``raw(x)`` and ``raw(p)`` (two arrays of
+    the fold's rows). The predictions so combined differ from the product's
+    by round-off (a few units in the last place per step).
+
+    Made by :meth:`InnerObjective.tracker`; the protocol of ``tracker`` in
+    :func:`~skbilevel.solvers.minimize_newton_cg`.
+    """
+
+    def __init__(self, inner, lam, single):
+        self.inner, self.lam, self.single = inner, lam, single
+
+    def matvec(self, x):
+        """``v -> (H v, raw(v))`` at ``x`` (``raw(v)`` None where unknown)."""
+        inner = self.inner
+        single = self.single and getattr(inner, "single_hessian", False)
+        if single:
+            return inner.hessp(x, self.lam, single=True, image=True)
+        return inner.hessp(x, self.lam, image=True)
+
+    def seed(self, trial, x, step_raw, t):
+        """Give the objective ``trial = x + t p``'s raw predictions from
+        ``x``'s (where it keeps them) and ``step_raw``, ``p``'s."""
+        base = self.inner.raw_at(x)
+        if base is not None:
+            self.inner.seed(trial, base + t * step_raw)
 
 
 class InnerObjective:
@@ -554,6 +592,10 @@ class InnerObjective:
         self._shared_rows = None  # the rows a validation loss reads from here
         self._last_point = None
         self._weight_single = None  # float32 weights of single Hessian products
+        # whether a point keeps its raw predictions with its gradient (set
+        # by tracker(): the next Newton step's trial point is computed from
+        # them)
+        self._keep_raw = False
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -580,18 +622,52 @@ class InnerObjective:
         last = self._last_point
         if _at(xp, last, w):
             return last
-        model = self.model
         if bool(xp.any(w)):
-            raw = model.raw(w)
-        else:  # X @ 0: no product (the cold start), the product's dtype
-            shape = (model.n_samples,)
-            if model.n_outputs > 1:
-                shape += (model.n_outputs,)
-            dtype = xp.result_type(model.dtype, w.dtype)
-            raw = xp.zeros(shape, dtype=dtype, device=model.device)
+            raw = self.model.raw(w)
+        else:  # X @ 0: no product (the cold start)
+            raw = self._zero_raw(w)
         point = _Point(xp.asarray(w, copy=True), _owned(raw))
         self._last_point = point
         return point
+
+    def _zero_raw(self, w):
+        """The raw predictions at ``w = 0``, in the product's dtype."""
+        xp, model = self.xp, self.model
+        shape = (model.n_samples,)
+        if model.n_outputs > 1:
+            shape += (model.n_outputs,)
+        dtype = xp.result_type(model.dtype, w.dtype)
+        return xp.zeros(shape, dtype=dtype, device=model.device)
+
+    def raw_at(self, w):
+        """The raw predictions at ``w`` where the last point has ``w``'s
+        values and keeps them (see :meth:`tracker`; at ``w = 0`` they are
+        zero), else None (no product). Not to be modified."""
+        last = self._last_point
+        if last is None or not _at(self.xp, last, w):
+            return None
+        if last.raw is None and not bool(self.xp.any(w)):
+            return self._zero_raw(w)
+        return last.raw
+
+    def seed(self, w, raw):
+        """Take ``raw`` as the raw predictions at ``w``, computed by the
+        caller without a product (a linear combination of others, see
+        :meth:`tracker`): the next value or gradient at ``w`` reads them.
+        Nothing changes where the last point is at ``w`` already."""
+        if _at(self.xp, self._last_point, w):
+            return
+        self._last_point = _Point(self.xp.asarray(w, copy=True), _owned(raw))
+
+    def tracker(self, lam, single=False):
+        """A :class:`RawTracker` of this objective at ``lam`` for
+        :func:`~skbilevel.solvers.minimize_newton_cg`: each Newton step's
+        trial points take their raw predictions from the step's conjugate
+        gradient, not from a product with ``X``. From here on the points
+        keep their raw predictions with their gradient (one array of the
+        fold's rows more)."""
+        self._keep_raw = True
+        return RawTracker(self, lam, single)
 
     def share_rows(self, rows):
         """Keep, with each gradient, the raw predictions at rows ``rows`` of
@@ -697,6 +773,9 @@ class InnerObjective:
                 # the squared loss's mean is its raw predictions (one array),
                 # and hessp reads neither
                 kept = mean = _owned(raw)
+            elif self._keep_raw:
+                # a tracked solve's next trial point starts from them
+                kept = _owned(raw)
             else:
                 # hessp at w reads the probabilities only: the raw
                 # predictions are not kept beside them, whether computed here
@@ -722,7 +801,7 @@ class InnerObjective:
             grad = xp.concat([data_grad[:n_coef] + penalty_grad, data_grad[n_coef:]])
         return point.data + penalty, grad
 
-    def hessp(self, w, lam, single=False):
+    def hessp(self, w, lam, single=False, image=False):
         """Return ``v -> d2G/dw2 @ v`` at ``(w, lam)``; per-sample curvature computed once.
 
         With ``single``, on small dense folds whose products read ``[X, 1]``,
@@ -731,6 +810,11 @@ class InnerObjective:
         curvature (it is computed both ways and returned in double
         precision); elsewhere, and where the error is larger, in double
         precision. For conjugate-gradient solves with loose tolerances only.
+
+        With ``image``, the operator returns ``(d2G/dw2 @ v, raw)``: ``raw``
+        is ``v``'s raw predictions (``model.raw(v)``, linear in ``v``), which
+        the product computes on the way, or None where the product ran in
+        single precision (not exact enough to stand for them).
         """
         xp = self.xp
         model, loss, sample_weight = self.model, self.loss, self.sample_weight
@@ -739,19 +823,23 @@ class InnerObjective:
             curvature = self._curvature(w)
         strength = self.penalty.strength(xp, lam)
 
-        def matvec(v):
+        def imaged(v):
             raw_direction = model.raw(v)
             curvature_product = loss.hessian_product(xp, curvature, raw_direction)
-            return model.adjoint(
+            product = model.adjoint(
                 _weighted(xp, sample_weight, curvature_product),
                 strength * v[: model.n_coef],
             )
+            return product, raw_direction
+
+        def matvec(v):
+            return imaged(v)[0]
 
         operand = None
         if single and model.n_samples * model.n_params >= SINGLE_MIN_SIZE:
             operand = model.single_operand()
         if operand is None:
-            return matvec
+            return imaged if image else matvec
         curvature32 = None if curvature is None else curvature.astype(np.float32)
         weight32 = None
         if sample_weight is not None:
@@ -768,7 +856,10 @@ class InnerObjective:
             out[:n_coef] += strength * v[:n_coef]
             return out
 
-        return _checked_single(matvec, single_matvec, self.curvature_floor(lam))
+        checked = _checked_single(matvec, single_matvec, self.curvature_floor(lam))
+        if image:
+            return lambda v: (checked(v), None)
+        return checked
 
     def hessian(self, w, lam):
         """Dense Hessian ``d2G/dw2``, shape (n_params, n_params). Small problems only."""

@@ -359,6 +359,9 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
         def hessp(w):
             return single_hessp(inner, w, lam, single)
 
+        # the trial points' raw predictions from the steps' products (see
+        # objectives.linear.RawTracker), where the objective offers them
+        make_tracker = getattr(inner, "tracker", None)
         result = minimize_newton_cg(
             lambda w: inner.value_and_grad(w, lam),
             hessp,
@@ -371,6 +374,7 @@ def _inner_solve(inner, outer, state, lam, lam_host, settings, moved):
             min_iter=min_iter,
             memory=given,
             memory_size=settings.memory_size if settings.newton_pairs else None,
+            tracker=None if make_tracker is None else make_tracker(lam, single),
         )
         if deferred and result.memory is given:
             result = result._replace(memory=_shift_memory(inner.xp, memory, change))
@@ -535,13 +539,18 @@ def evaluate_fold(fold, state, lam, settings):
         single=settings.single and settings.linear_tol >= SINGLE_LINEAR_TOL,
     )
     solve = fold_grad.solve
+    # Newton-CG's pairs served this hypergradient; the next solve at another
+    # lambda takes a step (min_iter) and makes its own, so they are not kept
+    # (an array of the parameters per pair and fold, beside the next
+    # evaluation's); L-BFGS's are its warm start
+    kept_memory = empty_memory() if settings.newton_pairs else state.memory
     value, corrected = float(fold_grad.value), False
     if settings.correct_values and result.converged:
         value, corrected = _corrected(xp, value, result.grad, solve)
     return FoldResult(
         value=value,
         grad=np.asarray(to_numpy(fold_grad.grad), dtype=np.float64),
-        state=state._replace(solver_state=solve.state),
+        state=state._replace(solver_state=solve.state, memory=kept_memory),
         **inner_costs,
         n_grad=solve.n_grad,
         n_hvp=solve.n_hvp,

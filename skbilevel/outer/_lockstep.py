@@ -15,8 +15,9 @@ evaluation runs in a thread of its own, but only one thread runs at a time,
 in the order of the folds: a fold runs until it asks for a product with ``X``
 (through :mod:`skbilevel.objectives._products`), then hands over to the next.
 Once every fold still running has asked, the products of the round are
-computed together (forward products in one, adjoint products in another),
-and the round starts again. The order of everything each fold computes is
+computed together: those of the kind most folds asked for (forward or
+adjoint), the others waiting for a later round (see :func:`_one_kind`), and
+the round starts again with the folds served. The order of everything each fold computes is
 the order it has alone, so the results are deterministic; they differ from
 the folds' separate solves by the round-off of the grouped products only.
 Only the products are grouped: one core runs everything, as in a sequential
@@ -102,6 +103,27 @@ class _Meeting:
         return answer
 
 
+def _one_kind(asks, waited):
+    """The asks of one kind, the round's: the kind more folds ask for (a
+    tie: the kind of the fold that has waited longest, then forward).
+
+    A round that served both kinds would pass over the matrix twice, once
+    for the folds a step out of phase with the others (a fold whose Newton
+    step ended on a product the others' did not: see
+    :class:`~skbilevel.objectives.linear.RawTracker`). Deferred by a round,
+    such a fold asks with the others in the next: its products, and so its
+    results, are the same; only its turn moves. A fold is never deferred
+    for long: the majority alternates between the kinds, and ends.
+    """
+    counts = {"forward": 0, "adjoint": 0}
+    longest = {"forward": -1, "adjoint": -1}
+    for k, (kind, _) in asks.items():
+        counts[kind] += 1
+        longest[kind] = max(longest[kind], waited[k])
+    kind = max(("forward", "adjoint"), key=lambda kind: (counts[kind], longest[kind]))
+    return {k: ask for k, ask in asks.items() if ask[0] == kind}
+
+
 def _wait(semaphore, failure):
     """Acquire ``semaphore`` whatever interrupts the wait; the first
     interruption is returned as the failure (the fold that runs stops at
@@ -177,22 +199,38 @@ class Lockstep:
         for thread in threads:
             thread.start()
         failure = None
-        live = list(range(len(tasks)))
-        while live:
-            for k in live:
+        # the folds to run this round (their answers ready), and the asks
+        # deferred to a later round with their rounds of waiting
+        ready, pending, waited = list(range(len(tasks))), {}, {}
+        while ready:
+            for k in ready:
                 meeting.resume[k].release()
                 failure = _wait(meeting.paused, failure)
-            live = [k for k in live if not meeting.done[k]]
+            for k in ready:
+                if not meeting.done[k]:
+                    pending[k] = meeting.asks.pop(k)
+                    waited[k] = 0
             if failure is None:
                 failure = next((e for e in errors if e is not None), None)
-            asks = {k: meeting.asks.pop(k) for k in live}
-            if failure is None:
-                try:
-                    meeting.answers = self._serve(asks)
-                except BaseException as error:
-                    failure = error
             if failure is not None:
-                meeting.answers = {k: _Abort() for k in asks}
+                # every fold still asking stops at its answer
+                meeting.answers = {k: _Abort() for k in pending}
+                ready, pending = sorted(pending), {}
+                continue
+            if not pending:
+                break  # every fold has ended
+            served = _one_kind(pending, waited)
+            try:
+                meeting.answers = self._serve(served)
+            except BaseException as error:
+                failure = error
+                meeting.answers = {k: _Abort() for k in pending}
+                ready, pending = sorted(pending), {}
+                continue
+            for k in pending:
+                waited[k] += 1
+            ready = sorted(served)
+            pending = {k: ask for k, ask in pending.items() if k not in served}
         for thread in threads:
             thread.join()
         if failure is not None:

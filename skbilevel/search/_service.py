@@ -520,6 +520,9 @@ def newton_refit(inner, lam, w0, *, tol, max_iter):
     (an ``LBFGSResult``).
     """
     gtol_scale, gtol_norm = gradient_test(inner, per_sample=True)
+    # the trial points' raw predictions from the steps' products (see
+    # objectives.linear.RawTracker), where the objective offers them
+    make_tracker = getattr(inner, "tracker", None)
     result = minimize_newton_cg(
         lambda w: inner.value_and_grad(w, lam),
         lambda w: inner.hessp(w, lam),
@@ -529,6 +532,7 @@ def newton_refit(inner, lam, w0, *, tol, max_iter):
         gtol_norm=gtol_norm,
         max_iter=max(max_iter, REFIT_MIN_ITER),
         xtol=min(0.1, 1e3 * float(tol)),
+        tracker=None if make_tracker is None else make_tracker(lam),
     )
     return result._replace(x=center_intercepts(inner, result.x))
 

@@ -60,6 +60,7 @@ def minimize_newton_cg(
     xtol=None,
     memory=None,
     memory_size=None,
+    tracker=None,
 ):
     """Minimize a smooth strongly convex function by Newton-CG from ``x0``.
 
@@ -117,6 +118,14 @@ def minimize_newton_cg(
         L-BFGS inverse
         built on them inverts the Hessian on that Krylov space (SHINE's
         estimate for the hypergradient system, and a warm start's memory).
+    tracker : object or None, default=None
+        A linear image ``L`` of the iterates that ``fun`` needs and the
+        Hessian products compute on the way (the raw predictions of a linear
+        model, :class:`~skbilevel.objectives.linear.RawTracker`): its
+        ``matvec(x)`` replaces ``hessp(x)`` and returns ``v -> (H v, L v)``
+        (``L v`` None where unknown), and ``seed(trial, x, L p, t)`` tells
+        ``fun``'s owner ``L (x + t p)`` before ``fun(x + t p)``, the step
+        ``p``'s image summed from its conjugate gradient's steps.
 
     Returns
     -------
@@ -171,13 +180,18 @@ def minimize_newton_cg(
             def done(r):
                 return test.largest(r) <= 0.5 * largest_entry
 
-        matvec = hessp(x)
+        on_step, image = None, None
+        if tracker is None:
+            matvec = hessp(x)
+        else:
+            matvec, on_step, image = _imaged(tracker.matvec(x))
         if memory_size:
             products = []
             matvec = _recording(matvec, products)
         direction = preconditioned_cg(
-            xp, matvec, -grad, tol=forcing, max_iter=_MAX_CG, done=done
+            xp, matvec, -grad, tol=forcing, max_iter=_MAX_CG, done=done, on_step=on_step
         )
+        step_image = None if image is None else image.total
         if memory_size and products:
             # only the last step's products make the memory (built once, at
             # the end); the others need not be held through the line search
@@ -190,11 +204,14 @@ def minimize_newton_cg(
         if not slope < 0:  # round-off: CG gave no descent direction
             step, slope = -grad, -grad_norm * grad_norm
             newton_step = False
+            step_image = None
         t, round_off_step = 1.0, False
         for _ in range(_MAX_BACKTRACK):
             # the accepted trial point itself becomes x (the objective may
             # reuse what it computed there, see InnerObjective._point)
             trial = x + t * step
+            if step_image is not None:
+                tracker.seed(trial, x, step_image, t)
             new_value, new_grad = fun(trial)
             n_fun += 1
             if float(new_value) <= value + _C1 * t * slope:
@@ -251,6 +268,37 @@ def minimize_newton_cg(
         empty_memory() if memory is None else memory,
         message,
     )
+
+
+class _Image:
+    """The linear image of a conjugate gradient's solution, summed from its
+    directions' (see ``tracker`` of :func:`minimize_newton_cg`)."""
+
+    def __init__(self):
+        self.last = self.total = None
+        self.known = True
+
+    def step(self, alpha):
+        # x += alpha p, p the last direction multiplied
+        last, self.last = self.last, None
+        if not self.known or last is None:
+            self.known, self.total = False, None
+        elif self.total is None:
+            self.total = alpha * last
+        else:
+            self.total = self.total + alpha * last
+
+
+def _imaged(pairs):
+    """``(matvec, on_step, image)``: the products of ``pairs`` (``v -> (A v,
+    L v)``), the conjugate gradient's step hook, and the image it sums."""
+    image = _Image()
+
+    def matvec(v):
+        product, image.last = pairs(v)
+        return product
+
+    return matvec, image.step, image
 
 
 def _recording(matvec, products):
