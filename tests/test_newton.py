@@ -500,3 +500,31 @@ def test_single_precision_products_leave_the_trial_points_to_products(monkeypatc
     # double precision: the image is the direction's raw predictions
     product, image = inner.tracker(lam).matvec(inner.model.zeros())(v)
     assert_allclose(image, inner.model.raw(v), rtol=1e-14)
+
+
+@pytest.mark.parametrize("loss_name", ["binary", "multinomial"])
+def test_tracked_steps_back_take_no_forward_product_either(loss_name, monkeypatch):
+    # from far away at a weak penalty the line search steps back: those
+    # trial points start from the step's start too (its raw predictions
+    # held by the tracker while the trial replaced them in the objective)
+    inner, _, n_hyper = make_fold(loss_name, "scalar", sparse=True)
+    lam = np.full(n_hyper, -4.0)
+    raw = inner.model.raw
+    calls = []
+    monkeypatch.setattr(inner.model, "raw", lambda w: calls.append(w) or raw(w))
+    x0 = 3 * np.random.default_rng(0).standard_normal(inner.n_params)
+    evaluated = []
+
+    def fun(w):
+        evaluated.append(w)
+        return inner.value_and_grad(w, lam)
+
+    result = minimize_newton_cg(
+        fun, lambda w: inner.hessp(w, lam), x0, tol=1e-10, tracker=inner.tracker(lam)
+    )
+    assert result.converged
+    trials = len(evaluated) - 1  # every fun call but the start's
+    assert trials > result.n_iter  # some steps were taken back
+    hessian_products = result.n_fun - len(evaluated)
+    # one product at the start, then the Hessian products only
+    assert len(calls) == 1 + hessian_products

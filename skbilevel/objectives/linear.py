@@ -505,9 +505,13 @@ class RawTracker:
 
     def __init__(self, inner, lam, single):
         self.inner, self.lam, self.single = inner, lam, single
+        # (x, raw(x)) of the step being line-searched: a step back starts
+        # from x again, after the trial point replaced it in the objective
+        self._base = None
 
     def matvec(self, x):
         """``v -> (H v, raw(v))`` at ``x`` (``raw(v)`` None where unknown)."""
+        self._base = None  # a new step: the last one's start is done with
         inner = self.inner
         single = self.single and getattr(inner, "single_hessian", False)
         if single:
@@ -517,7 +521,11 @@ class RawTracker:
     def seed(self, trial, x, step_raw, t):
         """Give the objective ``trial = x + t p``'s raw predictions from
         ``x``'s (where it keeps them) and ``step_raw``, ``p``'s."""
-        base = self.inner.raw_at(x)
+        if self._base is not None and self._base[0] is x:
+            base = self._base[1]
+        else:
+            base = self.inner.raw_at(x)
+            self._base = None if base is None else (x, base)
         if base is not None:
             self.inner.seed(trial, base + t * step_raw)
 
