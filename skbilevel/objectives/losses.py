@@ -72,13 +72,13 @@ def _log1pexp_parts(xp, raw):
     same precision (1e-15 relative).
     """
     small = xp.exp(-xp.abs(raw))
-    return xp.maximum(raw, 0.0) + xp.log1p(small), small
+    return xp.maximum(raw, xp.zeros_like(raw)) + xp.log1p(small), small
 
 
 def _expit(xp, raw, small):
     """``expit(raw)`` from ``small = exp(-|raw|)``: ``1 / (1 + small)`` where
     ``raw >= 0``, ``small / (1 + small)`` elsewhere (no cancellation)."""
-    return xp.where(raw >= 0, 1.0, small) / (1.0 + small)
+    return xp.where(raw >= 0, xp.ones_like(small), small) / (1.0 + small)
 
 
 def _log_softmax_parts(xp, raw):

@@ -300,7 +300,8 @@ class GradientSearch(KeptSolutions):
             record[self.param] = space.values(record["lam"])
             if self.keep_solutions:
                 self._kept.append(self._snapshot())
-                self._kept_raw.append(validation_raw(self.problem))
+                if self._kept_raw is not None:  # not released
+                    self._kept_raw.append(validation_raw(self.problem))
             return reporter.report(record)
 
         if options.verbose > 0:
@@ -395,7 +396,8 @@ class GradientSearch(KeptSolutions):
         )
         if self.keep_solutions:
             self._kept[index] = self._snapshot()
-            self._kept_raw[index] = validation_raw(self.problem)
+            if self._kept_raw is not None:  # not released
+                self._kept_raw[index] = validation_raw(self.problem)
         self.polished.add(index)
         record["value"] = evaluation.value
         record["fold_values"] = evaluation.fold_values
