@@ -36,9 +36,11 @@ __all__ = ["OuterResult", "hoag", "history_record"]
 LINEAR_SLACK = 100.0
 LINEAR_CAP = 1e-2
 # A point evaluated at a loosened inner tolerance (a coarse bracket point far
-# from the minimum, whose value and slope are only compared and followed) has
-# its linear systems solved as many times more loosely, up to LINEAR_LOOSEN
-# times LINEAR_CAP (a residual of 10%: the slope's sign and size survive it).
+# from the minimum) has its linear systems solved as many times more loosely,
+# up to LINEAR_LOOSEN times LINEAR_CAP (a residual of 10%: the slope's sign
+# and size survive it). Its slope still enters the line steps that use the
+# point as a bracket end (the cubic, the secant, the decrease test), so the
+# trade-off is the one measured here, not free.
 # Measured on benchmarks/run.py's full data (HOAGLogisticRegression, the same
 # folds, session script at 0676caf): Hessian-vector products of the bracket's
 # first two points 30 -> 20 (sparse), 61 -> 25 (digits), 36 -> 16
