@@ -512,11 +512,7 @@ class RawTracker:
     def matvec(self, x):
         """``v -> (H v, raw(v))`` at ``x`` (``raw(v)`` None where unknown)."""
         self._base = None  # a new step: the last one's start is done with
-        inner = self.inner
-        single = self.single and getattr(inner, "single_hessian", False)
-        if single:
-            return inner.hessp(x, self.lam, single=True, image=True)
-        return inner.hessp(x, self.lam, image=True)
+        return self.inner.hessp(x, self.lam, single=self.single, image=True)
 
     def seed(self, trial, x, step_raw, t):
         """Give the objective ``trial = x + t p``'s raw predictions from
