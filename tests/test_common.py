@@ -2,15 +2,28 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbilevel import HOAGLogisticRegression
+from skbilevel import HOAGLogisticRegression, KFoldRidgeCV
 
 ESTIMATORS = [
     HOAGLogisticRegression(),
     HOAGLogisticRegression(penalty_groups="features", hypergradient="cg"),
+    KFoldRidgeCV(),
+    KFoldRidgeCV(alpha_per_target=True, fit_intercept=False),
 ]
 
 
 def _expected_failed_checks(estimator):
+    if isinstance(estimator, KFoldRidgeCV):
+        # Passes or fails by chance of the data (not strict).
+        return {
+            "check_sample_weight_equivalence_on_sparse_data": (
+                "alpha is chosen by cross-validation: repeating a sample moves "
+                "copies of it into different folds, which weighting cannot "
+                "reproduce (as for RidgeCV(cv=5)); on these sparse data the folds "
+                "have fewer samples than features, and the gradient search's "
+                "alpha moves with them."
+            )
+        }
     per_fold = (
         "class_weight='balanced' is computed on each training fold, as "
         "GridSearchCV(LogisticRegression(class_weight='balanced')) computes it; the "

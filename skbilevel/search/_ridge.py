@@ -102,17 +102,12 @@ class ExactSearch:
             The search's start time (``time.perf_counter``).
         gradient_step : int
         """
+        # positional: a NamedTuple built by keyword costs more than the
+        # record's arithmetic (26 records per scalar search)
+        grad = np.asarray(grad, dtype=np.float64)
+        value = float(fold_values.sum()) / fold_values.size
         evaluation = Evaluation(
-            lam=lam,
-            value=float(fold_values.mean()),
-            grad=np.asarray(grad, dtype=np.float64),
-            fold_values=fold_values,
-            inner_iter=0,
-            n_fun=0,
-            n_hvp=0,
-            inner_converged=True,
-            residual=None,
-            time=0.0,
+            lam, value, grad, fold_values, 0, 0, 0, True, None, 0.0
         )
         record = history_record(
             evaluation,
@@ -286,10 +281,9 @@ class RidgePathSearch(ExactSearch):
         values, slopes, bends = self._evaluate(lams, second=self._batch is not None)
         scan_time = time.perf_counter() - start - setup
         stop = None
+        fold_sums = values.sum(axis=2)  # (K, n_points): each point's fold values
         for k, lam in enumerate(lams):
-            record = self._record(
-                lam, values[:, k].sum(axis=1), slopes[k], "scan", start
-            )
+            record = self._record(lam, fold_sums[:, k], slopes[k], "scan", start)
             # the setup and the scan's one product per fold, spread evenly
             record["time"] = (setup + scan_time) / len(lams)
             if reporter.report(record):
