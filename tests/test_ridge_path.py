@@ -315,7 +315,7 @@ def test_products_of_all_rows_give_each_folds_own_path(shape, fit_intercept, off
     # 5 folds: the Gram of all rows saves work from 4 folds on
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
     folds = _weighted_folds(X, Y, splits, weights, fit_intercept)
-    rows = SharedRows(X, splits, fit_intercept)
+    rows = SharedRows(X, splits, fit_intercept, min_work=0)
     assert rows.applies(folds)
     alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
     kind = "kernel" if shape[0] < shape[1] else "gram"
@@ -352,7 +352,7 @@ def test_fold_grams_are_their_own_when_weights_differ_by_fold():
         penalty=lambda p: L2Penalty.scalar(),
         fit_intercept=True,
     )
-    rows = SharedRows(X, splits, True)
+    rows = SharedRows(X, splits, True, min_work=0)
     assert rows.applies(folds)
     assert all(rows.products(k) is None for k in range(5))
 
@@ -511,7 +511,7 @@ def _fold_paths(X, Y, factorization, weights, fit_intercept, shared, **options):
     scalar = options.pop("scalar", False)
     splits = list(KFold(5, shuffle=True, random_state=0).split(X))
     folds = _weighted_folds(X, Y, splits, weights, fit_intercept, scalar=scalar)
-    rows = SharedRows(X, splits, fit_intercept) if shared else None
+    rows = SharedRows(X, splits, fit_intercept, min_work=0) if shared else None
     if rows is not None:
         assert rows.applies(folds)
     return [
@@ -632,7 +632,7 @@ def test_folds_reading_rows_in_place_give_the_copies_path(shape, factorization):
         for storage in ("copy", "view")
     }
     assert engine["view"][0].inner.model.X is X
-    rows = SharedRows(X, splits, True)
+    rows = SharedRows(X, splits, True, min_work=0)
     assert rows.applies(engine["view"])
     alphas = np.array([[0.3, 30.0], [3.0, 0.03]])
     for k, (copy, view) in enumerate(zip(engine["copy"], engine["view"])):
@@ -722,7 +722,7 @@ def test_many_disjoint_folds_keep_no_block_per_fold(n_splits):
     weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     splits = list(KFold(n_splits).split(X))
     folds = _weighted_folds(X, Y, splits, weights, True)
-    rows = SharedRows(X, splits, True)
+    rows = SharedRows(X, splits, True, min_work=0)
     assert rows.applies(folds)
     alphas = np.array([[0.3, 30.0]])
     for k, fold in enumerate(folds):

@@ -22,7 +22,7 @@ from sklearn.base import MultiOutputMixin, RegressorMixin
 from sklearn.callback import CallbackSupportMixin
 from sklearn.linear_model import Ridge
 from sklearn.linear_model._base import LinearModel
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_consistent_length, validate_data
 
 from ..model_selection._adapters import RidgeAdapter
 from ..search import (
@@ -37,6 +37,7 @@ from ..search import (
     make_search,
     materialize_folds,
 )
+from ..search._ridge_rows import normal_equations_solution
 from ..utils._sklearn_compat import _check_sample_weight, _fit_context
 
 __all__ = ["KFoldRidgeCV"]
@@ -213,15 +214,17 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
             Fitted estimator.
         """
         low, high = _check_alpha_bounds(self.alpha_bounds)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
+        # y is checked (numeric, finite, 1- or 2-d) by the adapter's target
+        # encoding below: validating it here too would take as long as X
+        X = validate_data(
+            self, X, accept_sparse=["csr", "csc", "coo"], dtype=[np.float64, np.float32]
         )
+        check_consistent_length(X, y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
@@ -232,6 +235,7 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
         )
         encoding = _ADAPTER.encode_targets(self, y)
         n_outputs = encoding.n_outputs
+        y = encoding.y  # the checked targets, less their offset
         _, splits = check_splits(
             self.cv, X, y, classifier=False, random_state=self.random_state
         )
@@ -265,13 +269,13 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
         self.alpha_ = alpha if per_target else float(alpha[0])
         if per_target:
             self.best_score_ = -self._target_errors(
-                folds, y, sample_weight, search.solutions(result.best_index), encoding
+                folds, y, sample_weight, search.solutions(result.best_index)
             )
         else:  # the search's criterion itself: the MSE averaged over targets
             self.best_score_ = -float(result.value)
         refit_ctx = root_ctx.subcontext(task_name="refit")
         refit_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
-        self._refit(X, y, sample_weight, search, result, encoding)
+        self._refit(X, X_engine, y, sample_weight, search, result, encoding)
         fitted = self._fitted_attributes
         for ctx in (refit_ctx, root_ctx):
             ctx.call_on_fit_task_end(
@@ -288,14 +292,14 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
         names = ("coef_", "intercept_", "n_features_in_", "alpha_")
         return {name: getattr(self, name) for name in names}
 
-    def _target_errors(self, folds, y, sample_weight, solutions, encoding):
+    def _target_errors(self, folds, y, sample_weight, solutions):
         """Each target's mean squared error on the validation folds at the
         fold solutions (weighted by the samples' weights), averaged over the
         folds: shape (n_targets,)."""
-        offset = encoding.context["offset"]
         errors = []
         for fold, (coef, intercept) in zip(folds, solutions):
-            predicted = np.asarray(fold.X_test @ coef) + offset
+            # the engine's solutions fit y less its offset: so do the targets
+            predicted = np.asarray(fold.X_test @ coef)
             if intercept is not None:
                 predicted = predicted + intercept
             squared = (y[fold.test] - predicted) ** 2
@@ -303,26 +307,41 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
             errors.append(np.average(squared, axis=0, weights=weight))
         return np.mean(errors, axis=0)
 
-    def _refit(self, X, y, sample_weight, search, result, encoding):
+    def _refit(self, X, X_engine, y, sample_weight, search, result, encoding):
         """``coef_`` and ``intercept_`` at ``alpha_`` on all the data: from
         the folds' shared products where the closed form kept them (the
         exact normal equations ``Ridge``'s cholesky solver solves), else
         ``Ridge(alpha=alpha_).fit``."""
         found = None
         if isinstance(search, RidgePathSearch):
-            found = search.all_rows_solution(result.best_index)
+            rows = search.rows
+            if rows is not None and not rows.worth_sharing():
+                # small dense data (the folds had their own products): the
+                # normal equations of all rows, or the kernel's
+                if X_engine.shape[0] >= X_engine.shape[1]:
+                    found = normal_equations_solution(
+                        X_engine,
+                        y.reshape(len(y), -1),
+                        sample_weight,
+                        np.broadcast_to(np.asarray(self.alpha_, float), y.size // len(y)),
+                        self.fit_intercept,
+                    )
+            else:
+                found = search.all_rows_solution(result.best_index)
             search.release_rows()
+        one_dim = encoding.context["target_ndim"] == 1
         if found is None:
+            targets = y + encoding.context["offset"]  # the checked y, to round-off
             ridge = Ridge(
                 alpha=self.alpha_, fit_intercept=self.fit_intercept, solver="auto"
-            ).fit(X, y, sample_weight=sample_weight)
+            ).fit(X, targets if one_dim else targets.reshape(len(y), -1), sample_weight)
             self.coef_, self.intercept_ = ridge.coef_, ridge.intercept_
             return
         coef, intercept = found[:2]
         # Ridge's shapes and dtypes: one target's coef_ is 1-d for a 1-d y
         coef = coef.astype(X.dtype, copy=False)
         intercept = (intercept + encoding.context["offset"]).astype(X.dtype)
-        if y.ndim == 1:
+        if one_dim:
             coef, intercept = coef[0], intercept[0]
         self.coef_ = coef
         self.intercept_ = intercept if self.fit_intercept else 0.0

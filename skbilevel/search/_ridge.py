@@ -218,7 +218,9 @@ class RidgePathSearch(ExactSearch):
         None unless ``second``): one matrix product per fold for all points.
         """
         lams = np.asarray(lams, dtype=np.float64).reshape(len(lams), -1)
-        alphas = np.broadcast_to(np.exp(lams), (len(lams), self.n_outputs))
+        alphas = np.exp(lams)
+        if alphas.shape[1] != self.n_outputs:  # one alpha for all targets
+            alphas = np.repeat(alphas, self.n_outputs, axis=1)
         if self._batch is not None:
             values, slopes, bends = self._batch.curves(alphas, second)
         else:
@@ -429,42 +431,56 @@ def minimize_curves(evaluate, lams, values, slopes, tol=_ROOT_TOL, bends=None):
     g_a = np.where(g_best > 0, slopes[index_below, columns], g_best)
     g_b = np.where(g_best > 0, g_best, slopes[index_above, columns])
     # a bracket holds a root where h' goes from negative to positive
-    bracketed = (g_a < 0) & (g_b > 0) & (b > a)
-    t, g_t, dg_t = lam, g_best, dg_best
-    scale = np.maximum(np.abs(g_a), np.abs(g_b))  # |h'| at the scan points
+    bracketed = ((g_a < 0) & (g_b > 0) & (b > a)).tolist()
+    scale = np.maximum(np.abs(g_a), np.abs(g_b)).tolist()  # |h'| at the scan points
+    # each column's search on Python floats (the evaluations serve all
+    # columns at once): numpy's calls on arrays of one element would cost
+    # more than the evaluations of a scalar search
+    a, b, g_a, g_b = a.tolist(), b.tolist(), g_a.tolist(), g_b.tolist()
+    t, g_t, dg_t = lam.tolist(), g_best.tolist(), dg_best.tolist()
+    fold_t = np.array(fold_t, dtype=np.float64)
     # Newton on h' from the best scan point, kept inside the shrinking
     # bracket (a step that leaves it, or a non-positive curvature, takes
     # the regula falsi point instead): quadratic near the root, never
     # worse than the bracket's secant.
     for _ in range(_ROOT_ITER):
-        active = bracketed & (b - a > tol)
-        if not np.any(active):
+        moving, tiny = [], []
+        for c in range(len(t)):
+            if not (bracketed[c] and b[c] - a[c] > tol):
+                continue
+            newton = t[c] - g_t[c] / (dg_t[c] if dg_t[c] > 0 else 1.0)
+            inside = dg_t[c] > 0 and a[c] < newton < b[c]
+            if inside:
+                step = newton
+                # a Newton step below the tolerance: t is the root to that
+                # precision (quadratic convergence), no evaluation to confirm
+                if abs(step - t[c]) <= tol:
+                    a[c] = b[c] = t[c]
+                    continue
+            else:
+                step = b[c] - g_b[c] * (b[c] - a[c]) / (g_b[c] - g_a[c])
+            tiny.append(abs(step - t[c]) <= tol)
+            t[c] = step
+            moving.append(c)
+        if not moving:
             break
-        newton = t - g_t / np.where(dg_t > 0, dg_t, 1.0)
-        secant = b - g_b * (b - a) / np.where(active, g_b - g_a, 1.0)
-        inside = (dg_t > 0) & (newton > a) & (newton < b)
-        step = np.where(inside, newton, secant)
-        # a Newton step below the tolerance: t is the root to that
-        # precision (quadratic convergence), no evaluation to confirm it
-        converged = active & inside & (np.abs(step - t) <= tol)
-        a, b = np.where(converged, t, a), np.where(converged, t, b)
-        active &= ~converged
-        if not np.any(active):
-            break
-        tiny = np.abs(step - t) <= tol
-        t = np.where(active, step, t)
-        new_values, new_g, new_dg = evaluate(t[None])
-        fold_t = np.where(active, new_values[:, 0], fold_t)
-        g_t = np.where(active, new_g[0], g_t)
-        dg_t = np.where(active, new_dg[0], dg_t)
-        left, right = active & (g_t < 0), active & (g_t >= 0)
-        a, g_a = np.where(left, t, a), np.where(left, g_t, g_a)
-        b, g_b = np.where(right, t, b), np.where(right, g_t, g_b)
-        # a secant step below the tolerance, or a root found to
-        # round-off, closes the bracket
-        flat = np.abs(g_t) <= 1e-12 * scale
-        done = active & (tiny | flat)
-        a, b = np.where(done, t, a), np.where(done, t, b)
+        new_values, new_g, new_dg = evaluate(np.array(t)[None])
+        new_g, new_dg = new_g[0].tolist(), new_dg[0].tolist()
+        for c, small in zip(moving, tiny):
+            if per_target:
+                fold_t[:, c] = new_values[:, 0, c]
+            else:
+                fold_t = new_values[:, 0]
+            g_t[c], dg_t[c] = new_g[c], new_dg[c]
+            if g_t[c] < 0:
+                a[c], g_a[c] = t[c], g_t[c]
+            else:
+                b[c], g_b[c] = t[c], g_t[c]
+            # a secant step below the tolerance, or a root found to
+            # round-off, closes the bracket
+            if small or abs(g_t[c]) <= 1e-12 * scale[c]:
+                a[c] = b[c] = t[c]
     # without a sign change, the best scan point (an end of the box, or
     # a flat stretch) is the minimum; t is that point there
+    t, g_t = np.array(t), np.array(g_t)
     return t, fold_t, g_t

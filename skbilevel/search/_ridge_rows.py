@@ -10,12 +10,12 @@ that of the rows a fold does not train on).
 from functools import cached_property
 
 import numpy as np
-from scipy import linalg
+from scipy.linalg import lapack
 
-from ..objectives.quadratic import centred_products
+from ..objectives.quadratic import centred_products, quadratic_moments
 from ..utils._array_api import to_numpy
 
-__all__ = ["SharedRows"]
+__all__ = ["SharedRows", "normal_equations_solution"]
 
 # The folds share the products of all rows when these cost at least this many
 # multiply-adds (``n p min(n, p)``, the Gram matrix's or the kernel's): below,
@@ -105,10 +105,14 @@ class SharedRows:
     splits : list of (ndarray, ndarray)
         Each fold's training and validation rows of ``X``.
     fit_intercept : bool
+    min_work : int, default=_SHARE_WORK
+        The folds share the products when these cost at least this many
+        multiply-adds (``n p min(n, p)``; see :meth:`worth_sharing`).
     """
 
-    def __init__(self, X, splits, fit_intercept):
+    def __init__(self, X, splits, fit_intercept, *, min_work=_SHARE_WORK):
         self.X, self.splits, self.fit_intercept = X, splits, fit_intercept
+        self.min_work = min_work
         self._folds = self._kernel = self._totals = None
         self._rests = self._blocks = self._left_out = None
         self._disjoint = False
@@ -157,7 +161,7 @@ class SharedRows:
         rows (:data:`_SHARE_WORK`); the refit's solution is offered either
         way."""
         n_samples, n_features = self.X.shape
-        return n_samples * n_features * min(n_samples, n_features) >= _SHARE_WORK
+        return n_samples * n_features * min(n_samples, n_features) >= self.min_work
 
     def products(self, index, gram_only=False):
         """The products of fold ``index`` (see :class:`_FoldPath`), or None
@@ -219,10 +223,7 @@ class SharedRows:
         weights[never], targets[never] = 0.0, 0.0
         return weights, targets
 
-    def _gram_totals(self, for_folds=True):
-        """The products of all rows (computed once), or None where rows
-        differ between folds; ``for_folds=False`` (the refit's alone) keeps
-        no blocks for the folds."""
+    def _gram_totals(self):
         if self._totals is None:
             n = self.X.shape[0]
             self._rests = []
@@ -238,16 +239,12 @@ class SharedRows:
             self._disjoint = self._left_out.max(initial=0) <= 1
             rest = 0 if self._disjoint else sum(map(len, self._rests))
             own = sum(len(train) for train, _ in self.splits)
-            data = self._row_data() if n + rest < own or not for_folds else None
-            self._totals = (
-                False if data is None else self._sums(*data, blocks=for_folds)
-            )
+            data = self._row_data() if n + rest < own else None
+            self._totals = False if data is None else self._sums(*data)
         return self._totals or None
 
-    def _sums(self, weights, targets, blocks=True):
-        """Weighted products of all the rows, centred by the column means
-        (with ``blocks``, as the sum of the folds' left-out blocks where
-        these are kept)."""
+    def _sums(self, weights, targets):
+        """Weighted products of all the rows, centred by the column means."""
         if self.fit_intercept:
             centre = self._centre
             target_centre = targets[weights > 0].mean(axis=0)
@@ -265,7 +262,7 @@ class SharedRows:
         # beyond (LeaveOneOut: n of them) one pass over all rows gives the
         # totals, and each fold computes its own block
         n_samples, n_features = self.X.shape
-        if blocks and self._disjoint and len(self._rests) * n_features <= n_samples:
+        if self._disjoint and len(self._rests) * n_features <= n_samples:
             blocks = self._rests + [np.flatnonzero(self._left_out == 0)]
             self._blocks = []
             for rows in blocks:
@@ -335,12 +332,17 @@ class SharedRows:
         """
         if self._kernel is None and self._totals is None and not self.worth_sharing():
             # small data: the folds computed their own products; those of all
-            # the rows, one pass now (the Gram matrix, or the kernel when
+            # the rows, one pass now (the normal equations, or the kernel when
             # there are more features than samples)
+            data = self._row_data()
+            if data is None:
+                return None
             if self.X.shape[0] >= self.X.shape[1]:
-                self._gram_totals(for_folds=False)
-            else:
-                self._kernel = self._all_rows_kernel()
+                found = normal_equations_solution(
+                    self.X, *data[::-1], alpha, self.fit_intercept
+                )
+                return None if found is None else found + data
+            self._kernel = self._all_rows_kernel()
         totals = self._totals if self._kernel is None else None
         if totals:
             weights, targets = totals["weights"], totals["targets"]
@@ -410,17 +412,57 @@ def _centred_system(totals, rest, fit_intercept):
     return gram, xtb
 
 
+def normal_equations_solution(X, targets, weights, alpha, fit_intercept):
+    """The ridge solution on the rows of a dense ``X`` from its normal
+    equations (one pass over ``X``: its weighted, centred Gram matrix), as
+    ``Ridge``'s cholesky solver computes it.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    targets : ndarray of shape (n_samples, n_outputs)
+    weights : ndarray of shape (n_samples,) or None
+    alpha : ndarray of shape (n_outputs,)
+    fit_intercept : bool
+
+    Returns
+    -------
+    tuple or None
+        ``(coef, intercept)`` of shapes (n_outputs, n_features) and
+        (n_outputs,); None when the system is not positive definite to
+        round-off.
+    """
+    moments = quadratic_moments(X, targets, weights, fit_intercept)
+    try:
+        coef = _penalized_solve(moments.gram, moments.moment, alpha).T
+    except np.linalg.LinAlgError:
+        return None
+    if not fit_intercept:
+        return coef, np.zeros(len(coef))
+    return coef, moments.y_mean - coef @ moments.x_mean
+
+
 def _penalized_solve(system, right, alpha):
     """``(system + alpha_t I)^{-1} right[:, t]`` for each column ``t``: one
     Cholesky factorization for a shared alpha, one eigendecomposition for
     per-column alphas. ``system`` is overwritten."""
     alpha = np.asarray(alpha, dtype=np.float64)
     if np.all(alpha == alpha[0]):
-        # in place, and cho_factor rather than solve(assume_a="pos"): no new
-        # n x n array, no condition estimate (together more than the
-        # factorization itself for a 2000 x 2000 kernel)
+        # LAPACK's Cholesky in place rather than solve(assume_a="pos"): no
+        # new n x n array, no condition estimate (together more than the
+        # factorization itself for a 2000 x 2000 kernel), and none of
+        # cho_factor's wrapping (more than the factorization of a 10 x 10
+        # system). The system is symmetric: its transpose, Fortran-ordered,
+        # is the same matrix, factored where it lies.
         system.flat[:: len(system) + 1] += alpha[0]
-        factor = linalg.cho_factor(system, overwrite_a=True, check_finite=False)
-        return linalg.cho_solve(factor, right, check_finite=False)
+        factor, info = lapack.dpotrf(system.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(
+                f"the penalized system is not positive definite (potrf info={info})"
+            )
+        solution, info = lapack.dpotrs(factor, right, lower=0)
+        if info != 0:  # pragma: no cover - argument errors only
+            raise np.linalg.LinAlgError(f"potrs failed (info={info})")
+        return solution
     d, V = np.linalg.eigh(system)
     return V @ ((V.T @ right) / (np.maximum(d, 0.0)[:, None] + alpha[None, :]))
