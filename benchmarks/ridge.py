@@ -43,7 +43,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from threadpoolctl import threadpool_limits
 
-from skbilevel import BilevelSearchCV
+from skbilevel import BilevelSearchCV, KFoldRidgeCV
 from skbilevel.model_selection import RidgeAdapter
 from skbilevel.objectives import L2Penalty
 from skbilevel.search import engine_folds, fold_weights, materialize_folds
@@ -53,15 +53,21 @@ GRID_20 = np.logspace(-4, 4, 20)
 GRID_201 = np.logspace(-4, 4, 201)
 
 
-def data_sets(quick):
-    X, y = load_diabetes(return_X_y=True)
-    yield "diabetes 442x10", X, y
-    n, p = (1000, 1500) if quick else (2000, 3000)
-    X, y = make_regression(n, p, effective_rank=200, noise=1.0, random_state=0)
-    yield f"make_regression {n}x{p} rank 200", X, y
-    n, p = (10000, 300) if quick else (50000, 500)
-    X, y = make_regression(n, p, effective_rank=100, noise=1.0, random_state=0)
-    yield f"make_regression {n}x{p} rank 100", X, y
+SETS = ("diabetes", "wide", "tall", "per-target")
+
+
+def data_sets(quick, sets=SETS):
+    if "diabetes" in sets:
+        X, y = load_diabetes(return_X_y=True)
+        yield "diabetes 442x10", X, y
+    if "wide" in sets:
+        n, p = (1000, 1500) if quick else (2000, 3000)
+        X, y = make_regression(n, p, effective_rank=200, noise=1.0, random_state=0)
+        yield f"make_regression {n}x{p} rank 200", X, y
+    if "tall" in sets:
+        n, p = (10000, 300) if quick else (50000, 500)
+        X, y = make_regression(n, p, effective_rank=100, noise=1.0, random_state=0)
+        yield f"make_regression {n}x{p} rank 100", X, y
 
 
 def cv_curve(X, y, splits, alphas):
@@ -98,9 +104,9 @@ def sklearn_cv_mse(X, y, splits, alpha):
     return -scores["test_score"].mean()
 
 
-def scalar_table(quick, repeat):
+def scalar_table(quick, repeat, sets=SETS):
     rows = []
-    for name, X, y in data_sets(quick):
+    for name, X, y in data_sets(quick, sets):
         splits = list(KFold(5).split(X))
         curve = cv_curve(X, y, splits, GRID_201)[:, 0]
         best = curve.min()
@@ -111,6 +117,7 @@ def scalar_table(quick, repeat):
                 cv=splits,
                 scoring="neg_mean_squared_error",
             ),
+            "kfold": lambda splits=splits: KFoldRidgeCV(cv=splits),
             "loo": lambda: RidgeCV(alphas=GRID_20),
             "grid": lambda splits=splits: GridSearchCV(
                 Ridge(),
@@ -125,29 +132,47 @@ def scalar_table(quick, repeat):
         alpha = first["ours"][0].best_params_["alpha"]
         makers["oracle"] = oracle_ridge(alpha, X, y, splits)
         fitted, seconds = timed_in_turns(makers, X, y, repeat, first)
-        loo, grid = fitted["loo"], fitted["grid"]
-        t_ours, t_oracle = seconds["ours"], seconds["oracle"]
-        t_loo, t_grid = seconds["loo"], seconds["grid"]
-        picks = [alpha, loo.alpha_, grid.best_params_["alpha"]]
-        ours_mse, loo_mse, grid_mse = cv_curve(X, y, splits, picks)[:, 0]
+        kfold, loo, grid = fitted["kfold"], fitted["loo"], fitted["grid"]
+        t_kfold, t_oracle, t_loo = seconds["kfold"], seconds["oracle"], seconds["loo"]
+        picks = [alpha, kfold.alpha_, loo.alpha_, grid.best_params_["alpha"]]
+        ours_mse, kfold_mse, loo_mse, grid_mse = cv_curve(X, y, splits, picks)[:, 0]
         check = sklearn_cv_mse(X, y, splits, alpha) / ours_mse - 1
         for method, t, a, mse in [
-            ("BilevelSearchCV", t_ours, alpha, ours_mse),
+            ("KFoldRidgeCV", t_kfold, kfold.alpha_, kfold_mse),
+            ("BilevelSearchCV", seconds["ours"], alpha, ours_mse),
             ("oracle", t_oracle, alpha, ours_mse),
             ("RidgeCV(20, LOO)", t_loo, loo.alpha_, loo_mse),
-            ("GridSearchCV(20)", t_grid, grid.best_params_["alpha"], grid_mse),
+            ("GridSearchCV(20)", seconds["grid"], grid.best_params_["alpha"], grid_mse),
         ]:
             rows.append(
-                (name, method, t, t / t_ours, t / t_oracle, a, 100 * (mse / best - 1))
+                (
+                    name,
+                    method,
+                    t,
+                    t / t_kfold,
+                    t / t_loo,
+                    t / t_oracle,
+                    a,
+                    100 * (mse / best - 1),
+                )
             )
         rows.append(
             (
                 name,
                 f"(closed form vs Ridge.fit: {check:+.1e})",
             )
-            + ("",) * 5
+            + ("",) * 6
         )
-    header = ("data", "method", "seconds", "x ours", "x oracle", "alpha", "gap %")
+    header = (
+        "data",
+        "method",
+        "seconds",
+        "x KFoldRidgeCV",
+        "x LOO",
+        "x oracle",
+        "alpha",
+        "gap %",
+    )
     _print(header, rows)
 
 
@@ -164,29 +189,33 @@ def per_target_table(quick, repeat):
         "ours": lambda: BilevelSearchCV(
             Ridge(), {"alpha": (low, high)}, cv=splits, scoring="neg_mean_squared_error"
         ),
+        "kfold": lambda: KFoldRidgeCV(cv=splits, alpha_per_target=True),
         "loo": lambda: RidgeCV(alphas=GRID_20, alpha_per_target=True),
     }
     first = {"ours": fit_timed(makers["ours"], X, Y)}
     ours_alphas = np.asarray(first["ours"][0].best_params_["alpha"])
     makers["oracle"] = oracle_ridge(ours_alphas, X, Y, splits)
     fitted, seconds = timed_in_turns(makers, X, Y, repeat, first)
-    loo = fitted["loo"]
-    t_ours, t_loo, t_oracle = seconds["ours"], seconds["loo"], seconds["oracle"]
+    loo, kfold = fitted["loo"], fitted["kfold"]
+    t_loo = seconds["loo"]
     curves = cv_curve(X, Y, splits, GRID_201)
     best = curves.min(axis=0)
     # each target's MSE at its own alpha: ours (the oracle's too), LOO's
-    ours_mse, loo_mse = cv_curve(X, Y, splits, np.stack([ours_alphas, loo.alpha_]))
+    ours_mse, kfold_mse, loo_mse = cv_curve(
+        X, Y, splits, np.stack([ours_alphas, kfold.alpha_, loo.alpha_])
+    )
     rows = []
     for method, t, mse in [
-        ("BilevelSearchCV (per target)", t_ours, ours_mse),
-        ("oracle", t_oracle, ours_mse),
+        ("KFoldRidgeCV (per target)", seconds["kfold"], kfold_mse),
+        ("BilevelSearchCV (per target)", seconds["ours"], ours_mse),
+        ("oracle", seconds["oracle"], ours_mse),
         ("RidgeCV(20, LOO, per target)", t_loo, loo_mse),
     ]:
         gaps = 100 * (mse / best - 1)
         rows.append(
-            (f"{n}x{p}, {q} targets", method, t, t / t_ours, gaps.max(), gaps.mean())
+            (f"{n}x{p}, {q} targets", method, t, t / t_loo, gaps.max(), gaps.mean())
         )
-    _print(("data", "method", "seconds", "x ours", "max gap %", "mean gap %"), rows)
+    _print(("data", "method", "seconds", "x LOO", "max gap %", "mean gap %"), rows)
 
 
 def _print(header, rows):
@@ -207,11 +236,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--sets", nargs="+", choices=SETS, default=list(SETS), help="tables to run"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     with threadpool_limits(1):
-        scalar_table(args.quick, args.repeat)
-        per_target_table(args.quick, args.repeat)
+        if set(args.sets) - {"per-target"}:
+            scalar_table(args.quick, args.repeat, args.sets)
+        if "per-target" in args.sets:
+            per_target_table(args.quick, args.repeat)
 
 
 if __name__ == "__main__":

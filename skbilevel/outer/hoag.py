@@ -121,7 +121,7 @@ def history_record(
         "value": evaluation.value,
         "fold_values": evaluation.fold_values.copy(),
         "grad": grad.copy(),
-        "grad_norm": float(np.linalg.norm(grad)),
+        "grad_norm": float(np.sqrt(grad @ grad)),
         "accepted": accepted,
         "step_size": step,
         "inner_tol": inner_tol,
