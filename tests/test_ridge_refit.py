@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skbilevel import BilevelSearchCV
 from skbilevel.model_selection import RidgeAdapter, _adapters
+from skbilevel.search import _ridge_rows
 
 
 @pytest.fixture
@@ -47,16 +48,27 @@ def _fitted_attributes(estimator):
     return sorted(k for k in vars(estimator) if k.endswith("_"))
 
 
+@pytest.fixture(params=["shared", "own"])
+def sharing(request, monkeypatch):
+    """The folds take their products from those of all rows ("shared": as
+    on large data) or compute their own ("own": small data, the refit's
+    products one pass over all rows)."""
+    floor = 0 if request.param == "shared" else 2**62
+    monkeypatch.setattr(_ridge_rows, "_SHARE_WORK", floor)
+    return request.param
+
+
 @pytest.mark.parametrize("n_targets", [0, 1, 3], ids=["1-D y", "(n, 1)", "3 targets"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["", "weights"])
 @pytest.mark.parametrize("fit_intercept", [True, False], ids=["intercept", "none"])
 @pytest.mark.parametrize("shape", [(120, 9), (40, 70)], ids=["gram", "kernel"])
 def test_refit_from_the_shared_products_is_ridges_fit(
-    shape, fit_intercept, weighted, n_targets, ridge_fits
+    shape, fit_intercept, weighted, n_targets, ridge_fits, sharing
 ):
-    # The refit takes no pass over the data (Ridge.fit is never called), and
-    # best_estimator_ is what Ridge(alpha=best).fit gives: the same values,
-    # shapes, types and fitted attributes.
+    # The refit takes no pass over the data when the folds shared the
+    # products of all rows, one when they had their own (small data), and
+    # never calls Ridge.fit; best_estimator_ is what Ridge(alpha=best).fit
+    # gives: the same values, shapes, types and fitted attributes.
     X, y = _data(shape, n_targets)
     weights = np.random.default_rng(1).uniform(0.2, 3.0, len(X)) if weighted else None
     search = BilevelSearchCV(
@@ -80,7 +92,7 @@ def test_refit_from_the_shared_products_is_ridges_fit(
 
 
 @pytest.mark.parametrize("shape", [(120, 9), (40, 70)], ids=["gram", "kernel"])
-def test_refit_of_one_alpha_per_target(shape, ridge_fits):
+def test_refit_of_one_alpha_per_target(shape, ridge_fits, sharing):
     rng = np.random.default_rng(0)
     X = rng.normal(size=shape) + 3.0
     # targets of very different noise levels: alphas of their own

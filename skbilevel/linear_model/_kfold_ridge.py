@@ -308,26 +308,28 @@ class KFoldRidgeCV(CallbackSupportMixin, MultiOutputMixin, RegressorMixin, Linea
         return np.mean(errors, axis=0)
 
     def _refit(self, X, X_engine, y, sample_weight, search, result, encoding):
-        """``coef_`` and ``intercept_`` at ``alpha_`` on all the data: from
-        the folds' shared products where the closed form kept them (the
-        exact normal equations ``Ridge``'s cholesky solver solves), else
-        ``Ridge(alpha=alpha_).fit``."""
+        """``coef_`` and ``intercept_`` at ``alpha_`` on all the data, as
+        ``Ridge``'s cholesky solver computes them: from the folds' shared
+        products where the closed form kept them (large dense data), else
+        from the normal equations of all rows (more samples than features),
+        else ``Ridge(alpha=alpha_).fit`` (its kernel form for dense data; for
+        sparse data with more features than samples, its iterative solver)."""
         found = None
         if isinstance(search, RidgePathSearch):
             rows = search.rows
-            if rows is not None and not rows.worth_sharing():
-                # small dense data (the folds had their own products): the
-                # normal equations of all rows, or the kernel's
-                if X_engine.shape[0] >= X_engine.shape[1]:
-                    found = normal_equations_solution(
-                        X_engine,
-                        y.reshape(len(y), -1),
-                        sample_weight,
-                        np.broadcast_to(np.asarray(self.alpha_, float), y.size // len(y)),
-                        self.fit_intercept,
-                    )
-            else:
+            if rows is not None and rows.worth_sharing():
                 found = search.all_rows_solution(result.best_index)
+            elif X_engine.shape[0] >= X_engine.shape[1]:
+                # small dense data (the folds had their own products) or
+                # sparse data: the normal equations of all rows, exactly
+                # (Ridge's own solver for sparse data is iterative)
+                found = normal_equations_solution(
+                    X_engine,
+                    y.reshape(len(y), -1),
+                    sample_weight,
+                    np.broadcast_to(np.asarray(self.alpha_, float), y.size // len(y)),
+                    self.fit_intercept,
+                )
             search.release_rows()
         one_dim = encoding.context["target_ndim"] == 1
         if found is None:

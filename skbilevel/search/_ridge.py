@@ -106,9 +106,7 @@ class ExactSearch:
         # record's arithmetic (26 records per scalar search)
         grad = np.asarray(grad, dtype=np.float64)
         value = float(fold_values.sum()) / fold_values.size
-        evaluation = Evaluation(
-            lam, value, grad, fold_values, 0, 0, 0, True, None, 0.0
-        )
+        evaluation = Evaluation(lam, value, grad, fold_values, 0, 0, 0, True, None, 0.0)
         record = history_record(
             evaluation,
             iteration=len(self.history),

@@ -105,12 +105,13 @@ class SharedRows:
     splits : list of (ndarray, ndarray)
         Each fold's training and validation rows of ``X``.
     fit_intercept : bool
-    min_work : int, default=_SHARE_WORK
+    min_work : int or None, default=None
         The folds share the products when these cost at least this many
-        multiply-adds (``n p min(n, p)``; see :meth:`worth_sharing`).
+        multiply-adds (``n p min(n, p)``; see :meth:`worth_sharing`); None:
+        :data:`_SHARE_WORK`.
     """
 
-    def __init__(self, X, splits, fit_intercept, *, min_work=_SHARE_WORK):
+    def __init__(self, X, splits, fit_intercept, *, min_work=None):
         self.X, self.splits, self.fit_intercept = X, splits, fit_intercept
         self.min_work = min_work
         self._folds = self._kernel = self._totals = None
@@ -161,7 +162,8 @@ class SharedRows:
         rows (:data:`_SHARE_WORK`); the refit's solution is offered either
         way."""
         n_samples, n_features = self.X.shape
-        return n_samples * n_features * min(n_samples, n_features) >= self.min_work
+        floor = _SHARE_WORK if self.min_work is None else self.min_work
+        return n_samples * n_features * min(n_samples, n_features) >= floor
 
     def products(self, index, gram_only=False):
         """The products of fold ``index`` (see :class:`_FoldPath`), or None
