@@ -375,6 +375,17 @@ def lanczos(system, b, alpha_low, max_steps, tol=_KRYLOV_TOL):
     return None, max_steps
 
 
+def _eigh(system):
+    """``(d, V)`` of a symmetric system (LAPACK ``syevd``, as
+    ``numpy.linalg.eigh``, called directly: the wrapping costs more than the
+    decomposition of a 10 x 10 system, five times per search on diabetes)."""
+    system = np.asarray(system, dtype=np.float64)
+    d, V, info = lapack.dsyevd(system, compute_v=1, lower=1)
+    if info != 0:
+        return np.linalg.eigh(system)  # numpy's error, or its own answer
+    return d, V
+
+
 def _below_diagonal(reduced):
     """The Householder reflectors of a lower ``sytrd`` of order m, in place.
 
@@ -508,7 +519,7 @@ class _FoldPath(FoldProblem):
                 self.rank = len(theta)
         self.factorization = factorization
         if factorization == "eigen":
-            d, self._basis = np.linalg.eigh(system)
+            d, self._basis = _eigh(system)
             self.d = np.maximum(d, 0.0)
         if factorization in ("eigen", "krylov"):
             self.C = self._basis.T @ right
